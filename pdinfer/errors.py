@@ -1,0 +1,21 @@
+"""pdinfer's exception types: every error pdinfer raises on purpose is a PdinferError."""
+
+
+class PdinferError(Exception):
+    """Base class of every error pdinfer raises on purpose."""
+
+
+class FormatError(PdinferError):
+    """A weight or golden file is malformed, truncated, corrupted or inconsistent."""
+
+
+class UnsupportedLayerError(FormatError):
+    """A weight file names a layer type or parameter value pdinfer does not implement."""
+
+
+class InputError(PdinferError, ValueError):
+    """An input image has the wrong type, dtype, shape, or holds NaN or infinity."""
+
+
+class MissingExtraError(PdinferError, ImportError):
+    """An optional dependency (an extra such as `pdinfer[image]`) is not installed."""

@@ -1,0 +1,132 @@
+"""Load a weight file into a checked graph of layers (docs/FORMAT.md, sections 2 to 4)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import FormatError, UnsupportedLayerError
+from .format import Container, is_int, parse_json, read_weights
+from .layers import LAYER_TYPES, Layer, Shape
+
+INPUT = "input"
+MAX_VALUES = 1 << 27  # the most values any layer may output for one image
+LAYER_KEYS = {"name", "type", "inputs", "params", "tensors"}
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The checked layers of a weight file, their output shapes for one image, and its metadata."""
+
+    path: str
+    layers: list[Layer]
+    shapes: dict[str, Shape]  # layer name (and "input") -> output shape with N = 1
+    input_shape: tuple[int, ...]  # (C, H, W)
+    classes: list[str]
+    data_sha256: str
+
+    @property
+    def output_shape(self) -> Shape:
+        return self.shapes[self.layers[-1].name]
+
+
+def _input_shape(text: str, where: str) -> tuple[int, ...]:
+    shape = parse_json(text, "metadata 'input_shape'", where)
+    if (not isinstance(shape, list) or len(shape) != 3 or not all(is_int(d) and d >= 1 for d in shape)
+            or int(np.prod(shape, dtype=object)) > MAX_VALUES):
+        raise FormatError(f"{where}: metadata 'input_shape' must be [C, H, W] positive integers "
+                          f"with at most {MAX_VALUES} values, got {text!r}")
+    return tuple(shape)
+
+
+def _classes(text: str, where: str) -> list[str]:
+    classes = parse_json(text, "metadata 'classes'", where)
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise FormatError(f"{where}: metadata 'classes' must be a JSON array of strings")
+    return classes
+
+
+def _build_layer(entry: Any, index: int, shapes: dict[str, Shape], container: Container,
+                 used: dict[str, str]) -> Layer:
+    """Check one layer-list entry against everything before it and return the loaded layer."""
+    where = f"{container.path}: layer {index}"
+    if not isinstance(entry, dict) or set(entry) != LAYER_KEYS:
+        raise FormatError(f"{where} must be an object with exactly the keys {sorted(LAYER_KEYS)}")
+    name, type_name, inputs = entry["name"], entry["type"], entry["inputs"]
+    params, tensor_names = entry["params"], entry["tensors"]
+    if not isinstance(name, str) or not name or name in shapes:
+        raise FormatError(f"{where}: name {name!r} is empty, reserved or used twice")
+    where = f"{container.path}: layer {name!r}"
+    if type_name not in LAYER_TYPES:
+        raise UnsupportedLayerError(f"{where}: layer type {type_name!r} is not supported "
+                                    f"(supported: {', '.join(sorted(LAYER_TYPES))})")
+    cls = LAYER_TYPES[type_name]
+    if (not isinstance(inputs, list) or len(inputs) != cls.num_inputs
+            or not all(isinstance(i, str) for i in inputs)):
+        raise FormatError(f"{where}: 'inputs' must list {cls.num_inputs} layer name(s), got {inputs!r}")
+    for i in inputs:
+        if i not in shapes:
+            raise FormatError(f"{where}: input {i!r} is not the graph input or an earlier layer")
+    if not isinstance(params, dict) or not isinstance(tensor_names, dict):
+        raise FormatError(f"{where}: 'params' and 'tensors' must be JSON objects")
+
+    layer = cls(name, inputs)
+    try:
+        layer.load_param(params)
+        expected = layer.tensor_shapes()
+    except FormatError as e:
+        raise type(e)(f"{container.path}: {e}") from None
+    if set(tensor_names) != set(expected):
+        raise FormatError(f"{where}: tensors must have the roles {sorted(expected)}, got {sorted(tensor_names)}")
+    arrays = {}
+    for role, tensor in tensor_names.items():
+        if not isinstance(tensor, str) or tensor not in container.tensors:
+            raise FormatError(f"{where}: tensor {tensor!r} for role {role!r} is not in the file")
+        if tensor in used:
+            raise FormatError(f"{where}: tensor {tensor!r} is already used by layer {used[tensor]!r}")
+        array = container.tensors[tensor]
+        if array.shape != expected[role]:
+            raise FormatError(f"{where}: tensor {tensor!r} ({role}) has shape {list(array.shape)}, "
+                              f"expected {list(expected[role])}")
+        if not np.isfinite(array).all():
+            raise FormatError(f"{where}: tensor {tensor!r} holds NaN or infinite values")
+        used[tensor] = name
+        arrays[role] = array
+    try:
+        layer.load_model(arrays)
+        shape = layer.output_shape([shapes[i] for i in inputs])
+    except FormatError as e:
+        raise type(e)(f"{container.path}: {e}") from None
+    if int(np.prod(shape, dtype=object)) > MAX_VALUES:
+        raise FormatError(f"{where}: output shape {list(shape)} exceeds {MAX_VALUES} values per image")
+    shapes[name] = shape
+    return layer
+
+
+def load_graph(path: str | os.PathLike, *, verify_checksum: bool = True) -> Graph:
+    """Read a weight file and check every layer, tensor, reference and shape in it."""
+    container, entries = read_weights(path, verify_checksum=verify_checksum)
+    where = container.path
+    input_shape = _input_shape(container.metadata["input_shape"], where)
+    classes = _classes(container.metadata["classes"], where)
+
+    shapes: dict[str, Shape] = {INPUT: (1, *input_shape)}
+    used: dict[str, str] = {}
+    layers = [_build_layer(entry, index, shapes, container, used) for index, entry in enumerate(entries)]
+
+    if list(used) != list(container.tensors):
+        unused = [t for t in container.tensors if t not in used]
+        raise FormatError(f"{where}: tensors not used by any layer: {unused}" if unused else
+                          f"{where}: tensors are not stored in the order the layers use them")
+    consumed = {i for layer in layers for i in layer.inputs}
+    dangling = [layer.name for layer in layers[:-1] if layer.name not in consumed]
+    if dangling:
+        raise FormatError(f"{where}: layers whose output nobody uses (only the last layer may be "
+                          f"the output): {dangling}")
+    n_outputs = int(np.prod(shapes[layers[-1].name][1:]))
+    if len(classes) != n_outputs:
+        raise FormatError(f"{where}: {len(classes)} class names for {n_outputs} output values")
+    return Graph(where, layers, shapes, input_shape, classes, container.data_sha256)

@@ -1,0 +1,1 @@
+"""Numba kernels: `reference` (plain loops, the numerical specification) and `fast` (NHWC)."""

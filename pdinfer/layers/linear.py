@@ -1,0 +1,40 @@
+"""Linear: y = x W^T + b on (N, in_features)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..kernels import reference
+from .base import Layer, Shape
+
+
+class Linear(Layer):
+    type = "Linear"
+    param_names = ("in_features", "out_features", "bias")
+    weight: np.ndarray  # (O, I)
+    bias: np.ndarray  # (O,), present only if has_bias
+
+    def load_param(self, params: dict[str, Any]) -> None:
+        super().load_param(params)
+        self.in_features = self.int_param(params, "in_features", high=1 << 27)
+        self.out_features = self.int_param(params, "out_features")
+        self.has_bias = self.bool_param(params, "bias")
+
+    def tensor_shapes(self) -> dict[str, Shape]:
+        shapes = {"weight": (self.out_features, self.in_features)}
+        if self.has_bias:
+            shapes["bias"] = (self.out_features,)
+        return shapes
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        shape = in_shapes[0]
+        self.expect_rank(shape, 2)
+        if shape[1] != self.in_features:
+            raise self.error(f"expects {self.in_features} input features, got shape {shape}")
+        return (shape[0], self.out_features)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        bias = self.bias if self.has_bias else np.zeros(0, np.float32)
+        return reference.linear(x, self.weight, bias, self.has_bias)

@@ -1,0 +1,152 @@
+"""The public Model: load once, call many times from any thread."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from .errors import InputError, MissingExtraError, PdinferError
+from .graph import INPUT, Graph, load_graph
+from .plan import build_plan, run_plan
+
+MAX_CHUNK = 256  # images per kernel call: bounds the memory of one call on a huge batch
+
+
+class Model:
+    """A loaded weight file. `model(x)` returns class probabilities (whatever the last layer gives)."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.path = graph.path
+        self.input_shape: tuple[int, ...] = graph.input_shape  # (C, H, W)
+        self.classes: list[str] = list(graph.classes)
+        self.output_shape: tuple[int, ...] = graph.output_shape[1:]  # per image
+        self.data_sha256 = graph.data_sha256
+        self.layer_names = [layer.name for layer in graph.layers]
+        self._plan = build_plan(graph)
+
+    def __repr__(self) -> str:
+        return (f"Model({self.path!r}, input_shape={self.input_shape}, "
+                f"classes={self.classes}, layers={len(self.layer_names)})")
+
+    def check_input(self, x: Any) -> tuple[np.ndarray, bool]:
+        """Return x as a C-contiguous float32 (N, C, H, W) array and whether it was one image."""
+        if not isinstance(x, np.ndarray):
+            raise InputError(f"input must be a numpy array, got {type(x).__name__}")
+        if x.dtype.kind != "f":
+            hint = " (scale 8-bit images to [0, 1] first)" if x.dtype.kind in "ui" else ""
+            raise InputError(f"input dtype must be floating point (float16/32/64), got {x.dtype}{hint}")
+        single = x.ndim == 3
+        expected = (*self.input_shape,)
+        if x.ndim not in (3, 4) or x.shape[-3:] != expected or (x.ndim == 4 and x.shape[0] == 0):
+            raise InputError(f"input shape must be {expected} or (N, {', '.join(map(str, expected))}) "
+                             f"with N >= 1, got {x.shape}")
+        x = np.ascontiguousarray(x, dtype=np.float32)  # also makes big-endian input native
+        if not np.isfinite(x).all():
+            raise InputError("input holds NaN or infinite values")
+        return (x[None] if single else x), single
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Run on (C, H, W) or (N, C, H, W) float input; returns (*output,) or (N, *output) float32."""
+        batch, single = self.check_input(x)
+        outs = [run_plan(self._plan, batch[i:i + MAX_CHUNK]) for i in range(0, len(batch), MAX_CHUNK)]
+        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        return out[0] if single else out
+
+    def trace(self, x: np.ndarray) -> "OrderedDict[str, np.ndarray]":
+        """Every layer's output (NCHW, the file's layer names and order) from the reference kernels.
+
+        BatchNorm is not folded and nothing is fused: this is the specification the fast path and
+        the Java port are checked against. The weights are re-read from the file, which must not
+        have changed since load.
+        """
+        batch, _ = self.check_input(x)
+        graph = load_graph(self.path)
+        if graph.data_sha256 != self.data_sha256:
+            raise PdinferError(f"{self.path}: the file changed since it was loaded")
+        values: OrderedDict[str, np.ndarray] = OrderedDict([(INPUT, batch)])
+        for layer in graph.layers:
+            values[layer.name] = layer.forward(*(values[i] for i in layer.inputs))
+        del values[INPUT]
+        return values
+
+
+def load(path: Union[str, os.PathLike]) -> Model:
+    """Load and check a .pdw weight file (docs/FORMAT.md)."""
+    return Model(load_graph(path))
+
+
+_cache_lock = threading.Lock()
+_cache: "OrderedDict[tuple, Model]" = OrderedDict()
+CACHE_SIZE = 16
+
+
+def _cached_load(path: Union[str, os.PathLike]) -> Model:
+    """load(), remembered by (real path, size, mtime) for the last CACHE_SIZE files."""
+    try:
+        real = os.path.realpath(path)
+        stat = os.stat(real)
+    except OSError as e:
+        raise PdinferError(f"{path}: cannot read weight file: {e.strerror}") from None
+    key = (real, stat.st_size, stat.st_mtime_ns)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    model = load(real)
+    with _cache_lock:
+        _cache[key] = model
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return model
+
+
+def read_image(path: Union[str, os.PathLike], channels: int = 0) -> np.ndarray:
+    """Read a .npy array as stored, or a PNG as float32 (C, H, W) in [0, 1] (needs Pillow).
+
+    PNG: 8-bit values / 255, 16-bit / 65535; with `channels` 1 a colour PNG becomes grayscale
+    (Pillow's "L" conversion), with 3 a grayscale one is repeated; alpha is dropped.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if suffix == ".png":
+            try:
+                from PIL import Image
+            except ImportError:
+                raise MissingExtraError("reading PNG files needs Pillow: pip install 'pdinfer[image]'") from None
+            with Image.open(path) as image:
+                image.load()
+                if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    pixels = np.asarray(image, dtype=np.float32) / np.float32(65535)
+                else:
+                    mode = {1: "L", 3: "RGB"}.get(channels, "L" if image.mode in ("L", "LA", "1") else "RGB")
+                    if image.mode != mode:
+                        image = image.convert(mode)
+                    pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
+            return pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    except PdinferError:
+        raise
+    except Exception as e:  # numpy and Pillow raise many types for a bad file
+        raise InputError(f"{path}: cannot read image: {e}") from None
+    raise InputError(f"{path}: unsupported image file type {suffix!r} (use .npy or .png)")
+
+
+def run(weights: Union[str, os.PathLike, Model], image: Union[str, os.PathLike, np.ndarray]) -> np.ndarray:
+    """Diagnose `image` with `weights` (a path, cached after the first load, or a Model).
+
+    image: a path to .npy/.png, an (H, W) array for a one-channel model, (C, H, W), or (N, C, H, W).
+    Returns the class probabilities: (classes,) for one image, (N, classes) for a batch.
+    """
+    model = weights if isinstance(weights, Model) else _cached_load(weights)
+    if isinstance(image, (str, os.PathLike)):
+        image = read_image(image, model.input_shape[0])
+    if isinstance(image, np.ndarray) and image.ndim == 2 and model.input_shape[0] == 1:
+        image = image[None]
+    return model(image)

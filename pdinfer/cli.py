@@ -11,6 +11,8 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from .errors import PdinferError
+from .format import FORMAT_VERSION
+from .graph import load_graph
 from .model import Model, load, read_image
 
 IMAGE_SUFFIXES = (".png", ".npy")
@@ -67,6 +69,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_info(args: argparse.Namespace) -> int:
+    graph = load_graph(args.weights)
+    rows = [("layer", "type", "inputs", "output", "MACs", "params")]
+    total_macs = 0
+    for layer in graph.layers:
+        shape = graph.shapes[layer.name]
+        macs = layer.macs(shape)
+        total_macs += macs
+        rows.append((layer.name, layer.type, ",".join(layer.inputs), "x".join(map(str, shape[1:])),
+                     f"{macs:,}", layer.describe()))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
+    n_params = sum(int(np.prod(a.shape)) for layer in graph.layers
+                   for a in vars(layer).values() if isinstance(a, np.ndarray))
+    print(f"\nfile:       {graph.path} ({Path(graph.path).stat().st_size:,} bytes, format v{FORMAT_VERSION})")
+    print(f"input:      {'x'.join(map(str, graph.input_shape))} (C x H x W)")
+    print(f"layers:     {len(graph.layers)}, parameters: {n_params:,}, MACs per image: {total_macs:,}")
+    print(f"classes:    {', '.join(graph.classes)}")
+    return 0
+
+
+def cmd_warmup(args: argparse.Namespace) -> int:
+    from .warmup import warmup
+    print(f"kernels compiled or loaded from the cache in {warmup():.1f} s")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pdinfer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -75,6 +105,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("inputs", nargs="+", help=".png/.npy files or directories of them")
     run.add_argument("--json", action="store_true", help="one JSON object per input")
     run.set_defaults(handler=cmd_run)
+    info = commands.add_parser("info", help="describe a weight file: layers, shapes, MACs, classes")
+    info.add_argument("weights", help="a .pdw weight file")
+    info.set_defaults(handler=cmd_info)
+    warm = commands.add_parser("warmup", help="compile every kernel now (cached on disk for later runs)")
+    warm.set_defaults(handler=cmd_warmup)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

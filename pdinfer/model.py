@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Union
 
@@ -15,6 +16,29 @@ from .graph import INPUT, Graph, load_graph
 from .plan import build_plan, run_plan
 
 MAX_CHUNK = 256  # images per kernel call: bounds the memory of one call on a huge batch
+
+_threads = 1
+_pool: "ThreadPoolExecutor | None" = None
+_pool_lock = threading.Lock()
+
+
+def set_num_threads(n: int) -> None:
+    """Use up to n threads per call, each taking a slice of the batch (default 1).
+
+    Kernels release the GIL, so the slices run in parallel; one image always runs on one thread.
+    """
+    global _threads, _pool
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"number of threads must be an integer >= 1, got {n!r}")
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _threads, _pool = n, (ThreadPoolExecutor(n, thread_name_prefix="pdinfer") if n > 1 else None)
+
+
+def get_num_threads() -> int:
+    """The number of threads one call may use (see set_num_threads)."""
+    return _threads
 
 
 class Model:
@@ -46,6 +70,8 @@ class Model:
             raise InputError(f"input shape must be {expected} or (N, {', '.join(map(str, expected))}) "
                              f"with N >= 1, got {x.shape}")
         x = np.ascontiguousarray(x, dtype=np.float32)  # also makes big-endian input native
+        if not x.flags.writeable:  # kernels are compiled for writable arrays only
+            x = x.copy()
         if not np.isfinite(x).all():
             raise InputError("input holds NaN or infinite values")
         return (x[None] if single else x), single
@@ -53,7 +79,14 @@ class Model:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run on (C, H, W) or (N, C, H, W) float input; returns (*output,) or (N, *output) float32."""
         batch, single = self.check_input(x)
-        outs = [run_plan(self._plan, batch[i:i + MAX_CHUNK]) for i in range(0, len(batch), MAX_CHUNK)]
+        pool = _pool
+        slices = max(1, min(len(batch), _threads if pool else 1))
+        step = min(MAX_CHUNK, -(-len(batch) // slices))
+        chunks = [batch[i:i + step] for i in range(0, len(batch), step)]
+        if pool is not None and len(chunks) > 1:
+            outs = list(pool.map(lambda chunk: run_plan(self._plan, chunk), chunks))
+        else:
+            outs = [run_plan(self._plan, chunk) for chunk in chunks]
         out = outs[0] if len(outs) == 1 else np.concatenate(outs)
         return out[0] if single else out
 

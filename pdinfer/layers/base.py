@@ -31,6 +31,7 @@ class Layer:
     def __init__(self, name: str, inputs: list[str]) -> None:
         self.name = name
         self.inputs = inputs
+        self.params: dict[str, Any] = {}
 
     # -- read parameters -------------------------------------------------------------------
     def load_param(self, params: dict[str, Any]) -> None:
@@ -41,6 +42,7 @@ class Layer:
             raise self.error(f"params must be exactly {list(self.param_names)}"
                              + (f"; missing {missing}" if missing else "")
                              + (f"; unknown {extra}" if extra else ""))
+        self.params = dict(params)
 
     def tensor_shapes(self) -> dict[str, Shape]:
         """The tensors this layer takes, role -> expected shape (known once params are read)."""
@@ -56,6 +58,10 @@ class Layer:
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
         """The output shape for these input shapes, or a FormatError if they don't fit."""
         return in_shapes[0]
+
+    def macs(self, out_shape: Shape) -> int:
+        """Multiply-adds to compute an output of this shape (0 for layers without weights)."""
+        return 0
 
     def forward(self, *xs: np.ndarray) -> np.ndarray:
         """Reference forward pass: plain kernels, PyTorch semantics, NCHW float32."""
@@ -110,8 +116,8 @@ class Layer:
             raise self.error(f"{what} must have {rank} dimensions, got shape {shape}")
 
     def describe(self) -> str:
-        """Parameters as `key=value` text, for error messages and `pdinfer info`."""
-        return ", ".join(f"{k}={getattr(self, k)}" for k in self.param_names if hasattr(self, k))
+        """The parameters as the file gives them, `key=value` text for `pdinfer info`."""
+        return ", ".join(f"{k}={v}" for k, v in self.params.items())
 
 
 def window_output_size(size: int, begin: int, end: int, kernel: int, stride: int, dilation: int,

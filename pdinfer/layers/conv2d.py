@@ -49,6 +49,9 @@ class Conv2d(Layer):
             raise self.error(f"input {shape[2]}x{shape[3]} is smaller than the dilated kernel")
         return (shape[0], self.out_channels, out_h, out_w)
 
+    def macs(self, out_shape: Shape) -> int:
+        return int(np.prod(out_shape)) * (self.in_channels // self.groups) * self.kernel_size[0] * self.kernel_size[1]
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         _, _, out_h, out_w = self.output_shape([x.shape])
         bias = self.bias if self.has_bias else np.zeros(0, np.float32)

@@ -35,6 +35,9 @@ class Linear(Layer):
             raise self.error(f"expects {self.in_features} input features, got shape {shape}")
         return (shape[0], self.out_features)
 
+    def macs(self, out_shape: Shape) -> int:
+        return int(np.prod(out_shape)) * self.in_features
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         bias = self.bias if self.has_bias else np.zeros(0, np.float32)
         return reference.linear(x, self.weight, bias, self.has_bias)

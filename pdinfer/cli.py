@@ -97,6 +97,16 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_golden(args: argparse.Namespace) -> int:
+    from .golden import find_torch_tracer, write_golden
+    tracer, torch_version, why_not = (None, None, "--no-torch") if args.no_torch else find_torch_tracer(args.weights)
+    path = write_golden(args.weights, args.out, count=args.count, seed=args.seed,
+                        torch_tracer=tracer, torch_version=torch_version)
+    print(f"wrote {path} (reference outputs" + (f" and torch {torch_version} outputs)" if tracer else
+                                                f" only; no torch outputs: {why_not})"))
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="pdinfer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +120,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     info.set_defaults(handler=cmd_info)
     warm = commands.add_parser("warmup", help="compile every kernel now (cached on disk for later runs)")
     warm.set_defaults(handler=cmd_warmup)
+    golden = commands.add_parser("golden", help="write a golden bundle: inputs and every layer's output")
+    golden.add_argument("weights", help="a .pdw weight file")
+    golden.add_argument("--out", required=True, help="directory for WEIGHTS-STEM.golden.pdw")
+    golden.add_argument("--count", type=int, default=2, help="seeded random inputs (default 2)")
+    golden.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    golden.add_argument("--no-torch", action="store_true", help="reference outputs only")
+    golden.set_defaults(handler=cmd_golden)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -40,6 +41,13 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of the range of a double")
+    return value
+
+
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
@@ -50,21 +58,24 @@ def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _depth(value: Any) -> int:
-    """Nesting depth of a parsed JSON value (a scalar is 0)."""
+    """Nesting depth of a parsed JSON value: a scalar is 0, `[]` is 1, `[[]]` is 2."""
     depth, level = 0, [value]
-    while level:
+    while True:
+        level = [v for v in level if isinstance(v, (dict, list))]
+        if not level:
+            return depth
         depth += 1
-        level = [c for v in level if isinstance(v, (dict, list))
-                 for c in (v.values() if isinstance(v, dict) else v)]
-    return depth - 1
+        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v)]
 
 
 def parse_json(text: str | bytes, what: str, where: str) -> Any:
-    """Parse strict JSON (no duplicate keys, no NaN/Infinity, bounded depth) or raise FormatError."""
+    """Parse strict JSON (no duplicate keys, no NaN/Infinity, bounded depth, Unicode strings) or
+    raise FormatError."""
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_reject_constant)
+        value = json.loads(text, object_pairs_hook=_unique_object, parse_constant=_reject_constant,
+                           parse_float=_finite_float)
     except UnicodeDecodeError as e:
         raise FormatError(f"{where}: {what} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
     except RecursionError:
@@ -73,6 +84,10 @@ def parse_json(text: str | bytes, what: str, where: str) -> Any:
         raise FormatError(f"{where}: {what} is not valid JSON: {e}") from None
     if _depth(value) > MAX_JSON_DEPTH:
         raise FormatError(f"{where}: {what} is nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # json.loads turns an escaped lone surrogate ("\ud800") into one
+        raise FormatError(f"{where}: {what} escapes a lone UTF-16 surrogate, which is not Unicode text") from None
     return value
 
 
@@ -127,9 +142,10 @@ def read_container(path: str | os.PathLike, *, verify_checksum: bool = True) -> 
     if len(raw) != file_size - 8:
         raise FormatError(f"{where}: file changed size while being read")
 
-    header = parse_json(raw[:header_len].rstrip(b" "), "header", where)
-    if not isinstance(header, dict):
-        raise FormatError(f"{where}: header is not a JSON object")
+    header_text = raw[:header_len].rstrip(b" ")
+    if not (header_text.startswith(b"{") and header_text.endswith(b"}")):
+        raise FormatError(f"{where}: header is not a JSON object followed only by spaces")
+    header = parse_json(header_text, "header", where)
     data = memoryview(raw)[header_len:]
     data_size = len(data)
 

@@ -1,0 +1,457 @@
+"""How each supported torch module, function and method maps to a FORMAT.md layer.
+
+A handler takes the fx node's arguments, bound like the torch call they record, and returns a
+`LayerSpec`, an fx node whose value it returns unchanged (`nn.Identity`), or None for a node
+that makes no layer of its own (a size feeding a flatten, the `x.mean(3)` of
+`x.mean(3).mean(2)`). It raises `Unsupported` with the reason when the call has no layer.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.fx import Node
+
+
+class Unsupported(Exception):
+    """The node cannot be written as a FORMAT.md layer; the message says why."""
+
+
+@dataclass
+class LayerSpec:
+    """A layer before it is named: FORMAT.md type, input nodes, params, tensors by role."""
+
+    type: str
+    inputs: list[Any]
+    params: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MeanChain:
+    """Means taken so far of a 4-D `source`: per remaining axis, (original axis, was reduced)."""
+
+    source: Node
+    axes: tuple[tuple[int, bool], ...]
+
+
+@dataclass
+class Context:
+    """What handlers share: means over part of H and W, and the nodes holding sizes."""
+
+    partial_means: dict[Node, MeanChain] = field(default_factory=dict)
+    size_values: set[Node] = field(default_factory=set)
+
+    @staticmethod
+    def shape(value: Any) -> tuple[int, ...]:
+        """The shape ShapeProp recorded for a tensor node (batch of 2)."""
+        meta = value.meta.get("tensor_meta") if isinstance(value, Node) else None
+        if not hasattr(meta, "shape"):
+            raise Unsupported(f"operand {value!r} is not a tensor")
+        return tuple(meta.shape)
+
+
+Handler = Callable[..., "LayerSpec | Node | None"]
+
+
+# ---------------------------------------------------------------------------- shared builders
+
+def _pair(value: Any, what: str) -> list[int]:
+    if isinstance(value, (tuple, list)) and len(value) in (1, 2):
+        pair = [value[0], value[-1]]
+    else:
+        pair = [value, value]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise Unsupported(f"{what}={value!r}")
+    return pair
+
+
+def _symmetric_padding(padding: Any) -> list[int]:
+    ph, pw = _pair(padding, "padding")
+    return [ph, pw, ph, pw]
+
+
+def _present(**tensors: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    return {role: t for role, t in tensors.items() if t is not None}
+
+
+def _relu6(x: Node, min_val: float, max_val: float) -> LayerSpec:
+    if (min_val, max_val) != (0, 6):
+        raise Unsupported(f"hardtanh({min_val}, {max_val}); only (0, 6), i.e. ReLU6")
+    return LayerSpec("ReLU6", [x])
+
+
+def _leaky_relu(x: Node, negative_slope: float) -> LayerSpec:
+    return LayerSpec("LeakyReLU", [x], {"negative_slope": float(negative_slope)})
+
+
+def _softmax(ctx: Context, x: Node, dim: int | None) -> LayerSpec:
+    rank = len(ctx.shape(x))
+    if dim is None:  # PyTorch's implicit choice for softmax(dim=None)
+        dim = 0 if rank in (0, 1, 3) else 1
+    if dim < 0:
+        dim += rank
+    if dim != 1:
+        raise Unsupported(f"softmax over dim {dim} of a rank-{rank} tensor; only dim 1")
+    return LayerSpec("Softmax", [x], {"dim": 1})
+
+
+def _max_pool(x: Node, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+              ceil_mode: bool, return_indices: bool) -> LayerSpec:
+    if return_indices:
+        raise Unsupported("return_indices=True")
+    kernel = _pair(kernel_size, "kernel_size")
+    return LayerSpec("MaxPool2d", [x], {
+        "kernel_size": kernel, "stride": _pair(stride, "stride") if stride else kernel,
+        "padding": _symmetric_padding(padding), "dilation": _pair(dilation, "dilation"),
+        "ceil_mode": bool(ceil_mode)})
+
+
+def _avg_pool(x: Node, kernel_size: Any, stride: Any, padding: Any, ceil_mode: bool,
+              count_include_pad: bool, divisor_override: int | None) -> LayerSpec:
+    kernel = _pair(kernel_size, "kernel_size")
+    return LayerSpec("AvgPool2d", [x], {
+        "kernel_size": kernel, "stride": _pair(stride, "stride") if stride else kernel,
+        "padding": _symmetric_padding(padding), "ceil_mode": bool(ceil_mode),
+        "count_include_pad": bool(count_include_pad), "divisor_override": divisor_override or 0})
+
+
+def _adaptive_avg_pool(ctx: Context, x: Node, output_size: Any) -> LayerSpec:
+    if output_size not in (1, (1, 1), [1, 1]) or len(ctx.shape(x)) != 4:
+        raise Unsupported(f"adaptive average pool to {output_size!r}; only to 1 (a global mean)")
+    return LayerSpec("GlobalAvgPool", [x], {"keepdim": True})
+
+
+def _global_mean(ctx: Context, node: Node, chain: MeanChain, dim: Any, keepdim: bool) -> LayerSpec | None:
+    """Apply one mean to the chain; a layer once H and W are both reduced, else remember it."""
+    rank = len(chain.axes)
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    if not dims or not all(isinstance(d, int) and -rank <= d < rank for d in dims):
+        raise Unsupported(f"mean over dim={dim!r}")
+    picked = {d % rank for d in dims}
+    if any(chain.axes[i][0] < 2 for i in picked):
+        raise Unsupported("mean over the batch or channel dimension; only over H and W")
+    axes = tuple((axis, reduced or i in picked) for i, (axis, reduced) in enumerate(chain.axes)
+                 if keepdim or i not in picked)
+    if axes == ((0, False), (1, False)):
+        return LayerSpec("GlobalAvgPool", [chain.source], {"keepdim": False})
+    if axes == ((0, False), (1, False), (2, True), (3, True)):
+        return LayerSpec("GlobalAvgPool", [chain.source], {"keepdim": True})
+    ctx.partial_means[node] = MeanChain(chain.source, axes)
+    return None
+
+
+def _flatten(ctx: Context, node: Node, x: Node) -> LayerSpec:
+    batch, *rest = ctx.shape(x)
+    out = ctx.shape(node)
+    if out != (batch, math.prod(rest)):
+        raise Unsupported(f"reshapes {ctx.shape(x)} to {out} (batch of 2); only a flatten to "
+                          "(N, features) is supported")
+    return LayerSpec("Flatten", [x])
+
+
+def _is_int(value: Any, *allowed: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value in allowed
+
+
+def _is_batch_size(value: Any) -> bool:
+    """True for `t.size(0)`, `t.size()[0]` or `t.shape[0]` (every supported tensor is batch-first)."""
+    if not isinstance(value, Node):
+        return False
+    if value.op == "call_method" and value.target == "size":
+        return _is_int(value.args[1] if len(value.args) > 1 else value.kwargs.get("dim"), 0)
+    whole = value.args[0] if value.args else None
+    if value.target is operator.getitem and isinstance(whole, Node) and _is_int(value.args[1], 0):
+        whole_size = (whole.op == "call_method" and whole.target == "size"
+                      and len(whole.args) == 1 and not whole.kwargs)
+        return whole_size or (whole.target is getattr and whole.args[1] == "shape")
+    return False
+
+
+def _flatten_view(ctx: Context, node: Node, x: Node, shape: tuple[Any, ...]) -> LayerSpec:
+    features = math.prod(ctx.shape(x)[1:])
+    if not (len(shape) == 2 and (_is_int(shape[0], -1) or _is_batch_size(shape[0]))
+            and _is_int(shape[1], -1, features)
+            and not (_is_int(shape[0], -1) and _is_int(shape[1], -1))):
+        raise Unsupported(f"view/reshape to {shape}; only (-1, features), (n, -1) with "
+                          "n = x.size(0) or x.shape[0] flatten")
+    return _flatten(ctx, node, x)
+
+
+def _size_value(ctx: Context, node: Node) -> None:
+    for user in node.users:
+        if not (user.op == "call_method" and user.target in ("view", "reshape")
+                or user.target in (torch.reshape, operator.getitem)):
+            raise Unsupported(f"a size used by '{user.name}'; only a view/reshape may use one")
+    ctx.size_values.add(node)
+
+
+def _dropout(x: Node, p: float) -> LayerSpec:
+    if not 0 <= p < 1:
+        raise Unsupported(f"dropout p={p}; the format takes p in [0, 1)")
+    return LayerSpec("Dropout", [x], {"p": float(p)})
+
+
+def _conv_padding(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int]) -> list[int]:
+    """[top, left, bottom, right]; 'same' as PyTorch pads it (the odd pixel at the end)."""
+    if padding == "valid":
+        return [0, 0, 0, 0]
+    if padding == "same":
+        total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return [total[0] // 2, total[1] // 2, total[0] - total[0] // 2, total[1] - total[1] // 2]
+    return _symmetric_padding(padding)
+
+
+# ---------------------------------------------------------------------------- modules
+
+def _conv2d(ctx: Context, node: Node, x: Node, m: nn.Conv2d) -> LayerSpec:
+    if m.padding_mode != "zeros":
+        raise Unsupported(f"padding_mode={m.padding_mode!r}; only 'zeros'")
+    return LayerSpec("Conv2d", [x], {
+        "in_channels": m.in_channels, "out_channels": m.out_channels,
+        "kernel_size": list(m.kernel_size), "stride": list(m.stride),
+        "padding": _conv_padding(m.padding, m.kernel_size, m.dilation),
+        "dilation": list(m.dilation), "groups": m.groups, "bias": m.bias is not None,
+    }, _present(weight=m.weight, bias=m.bias))
+
+
+def _batchnorm2d(ctx: Context, node: Node, x: Node, m: nn.BatchNorm2d) -> LayerSpec:
+    if m.running_mean is None or m.running_var is None:
+        raise Unsupported("track_running_stats=False (normalises with batch statistics)")
+    n = m.num_features
+    return LayerSpec("BatchNorm2d", [x], {"num_features": n, "eps": float(m.eps)}, {
+        "weight": m.weight if m.affine else torch.ones(n),
+        "bias": m.bias if m.affine else torch.zeros(n),
+        "running_mean": m.running_mean, "running_var": m.running_var})
+
+
+def _linear(ctx: Context, node: Node, x: Node, m: nn.Linear) -> LayerSpec:
+    if len(ctx.shape(x)) != 2:
+        raise Unsupported(f"Linear on shape {ctx.shape(x)}; only on (N, features)")
+    return LayerSpec("Linear", [x], {
+        "in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None,
+    }, _present(weight=m.weight, bias=m.bias))
+
+
+MODULES: dict[type[nn.Module], Handler] = {
+    nn.Conv2d: _conv2d,
+    nn.BatchNorm2d: _batchnorm2d,
+    nn.Linear: _linear,
+    nn.ReLU: lambda ctx, node, x, m: LayerSpec("ReLU", [x]),
+    nn.ReLU6: lambda ctx, node, x, m: _relu6(x, m.min_val, m.max_val),
+    nn.Hardtanh: lambda ctx, node, x, m: _relu6(x, m.min_val, m.max_val),
+    nn.LeakyReLU: lambda ctx, node, x, m: _leaky_relu(x, m.negative_slope),
+    nn.Sigmoid: lambda ctx, node, x, m: LayerSpec("Sigmoid", [x]),
+    nn.Softmax: lambda ctx, node, x, m: _softmax(ctx, x, m.dim),
+    nn.MaxPool2d: lambda ctx, node, x, m: _max_pool(
+        x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices),
+    nn.AvgPool2d: lambda ctx, node, x, m: _avg_pool(
+        x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override),
+    nn.AdaptiveAvgPool2d: lambda ctx, node, x, m: _adaptive_avg_pool(ctx, x, m.output_size),
+    nn.Flatten: lambda ctx, node, x, m: _flatten(ctx, node, x),
+    nn.Dropout: lambda ctx, node, x, m: _dropout(x, m.p),
+    nn.Identity: lambda ctx, node, x, m: x,
+}
+
+
+# ---------------------------------------------------------------------------- functions and methods
+# Each signature after (ctx, node) is the torch call's own, so fx's args bind as torch binds them.
+
+def _relu(ctx, node, input, inplace=False):
+    return LayerSpec("ReLU", [input])
+
+
+def _f_leaky_relu(ctx, node, input, negative_slope=0.01, inplace=False):
+    return _leaky_relu(input, negative_slope)
+
+
+def _f_relu6(ctx, node, input, inplace=False):
+    return LayerSpec("ReLU6", [input])
+
+
+def _f_hardtanh(ctx, node, input, min_val=-1.0, max_val=1.0, inplace=False):
+    return _relu6(input, min_val, max_val)
+
+
+def _sigmoid(ctx, node, input):
+    return LayerSpec("Sigmoid", [input])
+
+
+def _f_softmax(ctx, node, input, dim=None, _stacklevel=3, dtype=None):
+    if dtype is not None:
+        raise Unsupported(f"softmax with dtype={dtype}")
+    return _softmax(ctx, input, dim)
+
+
+def _f_max_pool2d(ctx, node, input, kernel_size, stride=None, padding=0, dilation=1,
+                  ceil_mode=False, return_indices=False):
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def _f_avg_pool2d(ctx, node, input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                  count_include_pad=True, divisor_override=None):
+    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def _f_adaptive_avg_pool2d(ctx, node, input, output_size):
+    return _adaptive_avg_pool(ctx, input, output_size)
+
+
+def _mean(ctx, node, input, dim=None, keepdim=False, *, dtype=None):
+    if dim is None or dtype is not None:
+        raise Unsupported("mean over every dimension or with a dtype; only over H and W")
+    chain = ctx.partial_means.get(input)
+    if chain is None:
+        if len(ctx.shape(input)) != 4:
+            raise Unsupported(f"mean of shape {ctx.shape(input)}; only over H and W of (N, C, H, W)")
+        chain = MeanChain(input, tuple((axis, False) for axis in range(4)))
+    return _global_mean(ctx, node, chain, dim, keepdim)
+
+
+def _flatten_call(ctx, node, input, start_dim=0, end_dim=-1):
+    return _flatten(ctx, node, input)
+
+
+def _view(ctx, node, input, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return _flatten_view(ctx, node, input, shape)
+
+
+def _torch_reshape(ctx, node, input, shape):
+    return _flatten_view(ctx, node, input, tuple(shape))
+
+
+def _f_dropout(ctx, node, input, p=0.5, training=True, inplace=False):
+    if training:
+        raise Unsupported("F.dropout with training=True drops at inference too; "
+                          "pass training=self.training")
+    return _dropout(input, p)
+
+
+def _add(ctx, node, input, other, *, alpha=1):
+    if alpha != 1:
+        raise Unsupported(f"add with alpha={alpha}")
+    a, b = ctx.shape(input), ctx.shape(other)
+    if a != b:
+        raise Unsupported(f"add of shapes {a} and {b}; only of two same-shape tensors")
+    return LayerSpec("Add", [input, other])
+
+
+def _size(ctx, node, input, dim=None):
+    return _size_value(ctx, node)
+
+
+def _getattr(ctx, node, obj, name):
+    if name != "shape":
+        raise Unsupported(f"attribute {name!r} of a tensor")
+    return _size_value(ctx, node)
+
+
+def _getitem(ctx, node, obj, index):
+    if obj not in ctx.size_values:
+        raise Unsupported("indexing or slicing; only a size may be indexed")
+    return _size_value(ctx, node)
+
+
+FUNCTIONS: dict[Any, Handler] = {
+    F.relu: _relu, torch.relu: _relu, torch.relu_: _relu,
+    F.leaky_relu: _f_leaky_relu, F.leaky_relu_: _f_leaky_relu,
+    F.relu6: _f_relu6,
+    F.hardtanh: _f_hardtanh, F.hardtanh_: _f_hardtanh,
+    torch.sigmoid: _sigmoid,
+    F.softmax: _f_softmax, torch.softmax: _f_softmax,
+    F.max_pool2d: _f_max_pool2d, torch.max_pool2d: _f_max_pool2d,
+    F.avg_pool2d: _f_avg_pool2d,
+    F.adaptive_avg_pool2d: _f_adaptive_avg_pool2d,
+    torch.mean: _mean,
+    torch.flatten: _flatten_call, torch.reshape: _torch_reshape,
+    F.dropout: _f_dropout,
+    operator.add: _add, operator.iadd: _add, torch.add: _add,
+    getattr: _getattr, operator.getitem: _getitem,
+}
+
+METHODS: dict[str, Handler] = {
+    "relu": _relu, "relu_": _relu, "sigmoid": _sigmoid, "sigmoid_": _sigmoid,
+    "softmax": _f_softmax, "mean": _mean, "flatten": _flatten_call,
+    "view": _view, "reshape": _view, "add": _add, "add_": _add, "size": _size,
+}
+
+_INPLACE_FUNCTIONS = {torch.relu_, F.leaky_relu_, F.hardtanh_, operator.iadd}
+_VIEW_MODULES = (nn.Identity, nn.Dropout, nn.Flatten)
+_VIEW_FUNCTIONS = {F.dropout, torch.flatten, torch.reshape}
+_VIEW_METHODS = {"view", "reshape", "flatten"}
+
+
+# ---------------------------------------------------------------------------- dispatch
+
+def _function_handler(node: Node) -> Handler | None:
+    return METHODS.get(node.target) if node.op == "call_method" else FUNCTIONS.get(node.target)
+
+
+def _bind(handler: Handler, ctx: Context | None, node: Node) -> inspect.BoundArguments:
+    try:
+        bound = inspect.signature(handler).bind(ctx, node, *node.args, **node.kwargs)
+    except TypeError as e:
+        raise Unsupported(f"arguments not understood ({e})") from None
+    bound.apply_defaults()
+    return bound
+
+
+def _module_input(node: Node) -> Any:
+    values = [*node.args, *node.kwargs.values()]
+    if len(values) != 1:
+        raise Unsupported(f"module called with {len(values)} arguments; only with one tensor")
+    return values[0]
+
+
+def convert(ctx: Context, node: Node, modules: dict[str, nn.Module]) -> LayerSpec | Node | None:
+    """Map one call node (call_module, call_function or call_method); raises `Unsupported`."""
+    if node.op == "call_module":
+        module = modules[node.target]
+        handler = MODULES.get(type(module))
+        if handler is None:
+            raise Unsupported("not supported")
+        return handler(ctx, node, _module_input(node), module)
+    handler = _function_handler(node)
+    if handler is None:
+        raise Unsupported("not supported")
+    bound = _bind(handler, ctx, node)
+    return handler(*bound.args, **bound.kwargs)
+
+
+def mutated_input(node: Node, modules: dict[str, nn.Module]) -> Node | None:
+    """The tensor this node changes in place (and returns), if any."""
+    first = node.args[0] if node.args else None
+    if node.op == "call_module":
+        inplace = getattr(modules[node.target], "inplace", False) is True
+    elif node.op == "call_method":
+        inplace = node.target.endswith("_") and not node.target.endswith("__")
+    elif node.op == "call_function":
+        handler = _function_handler(node)
+        inplace = node.target in _INPLACE_FUNCTIONS
+        if not inplace and handler is not None:
+            try:
+                inplace = _bind(handler, None, node).arguments.get("inplace") is True
+            except Unsupported:
+                inplace = False
+    else:
+        inplace = False
+    return first if inplace and isinstance(first, Node) else None
+
+
+def returned_input(node: Node, modules: dict[str, nn.Module]) -> Node | None:
+    """The input whose tensor (itself or a view of it) this node returns, if any."""
+    first = node.args[0] if node.args and isinstance(node.args[0], Node) else None
+    if (node.op == "call_module" and isinstance(modules[node.target], _VIEW_MODULES)
+            or node.op == "call_function" and node.target in _VIEW_FUNCTIONS
+            or node.op == "call_method" and node.target in _VIEW_METHODS):
+        return first
+    return mutated_input(node, modules)

@@ -1,0 +1,270 @@
+package pdinfer;
+
+import java.io.IOException;
+import java.math.BigInteger;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.CharBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Comparator;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The .pdw container (docs/FORMAT.md, sections 1 and 4): string metadata and float32 tensors.
+ *
+ * Every rule pdinfer.format.read_container checks is checked here. The file is memory-mapped
+ * read-only; `tensor(name)` copies one tensor out of the mapping when asked.
+ */
+public final class Container {
+    public static final int HEADER_ALIGN = 64;
+    public static final long MAX_HEADER_BYTES = 16L << 20;
+    public static final int MAX_TENSOR_RANK = 4;
+
+    public final String path;
+    public final Map<String, String> metadata;
+    public final String dataSha256;
+    private final ByteBuffer data; // the data section, little-endian
+    private final Map<String, Span> spans; // tensor name -> where it lies, in data order
+
+    private record Span(String name, long begin, long end, int[] shape) {
+    }
+
+    private Container(String path, Map<String, String> metadata, String dataSha256, ByteBuffer data,
+                      Map<String, Span> spans) {
+        this.path = path;
+        this.metadata = metadata;
+        this.dataSha256 = dataSha256;
+        this.data = data;
+        this.spans = spans;
+    }
+
+    /** Tensor names in data order. */
+    public List<String> names() {
+        return new ArrayList<>(spans.keySet());
+    }
+
+    public boolean has(String name) {
+        return spans.containsKey(name);
+    }
+
+    public int[] shape(String name) {
+        return span(name).shape.clone();
+    }
+
+    /** A copy of one tensor's values. */
+    public Tensor tensor(String name) {
+        Span span = span(name);
+        float[] values = new float[(int) ((span.end - span.begin) / 4)];
+        data.slice((int) span.begin, (int) (span.end - span.begin)).order(ByteOrder.LITTLE_ENDIAN)
+                .asFloatBuffer().get(values);
+        return new Tensor(span.shape, values);
+    }
+
+    private Span span(String name) {
+        Span span = spans.get(name);
+        if (span == null) {
+            throw new FormatException(path + ": no tensor named '" + name + "'");
+        }
+        return span;
+    }
+
+    /** Read and check a container file; verifies the declared data_sha256 when asked. */
+    public static Container read(Path file, boolean verifyChecksum) {
+        String where = file.toString();
+        ByteBuffer mapped;
+        long fileSize;
+        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
+            fileSize = channel.size();
+            if (fileSize < 8) {
+                throw new FormatException(where + ": file is " + fileSize + " bytes, too short for a header length");
+            }
+            if (fileSize > Integer.MAX_VALUE) {
+                throw new FormatException(where + ": file is " + fileSize + " bytes; this reader maps at most "
+                        + Integer.MAX_VALUE);
+            }
+            mapped = channel.map(FileChannel.MapMode.READ_ONLY, 0, fileSize).order(ByteOrder.LITTLE_ENDIAN);
+        } catch (IOException e) {
+            throw new FormatException(where + ": cannot read file: " + e.getMessage());
+        }
+        long headerLength = mapped.getLong(0); // unsigned: a "negative" value is >= 2^63
+        if (headerLength < 0 || headerLength > MAX_HEADER_BYTES) {
+            throw new FormatException(where + ": header length " + Long.toUnsignedString(headerLength)
+                    + " exceeds the " + MAX_HEADER_BYTES + "-byte limit");
+        }
+        if (8 + headerLength > fileSize) {
+            throw new FormatException(where + ": header length " + headerLength + " runs past the end of the "
+                    + fileSize + "-byte file (truncated?)");
+        }
+        if ((8 + headerLength) % HEADER_ALIGN != 0) {
+            throw new FormatException(where + ": data section starts at byte " + (8 + headerLength)
+                    + ", not a multiple of " + HEADER_ALIGN);
+        }
+        int headerEnd = (int) (8 + headerLength);
+        byte[] headerBytes = new byte[(int) headerLength];
+        mapped.get(8, headerBytes);
+        int jsonLength = headerBytes.length;
+        while (jsonLength > 0 && headerBytes[jsonLength - 1] == ' ') {
+            jsonLength--;
+        }
+        if (jsonLength < 2 || headerBytes[0] != '{' || headerBytes[jsonLength - 1] != '}') {
+            throw new FormatException(where + ": header is not a JSON object followed only by spaces");
+        }
+        Object parsed = Json.parse(decodeUtf8(headerBytes, jsonLength, where), "header", where);
+        Map<String, Object> header = new LinkedHashMap<>(asMap(parsed));
+        ByteBuffer data = mapped.slice(headerEnd, (int) (fileSize - headerEnd)).order(ByteOrder.LITTLE_ENDIAN);
+        long dataSize = data.capacity();
+
+        Object meta = header.remove("__metadata__");
+        Map<String, String> metadata = new LinkedHashMap<>();
+        if (!(meta instanceof Map)) {
+            throw new FormatException(where + ": __metadata__ is missing or holds non-string values");
+        }
+        for (Map.Entry<String, Object> e : asMap(meta).entrySet()) {
+            if (!(e.getValue() instanceof String)) {
+                throw new FormatException(where + ": __metadata__ is missing or holds non-string values");
+            }
+            metadata.put(e.getKey(), (String) e.getValue());
+        }
+
+        List<Span> sorted = new ArrayList<>();
+        for (Map.Entry<String, Object> e : header.entrySet()) {
+            sorted.add(tensorEntry(e.getKey(), e.getValue(), dataSize, where));
+        }
+        sorted.sort(Comparator.comparingLong(Span::begin).thenComparingLong(Span::end).thenComparing(Span::name));
+        Map<String, Span> spans = new LinkedHashMap<>();
+        long expectedBegin = 0;
+        for (Span span : sorted) {
+            if (span.begin != expectedBegin) {
+                String kind = span.begin < expectedBegin ? "overlaps the previous tensor" : "leaves a gap before it";
+                throw new FormatException(where + ": tensor '" + span.name + "' at byte " + span.begin + " " + kind
+                        + " (expected it at byte " + expectedBegin + ")");
+            }
+            spans.put(span.name, span);
+            expectedBegin = span.end;
+        }
+        if (expectedBegin != dataSize) {
+            throw new FormatException(where + ": " + (dataSize - expectedBegin) + " bytes after the last tensor "
+                    + "(tensors cover " + expectedBegin + " of " + dataSize + " data bytes)");
+        }
+
+        String digest = sha256(data.duplicate());
+        String declared = metadata.get("data_sha256");
+        if (verifyChecksum && declared != null && !declared.equals(digest)) {
+            throw new FormatException(where + ": data checksum mismatch: the file says " + declared
+                    + ", the data hashes to " + digest + " (corrupted data section)");
+        }
+        return new Container(where, Collections.unmodifiableMap(metadata), digest, data,
+                Collections.unmodifiableMap(spans));
+    }
+
+    private static Span tensorEntry(String name, Object value, long dataSize, String where) {
+        String prefix = where + ": tensor '" + name + "'";
+        if (!(value instanceof Map) || !asMap(value).keySet().equals(java.util.Set.of("dtype", "shape", "data_offsets"))) {
+            throw new FormatException(prefix + " must have exactly dtype, shape and data_offsets");
+        }
+        Map<String, Object> entry = asMap(value);
+        if (!"F32".equals(entry.get("dtype"))) {
+            throw new FormatException(prefix + " has dtype " + entry.get("dtype") + "; only 'F32' is supported");
+        }
+        Object shapeValue = entry.get("shape");
+        if (!(shapeValue instanceof List) || ((List<?>) shapeValue).isEmpty()
+                || ((List<?>) shapeValue).size() > MAX_TENSOR_RANK) {
+            throw new FormatException(prefix + " has invalid shape " + shapeValue + " (1 to " + MAX_TENSOR_RANK
+                    + " dimensions, each >= 1)");
+        }
+        List<?> dims = (List<?>) shapeValue;
+        BigInteger bytes = BigInteger.valueOf(4);
+        for (Object d : dims) {
+            if (!(d instanceof Long || d instanceof BigInteger) || signum(d) < 1) {
+                throw new FormatException(prefix + " has invalid shape " + shapeValue + " (1 to "
+                        + MAX_TENSOR_RANK + " dimensions, each >= 1)");
+            }
+            bytes = bytes.multiply(d instanceof Long ? BigInteger.valueOf((Long) d) : (BigInteger) d);
+        }
+        Object offsetsValue = entry.get("data_offsets");
+        if (!(offsetsValue instanceof List) || ((List<?>) offsetsValue).size() != 2
+                || !((List<?>) offsetsValue).stream().allMatch(o -> o instanceof Long || o instanceof BigInteger)) {
+            throw new FormatException(prefix + " has invalid data_offsets " + offsetsValue);
+        }
+        List<?> offsets = (List<?>) offsetsValue;
+        if (!(offsets.get(0) instanceof Long && offsets.get(1) instanceof Long)) {
+            throw new FormatException(prefix + " data_offsets " + offsetsValue + " lie outside the " + dataSize
+                    + "-byte data section");
+        }
+        long begin = (Long) offsets.get(0);
+        long end = (Long) offsets.get(1);
+        if (!(0 <= begin && begin <= end && end <= dataSize)) {
+            throw new FormatException(prefix + " data_offsets " + offsetsValue + " lie outside the " + dataSize
+                    + "-byte data section");
+        }
+        if (!bytes.equals(BigInteger.valueOf(end - begin))) {
+            throw new FormatException(prefix + " has " + (end - begin) + " bytes but shape " + shapeValue
+                    + " needs " + bytes);
+        }
+        // Every dimension now fits an int: their product times 4 is at most the data size.
+        int[] shape = dims.stream().mapToInt(d -> (int) (long) (Long) d).toArray();
+        return new Span(name, begin, end, shape);
+    }
+
+    private static int signum(Object integer) {
+        return integer instanceof Long ? Long.signum((Long) integer) : ((BigInteger) integer).signum();
+    }
+
+    private static String decodeUtf8(byte[] bytes, int length, String where) {
+        try {
+            CharBuffer chars = StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(CodingErrorAction.REPORT)
+                    .decode(ByteBuffer.wrap(bytes, 0, length));
+            return chars.toString();
+        } catch (CharacterCodingException e) {
+            throw new FormatException(where + ": header is not valid UTF-8 (" + e + ")");
+        }
+    }
+
+    /** Lowercase hex SHA-256 of the buffer's remaining bytes. */
+    public static String sha256(ByteBuffer bytes) {
+        try {
+            MessageDigest digest = MessageDigest.getInstance("SHA-256");
+            digest.update(bytes);
+            return HexFormat.of().formatHex(digest.digest());
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is missing from this JVM", e);
+        }
+    }
+
+    /** Lowercase hex SHA-256 of a whole file. */
+    public static String fileSha256(Path file) {
+        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
+            MessageDigest digest = MessageDigest.getInstance("SHA-256");
+            ByteBuffer block = ByteBuffer.allocate(1 << 20);
+            while (channel.read(block) >= 0) {
+                block.flip();
+                digest.update(block);
+                block.clear();
+            }
+            return HexFormat.of().formatHex(digest.digest());
+        } catch (IOException e) {
+            throw new FormatException(file + ": cannot read file: " + e.getMessage());
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is missing from this JVM", e);
+        }
+    }
+
+    @SuppressWarnings("unchecked")
+    static Map<String, Object> asMap(Object value) {
+        return (Map<String, Object>) value;
+    }
+}

@@ -1,0 +1,138 @@
+package pdinfer;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * A golden bundle (docs/GOLDEN.md): per input i, `input.i`, `reference.i.<layer>` and optionally
+ * `torch.i.<layer>`, with a JSON manifest. The same checks as pdinfer.golden.read_golden.
+ */
+public final class Golden {
+    public static final String FORMAT_NAME = "pdinfer-golden";
+    public static final String FORMAT_VERSION = "1";
+
+    public final String path;
+    public final Map<String, Object> manifest;
+    public final List<String> inputKinds; // per input, e.g. "uniform", "zeros"
+    public final List<String> layers; // layer names in execution order
+    public final boolean hasTorch;
+    public final double torchAtolFactor;
+    private final Container container;
+
+    private Golden(Container container, Map<String, Object> manifest, List<String> inputKinds, List<String> layers,
+                   boolean hasTorch, double torchAtolFactor) {
+        this.path = container.path;
+        this.container = container;
+        this.manifest = manifest;
+        this.inputKinds = inputKinds;
+        this.layers = layers;
+        this.hasTorch = hasTorch;
+        this.torchAtolFactor = torchAtolFactor;
+    }
+
+    public int inputCount() {
+        return inputKinds.size();
+    }
+
+    public Tensor input(int i) {
+        return container.tensor("input." + i);
+    }
+
+    public Tensor reference(int i, String layer) {
+        return container.tensor("reference." + i + "." + layer);
+    }
+
+    public Tensor torch(int i, String layer) {
+        return container.tensor("torch." + i + "." + layer);
+    }
+
+    /** A manifest value as text ("null" if absent). */
+    public String info(String key) {
+        return String.valueOf(manifest.get(key));
+    }
+
+    public static Golden read(Path file) {
+        Container container = Container.read(file, true);
+        String where = container.path;
+        Map<String, String> meta = container.metadata;
+        if (!FORMAT_NAME.equals(meta.get("format"))) {
+            throw new FormatException(where + ": metadata 'format' is " + meta.get("format") + ", expected '"
+                    + FORMAT_NAME + "'");
+        }
+        if (!FORMAT_VERSION.equals(meta.get("format_version"))) {
+            throw new FormatException(where + ": golden format version " + meta.get("format_version")
+                    + " is not supported (this reader reads version " + FORMAT_VERSION + ")");
+        }
+        if (!meta.containsKey("manifest")) {
+            throw new FormatException(where + ": metadata key 'manifest' is missing");
+        }
+        Object parsed = Json.parse(meta.get("manifest"), "metadata 'manifest'", where);
+        if (!(parsed instanceof Map)) {
+            throw new FormatException(where + ": manifest is not a JSON object");
+        }
+        Map<String, Object> manifest = Container.asMap(parsed);
+        for (String key : List.of("weights", "weights_sha256", "inputs", "layers", "torch_atol_factor")) {
+            if (!manifest.containsKey(key)) {
+                throw new FormatException(where + ": manifest lacks the key '" + key + "'");
+            }
+        }
+        List<String> kinds = new ArrayList<>();
+        Object inputs = manifest.get("inputs");
+        if (!(inputs instanceof List) || ((List<?>) inputs).isEmpty()) {
+            throw new FormatException(where + ": manifest 'inputs' must be a non-empty list");
+        }
+        for (Object item : (List<?>) inputs) {
+            if (!(item instanceof Map) || !("input." + kinds.size()).equals(Container.asMap(item).get("name"))) {
+                throw new FormatException(where + ": manifest 'inputs' must be {\"name\": \"input.<i>\", ...} in order");
+            }
+            kinds.add(String.valueOf(Container.asMap(item).get("kind")));
+        }
+        Object layerList = manifest.get("layers");
+        List<String> layers = new ArrayList<>();
+        if (layerList instanceof List) {
+            for (Object name : (List<?>) layerList) {
+                if (!(name instanceof String) || ((String) name).isEmpty() || layers.contains(name)) {
+                    layers.clear();
+                    break;
+                }
+                layers.add((String) name);
+            }
+        }
+        if (layers.isEmpty()) {
+            throw new FormatException(where + ": manifest 'layers' must be a non-empty list of unique layer names");
+        }
+        Object factor = manifest.get("torch_atol_factor");
+        double atolFactor = factor instanceof Double ? (Double) factor : factor instanceof Long ? (Long) factor : -1;
+        if (!(atolFactor > 0 && atolFactor < 1)) {
+            throw new FormatException(where + ": manifest 'torch_atol_factor' must be a number in (0, 1), got " + factor);
+        }
+        if (!(manifest.get("weights_sha256") instanceof String)) {
+            throw new FormatException(where + ": manifest 'weights_sha256' must be a string");
+        }
+        boolean hasTorch = container.names().stream().anyMatch(n -> n.startsWith("torch."));
+        Set<String> expected = new HashSet<>();
+        for (int i = 0; i < kinds.size(); i++) {
+            expected.add("input." + i);
+            for (String layer : layers) {
+                expected.add("reference." + i + "." + layer);
+                if (hasTorch) {
+                    expected.add("torch." + i + "." + layer);
+                }
+            }
+        }
+        if (!expected.equals(new HashSet<>(container.names()))) {
+            Set<String> missing = new HashSet<>(expected);
+            missing.removeAll(container.names());
+            Set<String> extra = new HashSet<>(container.names());
+            extra.removeAll(expected);
+            throw new FormatException(where + ": tensors do not match the manifest; missing " + missing.size()
+                    + " (e.g. " + missing.stream().sorted().limit(3).toList() + "), unexpected " + extra.size()
+                    + " (e.g. " + extra.stream().sorted().limit(3).toList() + ")");
+        }
+        return new Golden(container, manifest, List.copyOf(kinds), List.copyOf(layers), hasTorch, atolFactor);
+    }
+}

@@ -1,0 +1,263 @@
+package pdinfer;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+import pdinfer.layers.Layer;
+import pdinfer.layers.Layers;
+
+/**
+ * A loaded weight file: the checked layers, their output shapes for one image, and the graph
+ * runner. Loading checks everything pdinfer/graph.py checks (docs/FORMAT.md, sections 2 to 4),
+ * so running cannot fail on a file that loaded.
+ */
+public final class Graph {
+    public static final String FORMAT_NAME = "pdinfer";
+    public static final String FORMAT_VERSION = "1";
+    public static final String INPUT = "input";
+    public static final long MAX_VALUES = 1L << 27; // the most values any layer may output for one image
+    private static final Set<String> LAYER_KEYS = Set.of("name", "type", "inputs", "params", "tensors");
+
+    public final String path;
+    public final List<Layer> layers;
+    public final Map<String, int[]> shapes; // layer name (and "input") -> output shape with N = 1
+    public final int[] inputShape; // (C, H, W)
+    public final List<String> classes;
+    public final String dataSha256;
+
+    private Graph(String path, List<Layer> layers, Map<String, int[]> shapes, int[] inputShape,
+                  List<String> classes, String dataSha256) {
+        this.path = path;
+        this.layers = layers;
+        this.shapes = shapes;
+        this.inputShape = inputShape;
+        this.classes = classes;
+        this.dataSha256 = dataSha256;
+    }
+
+    /** Read a weight file and check every layer, tensor, reference and shape in it. */
+    public static Graph load(Path file) {
+        Container container = Container.read(file, true);
+        String where = container.path;
+        Map<String, String> meta = container.metadata;
+        if (!FORMAT_NAME.equals(meta.get("format"))) {
+            throw new FormatException(where + ": metadata 'format' is " + meta.get("format") + ", expected '"
+                    + FORMAT_NAME + "'");
+        }
+        if (!FORMAT_VERSION.equals(meta.get("format_version"))) {
+            throw new FormatException(where + ": format version " + meta.get("format_version")
+                    + " is not supported (this reader reads version " + FORMAT_VERSION + ")");
+        }
+        for (String key : List.of("layers", "input_shape", "classes", "data_sha256")) {
+            if (!meta.containsKey(key)) {
+                throw new FormatException(where + ": metadata key '" + key + "' is missing");
+            }
+        }
+        Object entries = Json.parse(meta.get("layers"), "metadata 'layers'", where);
+        if (!(entries instanceof List) || ((List<?>) entries).isEmpty()) {
+            throw new FormatException(where + ": metadata 'layers' must be a non-empty JSON array");
+        }
+        int[] inputShape = inputShape(meta.get("input_shape"), where);
+        List<String> classes = classes(meta.get("classes"), where);
+
+        Map<String, int[]> shapes = new LinkedHashMap<>();
+        shapes.put(INPUT, new int[] {1, inputShape[0], inputShape[1], inputShape[2]});
+        Map<String, String> used = new LinkedHashMap<>(); // tensor -> layer, in the order layers use them
+        List<Layer> layers = new ArrayList<>();
+        int index = 0;
+        for (Object entry : (List<?>) entries) {
+            layers.add(buildLayer(entry, index++, shapes, container, used));
+        }
+
+        if (!new ArrayList<>(used.keySet()).equals(container.names())) {
+            List<String> unused = new ArrayList<>(container.names());
+            unused.removeAll(used.keySet());
+            throw new FormatException(unused.isEmpty()
+                    ? where + ": tensors are not stored in the order the layers use them"
+                    : where + ": tensors not used by any layer: " + unused);
+        }
+        Set<String> consumed = new HashSet<>();
+        for (Layer layer : layers) {
+            consumed.addAll(layer.inputs);
+        }
+        List<String> dangling = new ArrayList<>();
+        for (Layer layer : layers.subList(0, layers.size() - 1)) {
+            if (!consumed.contains(layer.name)) {
+                dangling.add(layer.name);
+            }
+        }
+        if (!dangling.isEmpty()) {
+            throw new FormatException(where + ": layers whose output nobody uses (only the last layer may be "
+                    + "the output): " + dangling);
+        }
+        int[] out = shapes.get(layers.get(layers.size() - 1).name);
+        long outputs = Tensor.size(out) / out[0];
+        if (classes.size() != outputs) {
+            throw new FormatException(where + ": " + classes.size() + " class names for " + outputs + " output values");
+        }
+        return new Graph(where, List.copyOf(layers), shapes, inputShape, List.copyOf(classes), container.dataSha256);
+    }
+
+    private static int[] inputShape(String text, String where) {
+        Object shape = Json.parse(text, "metadata 'input_shape'", where);
+        if (shape instanceof List && ((List<?>) shape).size() == 3
+                && ((List<?>) shape).stream().allMatch(d -> d instanceof Long && (Long) d >= 1 && (Long) d <= MAX_VALUES)) {
+            int[] dims = ((List<?>) shape).stream().mapToInt(d -> (int) (long) (Long) d).toArray();
+            if ((double) dims[0] * dims[1] * dims[2] <= MAX_VALUES) {
+                return dims;
+            }
+        }
+        throw new FormatException(where + ": metadata 'input_shape' must be [C, H, W] positive integers with at most "
+                + MAX_VALUES + " values, got " + text);
+    }
+
+    private static List<String> classes(String text, String where) {
+        Object classes = Json.parse(text, "metadata 'classes'", where);
+        if (!(classes instanceof List) || !((List<?>) classes).stream().allMatch(c -> c instanceof String)) {
+            throw new FormatException(where + ": metadata 'classes' must be a JSON array of strings");
+        }
+        List<String> names = new ArrayList<>();
+        for (Object c : (List<?>) classes) {
+            names.add((String) c);
+        }
+        return names;
+    }
+
+    /** Check one layer-list entry against everything before it and return the loaded layer. */
+    private static Layer buildLayer(Object entry, int index, Map<String, int[]> shapes, Container container,
+                                    Map<String, String> used) {
+        String where = container.path + ": layer " + index;
+        if (!(entry instanceof Map) || !Container.asMap(entry).keySet().equals(LAYER_KEYS)) {
+            throw new FormatException(where + " must be an object with exactly the keys " + LAYER_KEYS);
+        }
+        Map<String, Object> e = Container.asMap(entry);
+        Object name = e.get("name");
+        Object type = e.get("type");
+        Object inputs = e.get("inputs");
+        Object params = e.get("params");
+        Object tensorNames = e.get("tensors");
+        if (!(name instanceof String) || ((String) name).isEmpty() || shapes.containsKey(name)) {
+            throw new FormatException(where + ": name " + name + " is empty, reserved or used twice");
+        }
+        where = container.path + ": layer '" + name + "'";
+        if (!(type instanceof String) || !Layers.supports((String) type)) {
+            throw new UnsupportedLayerException(where + ": layer type " + type + " is not supported (supported: "
+                    + Layers.supportedList() + ")");
+        }
+        if (!(inputs instanceof List) || !((List<?>) inputs).stream().allMatch(i -> i instanceof String)) {
+            throw new FormatException(where + ": 'inputs' must list layer names, got " + inputs);
+        }
+        List<String> inputNames = new ArrayList<>();
+        for (Object i : (List<?>) inputs) {
+            inputNames.add((String) i);
+        }
+        Layer layer = Layers.create((String) type, (String) name, inputNames);
+        if (inputNames.size() != layer.numInputs()) {
+            throw new FormatException(where + ": 'inputs' must list " + layer.numInputs() + " layer name(s), got "
+                    + inputs);
+        }
+        for (String i : inputNames) {
+            if (!shapes.containsKey(i)) {
+                throw new FormatException(where + ": input '" + i + "' is not the graph input or an earlier layer");
+            }
+        }
+        if (!(params instanceof Map) || !(tensorNames instanceof Map)) {
+            throw new FormatException(where + ": 'params' and 'tensors' must be JSON objects");
+        }
+        Map<String, int[]> expected;
+        try {
+            layer.loadParam(Container.asMap(params));
+            expected = layer.tensorShapes();
+        } catch (UnsupportedLayerException ex) {
+            throw new UnsupportedLayerException(container.path + ": " + ex.getMessage());
+        } catch (FormatException ex) {
+            throw new FormatException(container.path + ": " + ex.getMessage());
+        }
+        Map<String, Object> roles = Container.asMap(tensorNames);
+        if (!roles.keySet().equals(expected.keySet())) {
+            throw new FormatException(where + ": tensors must have the roles " + expected.keySet() + ", got "
+                    + roles.keySet());
+        }
+        Map<String, Tensor> arrays = new LinkedHashMap<>();
+        for (Map.Entry<String, Object> role : roles.entrySet()) {
+            Object tensor = role.getValue();
+            if (!(tensor instanceof String) || !container.has((String) tensor)) {
+                throw new FormatException(where + ": tensor " + tensor + " for role '" + role.getKey()
+                        + "' is not in the file");
+            }
+            if (used.containsKey(tensor)) {
+                throw new FormatException(where + ": tensor '" + tensor + "' is already used by layer '"
+                        + used.get(tensor) + "'");
+            }
+            Tensor array = container.tensor((String) tensor);
+            if (!Arrays.equals(array.shape, expected.get(role.getKey()))) {
+                throw new FormatException(where + ": tensor '" + tensor + "' (" + role.getKey() + ") has shape "
+                        + Tensor.shapeString(array.shape) + ", expected "
+                        + Tensor.shapeString(expected.get(role.getKey())));
+            }
+            for (float v : array.data) {
+                if (!Float.isFinite(v)) {
+                    throw new FormatException(where + ": tensor '" + tensor + "' holds NaN or infinite values");
+                }
+            }
+            used.put((String) tensor, (String) name);
+            arrays.put(role.getKey(), array);
+        }
+        int[] shape;
+        try {
+            layer.loadModel(arrays);
+            List<int[]> inShapes = new ArrayList<>();
+            for (String i : inputNames) {
+                inShapes.add(shapes.get(i));
+            }
+            shape = layer.outputShape(inShapes);
+        } catch (FormatException ex) {
+            throw new FormatException(container.path + ": " + ex.getMessage());
+        }
+        if (Tensor.size(shape) > MAX_VALUES) {
+            throw new FormatException(where + ": output shape " + Tensor.shapeString(shape) + " exceeds "
+                    + MAX_VALUES + " values per image");
+        }
+        shapes.put((String) name, shape);
+        return layer;
+    }
+
+    public List<String> layerNames() {
+        List<String> names = new ArrayList<>();
+        for (Layer layer : layers) {
+            names.add(layer.name);
+        }
+        return names;
+    }
+
+    /** Every layer's output for one image (1, C, H, W), in layer order (the graph runner). */
+    public Map<String, Tensor> trace(Tensor image) {
+        if (!Arrays.equals(image.shape, shapes.get(INPUT))) {
+            throw new PdinferException("input shape must be " + Tensor.shapeString(shapes.get(INPUT)) + ", got "
+                    + Tensor.shapeString(image.shape));
+        }
+        Map<String, Tensor> values = new LinkedHashMap<>();
+        values.put(INPUT, image);
+        for (Layer layer : layers) {
+            Tensor[] ins = new Tensor[layer.inputs.size()];
+            for (int k = 0; k < ins.length; k++) {
+                ins[k] = values.get(layer.inputs.get(k));
+            }
+            values.put(layer.name, layer.forward(ins));
+        }
+        values.remove(INPUT);
+        return values;
+    }
+
+    /** The graph's output (the last layer's) for one image (1, C, H, W). */
+    public Tensor run(Tensor image) {
+        Map<String, Tensor> values = trace(image);
+        return values.get(layers.get(layers.size() - 1).name);
+    }
+}

@@ -75,7 +75,7 @@ class PDLightModel(nn.Module):
             IRB(24, 32, 2, 6), IRB(32, 32, 1, 6), IRB(32, 32, 1, 6),
             IRB(32, 64, 2, 6), IRB(64, 64, 1, 6), IRB(64, 64, 1, 6),
             conv1x1_bn(64, 256))
-        self.classifier = nn.Sequential(nn.Linear(256, _num_classes(classes)), nn.Softmax())
+        self.classifier = nn.Sequential(nn.Linear(256, _num_classes(classes)), nn.Softmax(dim=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.extractor(x)

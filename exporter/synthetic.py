@@ -24,7 +24,7 @@ import numpy as np
 CLASSES = ("corona", "floating", "particle", "void", "surface", "noise")
 H, W = 60, 120  # amplitude bins (rows), phase bins (columns)
 
-__all__ = ["CLASSES", "H", "W", "generate", "generate_one", "render"]
+__all__ = ["CLASSES", "H", "W", "generate", "generate_one", "render", "save_figure"]
 
 
 # --------------------------------------------------------------------------- rendering
@@ -201,3 +201,34 @@ def generate(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
             x[c * n_per_class + i] = generate_one(c, i, seed)
     y = np.repeat(np.arange(n_cls, dtype=np.int64), n_per_class)
     return x, y
+
+
+def save_figure(path: str = "docs/synthetic_classes.png", seed: int = 0, scale: int = 2) -> None:
+    """Write one sample per class (``generate(1, seed)``) with phase ticks to a PNG (needs Pillow).
+
+    ``python -m exporter.synthetic [path]`` makes docs/synthetic_classes.png."""
+    from PIL import Image, ImageDraw
+
+    x, _ = generate(1, seed)
+    w, h, pad, lab, foot = W * scale, H * scale, 8, 16, 14
+    canvas = Image.new("L", (3 * w + 4 * pad, 2 * (h + lab + foot) + 3 * pad), 255)
+    draw = ImageDraw.Draw(canvas)
+    for c, name in enumerate(CLASSES):
+        r, k = divmod(c, 3)
+        x0, y0 = pad + k * (w + pad), pad + r * (h + lab + foot + pad)
+        img = Image.fromarray(np.round(x[c, 0] * 255).astype(np.uint8)).resize((w, h), Image.NEAREST)
+        draw.text((x0, y0 + 2), f"{c}: {name}", fill=0)
+        canvas.paste(img, (x0, y0 + lab))
+        draw.rectangle([x0 - 1, y0 + lab - 1, x0 + w, y0 + lab + h], outline=0)
+        for deg in (0, 90, 180, 270, 360):
+            px = x0 + min(int(deg / 360 * w), w - 1)
+            draw.line([px, y0 + lab + h, px, y0 + lab + h + 3], fill=0)
+            t = str(deg)
+            draw.text((min(max(px - 3 * len(t), x0), x0 + w - 6 * len(t)), y0 + lab + h + 3), t, fill=0)
+    canvas.save(path, optimize=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    save_figure(*sys.argv[1:2])

@@ -60,7 +60,7 @@ def _build_layer(entry: Any, index: int, shapes: dict[str, Shape], container: Co
     if not isinstance(name, str) or not name or name in shapes:
         raise FormatError(f"{where}: name {name!r} is empty, reserved or used twice")
     where = f"{container.path}: layer {name!r}"
-    if type_name not in LAYER_TYPES:
+    if not isinstance(type_name, str) or type_name not in LAYER_TYPES:
         raise UnsupportedLayerError(f"{where}: layer type {type_name!r} is not supported "
                                     f"(supported: {', '.join(sorted(LAYER_TYPES))})")
     cls = LAYER_TYPES[type_name]

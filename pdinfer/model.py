@@ -11,7 +11,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .errors import InputError, MissingExtraError, PdinferError
+from .errors import FormatError, InputError, MissingExtraError, PdinferError
 from .graph import INPUT, Graph, load_graph
 from .plan import build_plan, run_plan
 
@@ -30,9 +30,9 @@ def set_num_threads(n: int) -> None:
     global _threads, _pool
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"number of threads must be an integer >= 1, got {n!r}")
+    # The old pool is dropped, not shut down: a call running now may still submit work to it.
+    # Its threads exit once the last such call returns and the pool is garbage.
     with _pool_lock:
-        if _pool is not None:
-            _pool.shutdown(wait=False)
         _threads, _pool = n, (ThreadPoolExecutor(n, thread_name_prefix="pdinfer") if n > 1 else None)
 
 
@@ -69,11 +69,12 @@ class Model:
         if x.ndim not in (3, 4) or x.shape[-3:] != expected or (x.ndim == 4 and x.shape[0] == 0):
             raise InputError(f"input shape must be {expected} or (N, {', '.join(map(str, expected))}) "
                              f"with N >= 1, got {x.shape}")
-        x = np.ascontiguousarray(x, dtype=np.float32)  # also makes big-endian input native
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, rejected below
+            x = np.ascontiguousarray(x, dtype=np.float32)  # also makes big-endian input native
         if not x.flags.writeable:  # kernels are compiled for writable arrays only
             x = x.copy()
         if not np.isfinite(x).all():
-            raise InputError("input holds NaN or infinite values")
+            raise InputError("input holds NaN or infinite values (or values beyond float32's range)")
         return (x[None] if single else x), single
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -124,7 +125,7 @@ def _cached_load(path: Union[str, os.PathLike]) -> Model:
         real = os.path.realpath(path)
         stat = os.stat(real)
     except OSError as e:
-        raise PdinferError(f"{path}: cannot read weight file: {e.strerror}") from None
+        raise FormatError(f"{path}: cannot read weight file: {e.strerror}") from None
     key = (real, stat.st_size, stat.st_mtime_ns)
     with _cache_lock:
         if key in _cache:
@@ -147,8 +148,8 @@ def read_image(path: Union[str, os.PathLike], channels: int = 0) -> np.ndarray:
     path = Path(path)
     suffix = path.suffix.lower()
     try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
+        if suffix == ".npy":  # mapped, then copied: a header claiming more data than the file holds fails
+            return np.array(np.load(path, mmap_mode="r", allow_pickle=False))
         if suffix == ".png":
             try:
                 from PIL import Image

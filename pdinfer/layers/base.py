@@ -124,9 +124,7 @@ def window_output_size(size: int, begin: int, end: int, kernel: int, stride: int
                        ceil_mode: bool = False) -> int:
     """PyTorch's output length of a sliding window along one axis (conv and pooling)."""
     span = size + begin + end - dilation * (kernel - 1) - 1
-    if span < 0:
-        return 0
-    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1  # floor division, as PyTorch's
     if ceil_mode and (out - 1) * stride >= size + begin:
         out -= 1
-    return out
+    return max(out, 0)

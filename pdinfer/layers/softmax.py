@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..format import is_int
 from ..kernels import reference
 from .base import Layer, Shape
 
@@ -16,8 +17,8 @@ class Softmax(Layer):
 
     def load_param(self, params: dict[str, Any]) -> None:
         super().load_param(params)
-        if params["dim"] != 1 or isinstance(params["dim"], bool):
-            raise self.unsupported(f"only dim=1 is supported, got dim={params['dim']!r}")
+        if not is_int(params["dim"]) or params["dim"] != 1:
+            raise self.unsupported(f"only dim=1 (an integer) is supported, got dim={params['dim']!r}")
         self.dim = 1
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:

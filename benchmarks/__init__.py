@@ -1,0 +1,1 @@
+"""The pdinfer benchmark suite: `python -m benchmarks` (docs/BENCHMARKS.md)."""

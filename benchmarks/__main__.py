@@ -1,0 +1,5 @@
+"""`python -m benchmarks [--quick] [--models ...] [--only ...] [--profile]`."""
+
+from benchmarks.bench import main
+
+raise SystemExit(main())

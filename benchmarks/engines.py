@@ -1,0 +1,119 @@
+"""The engines compared: each is `load(engine, artifacts, threads)` -> a function of one NCHW batch.
+
+Every engine's libraries are imported inside these functions, so a child process that measures
+pdinfer's cold start imports neither torch nor onnxruntime. The parent process writes the
+artifacts (one seeded seed model, saved once per engine) with `make_artifacts`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import warnings
+from typing import Any, Callable
+
+ENGINES = ("pdinfer", "torch", "torch_jit", "ort")
+LABELS = {"pdinfer": "pdinfer", "torch": "torch eager", "torch_jit": "torch.jit frozen",
+          "ort": "ONNX Runtime"}
+SEED_MODELS = {"pd_light": "PDLightModel", "pd_model": "PDModel"}  # name -> exporter.models class
+NUM_CLASSES = 6
+SEED = 0
+
+Artifacts = dict[str, str]  # "model" (a SEED_MODELS key) and engine file paths: pdw, state_dict, jit, onnx
+Runner = Callable[[Any], Any]  # (N, C, H, W) float32 numpy array -> the engine's output
+
+
+def make_artifacts(model: str, directory: str) -> tuple[Artifacts, dict[str, str]]:
+    """Build the seeded model and save it for every engine; returns (artifacts, engine -> why not)."""
+    import torch
+
+    import exporter
+    torch.manual_seed(SEED)
+    module = getattr(exporter, SEED_MODELS[model])(NUM_CLASSES)
+    exporter.randomize_batchnorm(module, SEED)
+    module.eval()
+    example = torch.rand(1, *exporter.INPUT_SHAPE)
+    path = os.path.join(directory, model)
+    artifacts: Artifacts = {"model": model, "pdw": path + ".pdw", "state_dict": path + ".pt"}
+    problems: dict[str, str] = {}
+    exporter.export(module, artifacts["pdw"], input_shape=exporter.INPUT_SHAPE)
+    torch.save(module.state_dict(), artifacts["state_dict"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit and the TorchScript ONNX exporter are deprecated
+        try:
+            try:
+                scripted, artifacts["jit_via"] = torch.jit.script(module), "torch.jit.script"
+            except Exception:  # script rejects some Python; trace records one run instead
+                scripted, artifacts["jit_via"] = torch.jit.trace(module, example), "torch.jit.trace"
+            artifacts["jit"] = path + ".jit.pt"
+            torch.jit.save(torch.jit.freeze(scripted), artifacts["jit"])
+        except Exception as e:
+            problems["torch_jit"] = f"torch.jit failed: {type(e).__name__}: {e}"
+        if importlib.util.find_spec("onnxruntime") is None:
+            problems["ort"] = "onnxruntime is not installed (pip install onnxruntime)"
+        else:
+            try:  # the dynamo exporter needs onnxscript; the TorchScript one works offline
+                artifacts["onnx"] = path + ".onnx"
+                torch.onnx.export(module, (example,), artifacts["onnx"], dynamo=False,
+                                  input_names=["input"], output_names=["output"],
+                                  dynamic_axes={"input": {0: "n"}, "output": {0: "n"}})
+                artifacts["onnx_via"] = "torch.onnx.export(dynamo=False)"
+            except Exception as e:
+                problems["ort"] = f"ONNX export failed: {type(e).__name__}: {e}"
+    return artifacts, problems
+
+
+def import_runtime(engine: str) -> None:
+    """Import what the engine needs (the 'import' part of a cold start)."""
+    import numpy  # noqa: F401  (every engine is fed numpy input)
+    if engine == "pdinfer":
+        import pdinfer  # noqa: F401
+    elif engine in ("torch", "torch_jit"):
+        import torch  # noqa: F401
+        if engine == "torch":
+            import exporter.models  # noqa: F401  (eager torch needs the Python model classes)
+    else:
+        import onnxruntime  # noqa: F401
+
+
+def pdinfer_has_threads() -> bool:
+    """Whether pdinfer has a thread setting (`pdinfer.set_num_threads`)."""
+    import pdinfer
+    return hasattr(pdinfer, "set_num_threads")
+
+
+def torch_module(artifacts: Artifacts) -> Any:
+    """The eager torch model (exporter.models class) with the saved weights, in eval mode."""
+    import torch
+
+    import exporter.models
+    module = getattr(exporter.models, SEED_MODELS[artifacts["model"]])(NUM_CLASSES)
+    module.load_state_dict(torch.load(artifacts["state_dict"], weights_only=True))
+    return module.eval()
+
+
+def load(engine: str, artifacts: Artifacts, threads: int) -> Runner:
+    """Load the model for `engine` on `threads` threads; returns its run function."""
+    if engine == "pdinfer":
+        import pdinfer
+        if hasattr(pdinfer, "set_num_threads"):
+            pdinfer.set_num_threads(threads)
+        return pdinfer.load(artifacts["pdw"])
+    if engine in ("torch", "torch_jit"):
+        import torch
+        torch.set_num_threads(threads)  # process-wide
+        # The seed models call nn.Softmax() without dim: torch warns on every call, which costs time.
+        warnings.filterwarnings("ignore", message="Implicit dimension choice for softmax")
+        module = torch_module(artifacts) if engine == "torch" else torch.jit.load(artifacts["jit"])
+
+        def run_torch(x: Any) -> Any:  # x: (N, C, H, W) float32 numpy
+            with torch.inference_mode():
+                return module(torch.from_numpy(x))
+        return run_torch
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(artifacts["onnx"], options, providers=["CPUExecutionProvider"])
+    return lambda x: session.run(None, {"input": x})[0]

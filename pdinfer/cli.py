@@ -13,7 +13,7 @@ import numpy as np
 from .errors import PdinferError
 from .format import FORMAT_VERSION
 from .graph import load_graph
-from .model import Model, load, read_image
+from .model import Model, load, run
 
 IMAGE_SUFFIXES = (".png", ".npy")
 
@@ -28,44 +28,43 @@ def _inputs(paths: Sequence[str]) -> Iterator[Path]:
             yield path
 
 
-def _table(path: Path, model: Model, probs: np.ndarray) -> str:
-    order = np.argsort(-probs, kind="stable")
-    top = order[0]
-    lines = [f"{path}: {model.classes[top]} ({probs[top]:.4f})"]
-    lines += [f"    {model.classes[i]:<16} {probs[i]:.4f}" for i in order]
-    return "\n".join(lines)
+def _row(name: str, width: int, model: Model, probs: np.ndarray) -> str:
+    """One table row: input name, top class, its probability, then every class's value."""
+    top = int(np.argmax(probs))
+    return (f"{name:<{width}}  {model.classes[top]:<12} {probs[top]:.4f}   "
+            + " ".join(f"{p:>{max(6, len(c))}.4f}" for c, p in zip(model.classes, probs)))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     model = load(args.weights)
     paths = list(_inputs(args.inputs))
+    if not paths:
+        print("error: no .png or .npy inputs found", file=sys.stderr)
+        return 2
+    width = max(len("input"), *(len(str(p)) for p in paths))
+    if not args.json:
+        print(f"{'input':<{width}}  {'class':<12} {'prob':<6}   "
+              + " ".join(f"{c:>{max(6, len(c))}}" for c in model.classes))
+    show_progress = len(paths) > 20 and sys.stderr.isatty()
     failures = 0
-    show_progress = len(paths) > 20 and not args.json and sys.stderr.isatty()
     for n, path in enumerate(paths, 1):
         try:
-            image = read_image(path, model.input_shape[0])
-            if image.ndim == 2 and model.input_shape[0] == 1:
-                image = image[None]
-            probs = model(image)
+            probs = run(model, path)
         except PdinferError as e:
             failures += 1
-            print(f"error: {path}: {e}" if str(path) not in str(e) else f"error: {e}", file=sys.stderr)
+            print(f"error: {e}" if str(path) in str(e) else f"error: {path}: {e}", file=sys.stderr)
             continue
-        if probs.ndim != 1:
-            probs = probs.reshape(-1) if probs.shape[0] == 1 else probs
-        if args.json:
-            record = {"input": str(path), "class": model.classes[int(np.argmax(probs))],
-                      "probabilities": dict(zip(model.classes, map(float, probs)))}
-            print(json.dumps(record))
-        else:
-            print(_table(path, model, probs))
+        named = [(str(path), probs)] if probs.ndim == 1 else [(f"{path}[{i}]", p) for i, p in enumerate(probs)]
+        for name, p in named:
+            if args.json:
+                print(json.dumps({"input": name, "class": model.classes[int(np.argmax(p))],
+                                  "probabilities": dict(zip(model.classes, map(float, p)))}))
+            else:
+                print(_row(name, width, model, p))
         if show_progress:
             print(f"\r{n}/{len(paths)}", end="", file=sys.stderr, flush=True)
     if show_progress:
         print(file=sys.stderr)
-    if not paths:
-        print("error: no .png or .npy inputs found", file=sys.stderr)
-        return 2
     return 1 if failures else 0
 
 
@@ -133,6 +132,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except PdinferError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
 """The fast execution plan: BatchNorm folded, activations fused, channels-last kernels.
 
 `build_plan` turns a checked Graph into a list of Steps, each one call of a fast kernel that covers
-one or more file layers (Conv2d + BatchNorm2d + LeakyReLU is one step). Tensors of rank 4 flow
-between steps as NHWC; rank-2 tensors as (N, features). The plan is immutable after load, and a
-call keeps its tensors in local variables, so one plan serves many threads at once.
+one or more file layers: Conv2d [+ BatchNorm2d] [+ activation] [+ the residual Add reading it],
+Linear [+ activation], and Dropout disappears. Tensors of rank 4 flow between steps as NHWC;
+rank-2 tensors as (N, features). A value whose only reader is a padded convolution is written
+with that padding as a zero border around each image, so the reader needs no padded copy; a
+Flatten read only by Linear layers is folded into their weights (reordered for NHWC input).
+A batch runs through the steps a few images at a time, so that each pass stays in the L2 cache.
+The plan is immutable after load, and a call keeps its tensors in local variables, so one plan
+serves many threads at once.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ class Plan:
     steps: list[Step]
     release: list[tuple[str, ...]]  # values no later step reads, dropped after each step
     output: str
+    images_per_pass: int  # a batch runs through the steps this many images at a time
+
+
+PASS_BYTES = 1 << 20  # the largest value of one pass stays about this small, so passes run in the L2 cache
 
 
 def _activation(layer: Optional[Layer]) -> tuple[int, np.float32]:
@@ -55,41 +64,81 @@ def _activation(layer: Optional[Layer]) -> tuple[int, np.float32]:
     return fast.ACT_NONE, np.float32(0)
 
 
-def _conv_kernel(conv: Conv2d, bn: Optional[BatchNorm2d], act: Optional[Layer], out_hw: tuple[int, int]) -> Kernel:
-    """Conv2d with an optional BatchNorm2d folded in and an activation fused."""
+def _pad_columns(matrix: np.ndarray) -> np.ndarray:
+    """float32 copy of a (K, C) matrix with zero columns appended up to fast.padded_channels(C)."""
+    padded = np.zeros((matrix.shape[0], fast.padded_channels(matrix.shape[1])), dtype=np.float32)
+    padded[:, :matrix.shape[1]] = matrix
+    return padded
+
+
+_NO_RESIDUAL = np.empty((0, 0, 0, 0), dtype=np.float32)
+
+
+def _is_depthwise(conv: Conv2d) -> bool:
+    return 1 < conv.groups == conv.in_channels == conv.out_channels
+
+
+def _conv_kernel(conv: Conv2d, bn: Optional[BatchNorm2d], act: Optional[Layer], out_hw: tuple[int, int],
+                 residual: bool, border: tuple[int, int, int, int], input_padded: bool) -> Kernel:
+    """Conv2d with an optional BatchNorm2d folded in and an activation fused.
+
+    One group: an optional residual is added (the kernel then takes it as a second argument).
+    One group or depthwise: the output gets a zero `border` (top, left, bottom, right), and
+    `input_padded` says the input comes with such a border, its padding.
+    """
     weight = conv.weight.astype(np.float64)  # (Co, Ci/G, KH, KW)
     bias = conv.bias.astype(np.float64) if conv.has_bias else np.zeros(conv.out_channels)
     if bn is not None:
         scale, shift = bn.scale_shift()
         weight = weight * scale[:, None, None, None]
         bias = bias * scale + shift
-    bias = bias.astype(np.float32)
     code, slope = _activation(act)
     out_h, out_w = out_hw
     (top, left, bottom, right), (kh, kw), groups = conv.padding, conv.kernel_size, conv.groups
+    out_c = conv.out_channels
+
+    padding = (0, 0, 0, 0) if input_padded else (top, left, bottom, right)
+    packed_bias = _pad_columns(bias[None])[0]
+    if groups == 1:
+        packed = _pad_columns(weight.transpose(2, 3, 1, 0).reshape(-1, out_c))  # (KH*KW*Ci, Co padded)
+        geometry = (kh, kw, *conv.stride, *padding, *conv.dilation, out_h, out_w, out_c, *border)
+        if residual:
+            return lambda x, res: fast.conv2d(x, packed, packed_bias, res, code, slope, *geometry)
+        return lambda x: fast.conv2d(x, packed, packed_bias, _NO_RESIDUAL, code, slope, *geometry)
+    assert not residual
+    if _is_depthwise(conv):
+        packed = _pad_columns(weight[:, 0].reshape(out_c, kh * kw).T)  # (KH*KW, C padded)
+        geometry = (kh, kw, *conv.stride, *padding, *conv.dilation, out_h, out_w, *border)
+        return lambda x: fast.depthwise_conv2d(x, packed, packed_bias, code, slope, *geometry)
+    assert not any(border) and not input_padded
     geometry = (*conv.stride, top, left, *conv.dilation, out_h, out_w)
-
-    if groups == conv.in_channels == conv.out_channels:
-        packed = np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0), dtype=np.float32)  # (KH, KW, C)
-        return lambda x: fast.depthwise_conv2d(x, packed, bias, code, slope, *geometry)
-    if (kh, kw) == (1, 1) and conv.stride == (1, 1) and not any(conv.padding) and groups == 1:
-        packed = np.ascontiguousarray(weight[:, :, 0, 0].T, dtype=np.float32)  # (Ci, Co)
-
-        def pointwise(x: np.ndarray) -> np.ndarray:  # x: (N, H, W, Ci)
-            out = fast.pointwise_conv2d(x.reshape(-1, x.shape[3]), packed, bias, code, slope)
-            return out.reshape(*x.shape[:3], packed.shape[1])
-        return pointwise
-    g_out, g_in = conv.out_channels // groups, conv.in_channels // groups
+    g_out, g_in = out_c // groups, conv.in_channels // groups
     packed = np.ascontiguousarray(  # (G, KH, KW, Ci/G, Co/G)
         weight.reshape(groups, g_out, g_in, kh, kw).transpose(0, 3, 4, 2, 1), dtype=np.float32)
-    return lambda x: fast.conv2d(x, packed, bias, code, slope, *geometry)
+    bias32 = bias.astype(np.float32)
+    return lambda x: fast.grouped_conv2d(x, packed, bias32, code, slope, *geometry)
 
 
-def _linear_kernel(linear: Linear, act: Optional[Layer]) -> Kernel:
-    weight_t = np.ascontiguousarray(linear.weight.T)  # (I, O)
-    bias = linear.bias.copy() if linear.has_bias else np.zeros(linear.out_features, np.float32)
+def _linear_kernel(linear: Linear, act: Optional[Layer], flattened_chw: Optional[tuple[int, ...]]) -> Kernel:
+    """Linear + activation as a 1x1 conv2d over (N, 1, 1, I).
+
+    flattened_chw: the (C, H, W) shape of an NHWC input whose Flatten was folded into the weight
+    (its columns reordered from PyTorch's channel-major order to the NHWC order), or None.
+    """
+    weight = linear.weight  # (O, I)
+    out_f = linear.out_features
+    if flattened_chw is not None:
+        weight = weight.reshape(out_f, *flattened_chw).transpose(0, 2, 3, 1).reshape(out_f, -1)
+    packed = _pad_columns(weight.T)  # (I, O padded)
+    bias = _pad_columns(linear.bias[None])[0] if linear.has_bias else np.zeros(packed.shape[1], np.float32)
     code, slope = _activation(act)
-    return lambda x: fast.linear(x, weight_t, bias, code, slope)
+
+    geometry = (1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, out_f, 0, 0, 0, 0)  # 1x1 kernel, image and output
+
+    def run(x: np.ndarray) -> np.ndarray:  # x: (N, I) or, with a folded Flatten, (N, H, W, C)
+        x = x.reshape(x.shape[0], 1, 1, -1)
+        return fast.conv2d(x, packed, bias, _NO_RESIDUAL, code, slope, *geometry).reshape(x.shape[0], out_f)
+    return run
 
 
 def _scale_shift_kernel(scale: np.ndarray, shift: np.ndarray, act: Optional[Layer]) -> Kernel:
@@ -99,10 +148,12 @@ def _scale_shift_kernel(scale: np.ndarray, shift: np.ndarray, act: Optional[Laye
     return lambda x: fast.scale_shift(x.reshape(-1, x.shape[-1]), scale, shift, code, slope).reshape(x.shape)
 
 
-def _pool_kernel(layer: Layer, out_hw: tuple[int, int]) -> Kernel:
+def _pool_kernel(layer: Layer, out_hw: tuple[int, int], border: tuple[int, int, int, int]) -> Kernel:
+    """A pool; a MaxPool2d writes its output with a zero `border` (top, left, bottom, right)."""
     if isinstance(layer, MaxPool2d):
-        args = (*layer.kernel_size, *layer.stride, *layer.padding[:2], *layer.dilation, *out_hw)
+        args = (*layer.kernel_size, *layer.stride, *layer.padding[:2], *layer.dilation, *out_hw, *border)
         return lambda x: fast.max_pool2d(x, *args)
+    assert not any(border)
     assert isinstance(layer, AvgPool2d)
     args = (*layer.kernel_size, *layer.stride, *layer.padding, layer.count_include_pad,
             layer.divisor_override, *out_hw)
@@ -131,17 +182,36 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 def build_plan(graph: Graph) -> Plan:
     """Fold, fuse and pack the graph's layers into fast steps."""
     layers = {layer.name: layer for layer in graph.layers}
-    consumers: dict[str, list[Layer]] = {name: [] for name in [INPUT, *layers]}
+
+    def source(name: str) -> str:
+        """The value `name` stands for, looking through Dropout layers (identities at inference)."""
+        while isinstance(layers.get(name), Dropout):
+            name = layers[name].inputs[0]
+        return name
+
+    consumers: dict[str, list[Layer]] = {name: [] for name in [INPUT, *layers]}  # Dropout readers skipped
     for layer in graph.layers:
-        for name in layer.inputs:
-            consumers[name].append(layer)
+        if not isinstance(layer, Dropout):
+            for name in layer.inputs:
+                consumers[source(name)].append(layer)
 
     def sole_consumer(name: str, kinds: tuple[type, ...]) -> Optional[Layer]:
         """The one layer reading `name`, if there is exactly one and it is of one of `kinds`."""
         users = consumers[name]
         return users[0] if len(users) == 1 and isinstance(users[0], kinds) else None
 
+    def reader_padding(name: str) -> tuple[int, int, int, int]:
+        """The padding of a convolution that is the sole reader of `name`, if its kernel takes the
+        padding as a border around its input; the step making `name` then writes that border."""
+        reader = sole_consumer(name, (Conv2d,))
+        if reader is None or not (reader.groups == 1 or _is_depthwise(reader)) or not any(reader.padding):
+            return (0, 0, 0, 0)
+        padded_inputs.add(reader.name)
+        return reader.padding
+
     alias: dict[str, str] = {INPUT: INPUT}  # file layer name -> value name holding its output
+    folded_flatten: set[str] = set()  # Flatten layers whose Linear readers reorder their weights instead
+    padded_inputs: set[str] = set()  # Conv2d layers whose input comes with their padding as a border
     fused: set[str] = set()
     steps: list[Step] = []
     for layer in graph.layers:
@@ -152,14 +222,23 @@ def build_plan(graph: Graph) -> Plan:
         shape = graph.shapes[layer.name]
         if isinstance(layer, Conv2d):
             bn = sole_consumer(layer.name, (BatchNorm2d,))
-            tail = bn or layer
-            act = sole_consumer(tail.name, (ReLU, ReLU6, LeakyReLU))
+            act = sole_consumer((bn or layer).name, (ReLU, ReLU6, LeakyReLU))
             covered += [c for c in (bn, act) if c is not None]
-            run = _conv_kernel(layer, bn, act, shape[2:])
+            add = sole_consumer(covered[-1].name, (Add,)) if layer.groups == 1 else None
+            if add is not None:
+                other = next(i for i in add.inputs if source(i) != covered[-1].name)
+                if other in alias:  # computed by an earlier step: add it in this one
+                    covered.append(add)
+                    inputs += (alias[other],)
+            can_border = len(inputs) == 1 and (layer.groups == 1 or _is_depthwise(layer))
+            border = reader_padding(covered[-1].name) if can_border else (0, 0, 0, 0)
+            run = _conv_kernel(layer, bn, act, shape[2:], len(inputs) == 2, border, layer.name in padded_inputs)
         elif isinstance(layer, Linear):
             act = sole_consumer(layer.name, (ReLU, ReLU6, LeakyReLU))
             covered += [act] if act else []
-            run = _linear_kernel(layer, act)
+            flat = source(layer.inputs[0])
+            chw = graph.shapes[layers[flat].inputs[0]][1:] if flat in folded_flatten else None
+            run = _linear_kernel(layer, act, chw)
         elif isinstance(layer, BatchNorm2d):
             act = sole_consumer(layer.name, (ReLU, ReLU6, LeakyReLU))
             covered += [act] if act else []
@@ -168,7 +247,8 @@ def build_plan(graph: Graph) -> Plan:
             channels = shape[-1] if len(shape) == 2 else shape[1]
             run = _scale_shift_kernel(np.ones(channels), np.zeros(channels), layer)
         elif isinstance(layer, (MaxPool2d, AvgPool2d)):
-            run = _pool_kernel(layer, shape[2:])
+            run = _pool_kernel(layer, shape[2:], reader_padding(layer.name) if isinstance(layer, MaxPool2d)
+                               else (0, 0, 0, 0))
         elif isinstance(layer, GlobalAvgPool):
             run = _global_avg_pool(layer.keepdim)
         elif isinstance(layer, Sigmoid):
@@ -176,6 +256,11 @@ def build_plan(graph: Graph) -> Plan:
         elif isinstance(layer, Softmax):
             run = _softmax
         elif isinstance(layer, Flatten):
+            users = consumers[layer.name]
+            if len(graph.shapes[layer.inputs[0]]) == 4 and users and all(isinstance(u, Linear) for u in users):
+                folded_flatten.add(layer.name)  # its Linear readers take the NHWC input directly
+                alias[layer.name] = inputs[0]
+                continue
             run = _flatten
         elif isinstance(layer, Add):
             run = reference.add
@@ -192,17 +277,26 @@ def build_plan(graph: Graph) -> Plan:
 
     output = alias[graph.layers[-1].name]
     last_use = {name: i for i, step in enumerate(steps) for name in step.inputs}
-    release = [tuple(n for n in step.inputs if last_use[n] == i and n != output)
-               for i, step in enumerate(steps)]
-    return Plan(steps, release, output)
+    release = [tuple(n for n in dict.fromkeys(step.inputs) if last_use[n] == i and n != output)
+               for i, step in enumerate(steps)]  # dict.fromkeys: x + x reads one value twice
+    largest = max(4 * int(np.prod(shape)) for shape in graph.shapes.values())  # bytes, one image
+    return Plan(steps, release, output, max(1, PASS_BYTES // largest))
 
 
-def run_plan(plan: Plan, x: np.ndarray) -> np.ndarray:
-    """Run the plan on a checked NCHW float32 batch; returns the output in PyTorch's layout."""
+def _run_pass(plan: Plan, x: np.ndarray) -> np.ndarray:
     values = {INPUT: np.ascontiguousarray(x.transpose(0, 2, 3, 1))}
     for step, release in zip(plan.steps, plan.release):
         values[step.output] = step.run(*(values[i] for i in step.inputs))
         for name in release:
             del values[name]
     out = values[plan.output]
-    return np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if out.ndim == 4 else out
+    out = np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if out.ndim == 4 else out
+    return out.copy() if np.may_share_memory(out, x) else out  # a graph of only Flatten/Dropout
+
+
+def run_plan(plan: Plan, x: np.ndarray) -> np.ndarray:
+    """Run the plan on a checked NCHW float32 batch; returns the output in PyTorch's layout."""
+    step = plan.images_per_pass
+    if len(x) <= step:
+        return _run_pass(plan, x)
+    return np.concatenate([_run_pass(plan, x[i:i + step]) for i in range(0, len(x), step)])

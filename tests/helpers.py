@@ -27,7 +27,7 @@ TOLERANCE = 1e-5
 def assert_close(actual: np.ndarray, expected: np.ndarray, what: str, context: str = "",
                  atol_scale: float = TOLERANCE) -> None:
     """Same shape, float32, and max|actual - expected| <= atol_scale * max(1, max|expected|)."""
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, expected {expected.shape}\n{context}"
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}\n{context}"
     assert actual.dtype == np.float32, f"{what}: dtype {actual.dtype}, expected float32\n{context}"
     # Equal infinities and NaN where both have NaN count as equal: a max pool window that lies in
     # the padding only (possible with dilation) gives -inf, as in PyTorch, and inf - inf is NaN.

@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 CLASSES = ["corona", "floating", "particle", "void", "surface", "noise"]
 BATCH = 64
 
+pytestmark = pytest.mark.filterwarnings("ignore:Implicit dimension choice")  # PDLightModel's nn.Softmax()
+
 
 @pytest.fixture(scope="module", params=[PDModel, PDLightModel], ids=lambda cls: cls.__name__)
 def seed_model(request, tmp_path_factory):
@@ -91,15 +93,17 @@ class SmallResNet(nn.Module):
 
 
 class ColorNet(nn.Module):
-    """3 input channels, max pools (one in ceil mode), a grouped conv and a flatten + linear + sigmoid head."""
+    """3 input channels, max pools (one in ceil mode), a grouped conv, a flatten + linear + sigmoid head."""
 
     def __init__(self, classes: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(3, 12, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(12, 16, 3, padding="same", groups=4), nn.LeakyReLU(0.1), nn.MaxPool2d(3, 2, 1, ceil_mode=True))
+            nn.Conv2d(12, 16, 3, padding="same", groups=4), nn.LeakyReLU(0.1),
+            nn.MaxPool2d(3, 2, 1, ceil_mode=True))
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * 9 * 13, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, classes), nn.Sigmoid())
+            nn.Flatten(), nn.Linear(16 * 9 * 13, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, classes),
+            nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -196,18 +196,24 @@ def write_container(path: str | os.PathLike, metadata: Mapping[str, str],
     os.replace(tmp, path)
 
 
+def check_metadata(container: Container, format_name: str, version: str, keys: Sequence[str]) -> None:
+    """Raise FormatError unless the container is `format_name` at `version` and has every key."""
+    meta, where = container.metadata, container.path
+    if meta.get("format") != format_name:
+        raise FormatError(f"{where}: metadata 'format' is {meta.get('format')!r}, expected {format_name!r}")
+    if meta.get("format_version") != version:
+        raise FormatError(f"{where}: {format_name} format version {meta.get('format_version')!r} is not "
+                          f"supported (this pdinfer reads version {version})")
+    for key in keys:
+        if key not in meta:
+            raise FormatError(f"{where}: metadata key {key!r} is missing")
+
+
 def read_weights(path: str | os.PathLike, *, verify_checksum: bool = True) -> tuple[Container, list[Any]]:
     """Read a weight file: its container and its parsed (not yet validated) layer list."""
     container = read_container(path, verify_checksum=verify_checksum)
     meta, where = container.metadata, container.path
-    if meta.get("format") != FORMAT_NAME:
-        raise FormatError(f"{where}: metadata 'format' is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise FormatError(f"{where}: format version {meta.get('format_version')!r} is not supported "
-                          f"(this pdinfer reads version {FORMAT_VERSION})")
-    for key in ("layers", "input_shape", "classes", "data_sha256"):
-        if key not in meta:
-            raise FormatError(f"{where}: metadata key {key!r} is missing")
+    check_metadata(container, FORMAT_NAME, FORMAT_VERSION, ("layers", "input_shape", "classes", "data_sha256"))
     layers = parse_json(meta["layers"], "metadata 'layers'", where)
     if not isinstance(layers, list) or not layers:
         raise FormatError(f"{where}: metadata 'layers' must be a non-empty JSON array")

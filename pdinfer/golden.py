@@ -21,7 +21,7 @@ import numpy as np
 
 from . import __version__
 from .errors import FormatError, InputError
-from .format import parse_json, read_container, write_container
+from .format import check_metadata, parse_json, read_container, write_container
 from .model import load
 
 GOLDEN_FORMAT = "pdinfer-golden"
@@ -164,13 +164,7 @@ def read_golden(path: str | os.PathLike) -> Golden:
     """Read and check a golden bundle: every input has every layer's reference output (and torch's, or none)."""
     container = read_container(path)
     meta, where = container.metadata, container.path
-    if meta.get("format") != GOLDEN_FORMAT:
-        raise FormatError(f"{where}: metadata 'format' is {meta.get('format')!r}, expected {GOLDEN_FORMAT!r}")
-    if meta.get("format_version") != GOLDEN_VERSION:
-        raise FormatError(f"{where}: golden format version {meta.get('format_version')!r} is not "
-                          f"supported (this pdinfer reads version {GOLDEN_VERSION})")
-    if "manifest" not in meta:
-        raise FormatError(f"{where}: metadata key 'manifest' is missing")
+    check_metadata(container, GOLDEN_FORMAT, GOLDEN_VERSION, ("manifest",))
     manifest = _check_manifest(parse_json(meta["manifest"], "metadata 'manifest'", where), where)
     tensors = container.tensors
     has_torch = any(name.startswith("torch.") for name in tensors)

@@ -80,6 +80,23 @@ public final class Container {
         return span;
     }
 
+    /** Throw unless the metadata names {@code formatName} at {@code version} and has every key. */
+    public void checkMetadata(String formatName, String version, List<String> keys) {
+        if (!formatName.equals(metadata.get("format"))) {
+            throw new FormatException(path + ": metadata 'format' is " + metadata.get("format") + ", expected '"
+                    + formatName + "'");
+        }
+        if (!version.equals(metadata.get("format_version"))) {
+            throw new FormatException(path + ": " + formatName + " format version " + metadata.get("format_version")
+                    + " is not supported (this reader reads version " + version + ")");
+        }
+        for (String key : keys) {
+            if (!metadata.containsKey(key)) {
+                throw new FormatException(path + ": metadata key '" + key + "' is missing");
+            }
+        }
+    }
+
     /** Read and check a container file; verifies the declared data_sha256 when asked. */
     public static Container read(Path file, boolean verifyChecksum) {
         String where = file.toString();

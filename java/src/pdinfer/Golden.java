@@ -59,17 +59,7 @@ public final class Golden {
         Container container = Container.read(file, true);
         String where = container.path;
         Map<String, String> meta = container.metadata;
-        if (!FORMAT_NAME.equals(meta.get("format"))) {
-            throw new FormatException(where + ": metadata 'format' is " + meta.get("format") + ", expected '"
-                    + FORMAT_NAME + "'");
-        }
-        if (!FORMAT_VERSION.equals(meta.get("format_version"))) {
-            throw new FormatException(where + ": golden format version " + meta.get("format_version")
-                    + " is not supported (this reader reads version " + FORMAT_VERSION + ")");
-        }
-        if (!meta.containsKey("manifest")) {
-            throw new FormatException(where + ": metadata key 'manifest' is missing");
-        }
+        container.checkMetadata(FORMAT_NAME, FORMAT_VERSION, List.of("manifest"));
         Object parsed = Json.parse(meta.get("manifest"), "metadata 'manifest'", where);
         if (!(parsed instanceof Map)) {
             throw new FormatException(where + ": manifest is not a JSON object");

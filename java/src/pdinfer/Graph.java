@@ -46,19 +46,7 @@ public final class Graph {
         Container container = Container.read(file, true);
         String where = container.path;
         Map<String, String> meta = container.metadata;
-        if (!FORMAT_NAME.equals(meta.get("format"))) {
-            throw new FormatException(where + ": metadata 'format' is " + meta.get("format") + ", expected '"
-                    + FORMAT_NAME + "'");
-        }
-        if (!FORMAT_VERSION.equals(meta.get("format_version"))) {
-            throw new FormatException(where + ": format version " + meta.get("format_version")
-                    + " is not supported (this reader reads version " + FORMAT_VERSION + ")");
-        }
-        for (String key : List.of("layers", "input_shape", "classes", "data_sha256")) {
-            if (!meta.containsKey(key)) {
-                throw new FormatException(where + ": metadata key '" + key + "' is missing");
-            }
-        }
+        container.checkMetadata(FORMAT_NAME, FORMAT_VERSION, List.of("layers", "input_shape", "classes", "data_sha256"));
         Object entries = Json.parse(meta.get("layers"), "metadata 'layers'", where);
         if (!(entries instanceof List) || ((List<?>) entries).isEmpty()) {
             throw new FormatException(where + ": metadata 'layers' must be a non-empty JSON array");

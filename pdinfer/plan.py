@@ -179,6 +179,15 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return reference.softmax_rows(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
+def _reference_step(layer: Layer) -> Kernel:
+    """A layer with no fast kernel runs its reference forward; rank-4 values move NHWC <-> NCHW."""
+    def run(*xs: np.ndarray) -> np.ndarray:
+        nchw = [np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x for x in xs]
+        out = layer.forward(*nchw)
+        return np.ascontiguousarray(out.transpose(0, 2, 3, 1)) if out.ndim == 4 else out
+    return run
+
+
 def build_plan(graph: Graph) -> Plan:
     """Fold, fuse and pack the graph's layers into fast steps."""
     layers = {layer.name: layer for layer in graph.layers}
@@ -267,8 +276,8 @@ def build_plan(graph: Graph) -> Plan:
         elif isinstance(layer, Dropout):
             alias[layer.name] = inputs[0]
             continue
-        else:  # every registered type is handled above
-            raise AssertionError(f"no fast kernel for {layer.type}")
+        else:  # no fast kernel: the reference one, on NCHW copies of the inputs
+            run = _reference_step(layer)
         output = covered[-1].name
         for c in covered:
             alias[c.name] = output

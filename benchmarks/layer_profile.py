@@ -1,6 +1,6 @@
 """Per-step profile: each pdinfer plan step's time next to torch's time for the same modules.
 
-pdinfer: every Step.run of the model's plan is wrapped with a timer and the plan is run with
+pdinfer: every Step.kernel of the model's plan is wrapped with a timer and the plan is run with
 pdinfer.plan.run_plan, so nothing else changes. torch: forward hooks time every leaf module of the
 eager model; a step covers file layers whose names are torch module paths (FORMAT.md), so the
 step's torch time is the sum over those modules. Functional calls (add, mean, view) have no module
@@ -21,27 +21,33 @@ from pdinfer.plan import Plan, run_plan
 
 
 def _pdinfer_steps(model: Any, x: np.ndarray, runs: int) -> tuple[list[float], float]:
-    """Median seconds of each plan step and of the whole call, over `runs` calls on x (N, C, H, W)."""
-    plan: Plan = model._plan
-    times: list[list[float]] = [[] for _ in plan.steps]
+    """Median seconds of each plan step and of the whole call, over `runs` calls on x (N, C, H, W).
 
-    def timed(index: int, run: Any) -> Any:
-        def timed_run(*args: np.ndarray) -> np.ndarray:
+    A call runs the batch through the steps a few images at a time (Plan.images_per_pass): a
+    step's time in one call is the sum over those passes.
+    """
+    plan: Plan = model._plan
+    in_call = [0.0] * len(plan.steps)
+
+    def timed(index: int, kernel: Any) -> Any:
+        def timed_kernel(*args: np.ndarray) -> np.ndarray:
             start = time.perf_counter()
-            out = run(*args)
-            times[index].append(time.perf_counter() - start)
+            out = kernel(*args)
+            in_call[index] += time.perf_counter() - start
             return out
-        return timed_run
+        return timed_kernel
 
     timed_plan = dataclasses.replace(
-        plan, steps=[dataclasses.replace(s, run=timed(i, s.run)) for i, s in enumerate(plan.steps)])
+        plan, steps=tuple(dataclasses.replace(s, kernel=timed(i, s.kernel)) for i, s in enumerate(plan.steps)))
     batch, _ = model.check_input(x)
     run_plan(timed_plan, batch)  # warm-up
-    for t in times:
-        t.clear()
+    times: list[list[float]] = [[] for _ in plan.steps]
     whole = []
     for _ in range(runs):  # alternating, so a busy spell of the machine hits both alike
+        in_call[:] = [0.0] * len(plan.steps)
         run_plan(timed_plan, batch)
+        for t, seconds in zip(times, in_call):
+            t.append(seconds)
         start = time.perf_counter()
         model(x)
         whole.append(time.perf_counter() - start)

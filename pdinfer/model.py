@@ -15,8 +15,6 @@ from .errors import FormatError, InputError, MissingExtraError, PdinferError
 from .graph import INPUT, Graph, load_graph
 from .plan import build_plan, run_plan
 
-MAX_CHUNK = 256  # images per kernel call: bounds the memory of one call on a huge batch
-
 _threads = 1
 _pool: "ThreadPoolExecutor | None" = None
 _pool_lock = threading.Lock()
@@ -45,6 +43,7 @@ class Model:
     """A loaded weight file. `model(x)` returns class probabilities (whatever the last layer gives)."""
 
     def __init__(self, graph: Graph) -> None:
+        self.graph = graph  # the checked layers, unfolded: what `trace` runs
         self.path = graph.path
         self.input_shape: tuple[int, ...] = graph.input_shape  # (C, H, W)
         self.classes: list[str] = list(graph.classes)
@@ -82,7 +81,7 @@ class Model:
         batch, single = self.check_input(x)
         pool = _pool
         slices = max(1, min(len(batch), _threads if pool else 1))
-        step = min(MAX_CHUNK, -(-len(batch) // slices))
+        step = -(-len(batch) // slices)  # run_plan bounds the memory of each slice: a few images a pass
         chunks = [batch[i:i + step] for i in range(0, len(batch), step)]
         if pool is not None and len(chunks) > 1:
             outs = list(pool.map(lambda chunk: run_plan(self._plan, chunk), chunks))
@@ -95,15 +94,11 @@ class Model:
         """Every layer's output (NCHW, the file's layer names and order) from the reference kernels.
 
         BatchNorm is not folded and nothing is fused: this is the specification the fast path and
-        the Java port are checked against. The weights are re-read from the file, which must not
-        have changed since load.
+        the Java port are checked against, run on the weights as loaded.
         """
         batch, _ = self.check_input(x)
-        graph = load_graph(self.path)
-        if graph.data_sha256 != self.data_sha256:
-            raise PdinferError(f"{self.path}: the file changed since it was loaded")
         values: OrderedDict[str, np.ndarray] = OrderedDict([(INPUT, batch)])
-        for layer in graph.layers:
+        for layer in self.graph.layers:
             values[layer.name] = layer.forward(*(values[i] for i in layer.inputs))
         del values[INPUT]
         return values

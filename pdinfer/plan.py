@@ -1,25 +1,34 @@
 """The fast execution plan: BatchNorm folded, activations fused, channels-last kernels.
 
-`build_plan` turns a checked Graph into a list of Steps, each one call of a fast kernel that covers
-one or more file layers: Conv2d [+ BatchNorm2d] [+ activation] [+ the residual Add reading it],
-Linear [+ activation], and Dropout disappears. Tensors of rank 4 flow between steps as NHWC;
-rank-2 tensors as (N, features). A value whose only reader is a padded convolution is written
-with that padding as a zero border around each image, so the reader needs no padded copy; a
-Flatten read only by Linear layers is folded into their weights (reordered for NHWC input).
-A batch runs through the steps a few images at a time, so that each pass stays in the L2 cache.
-The plan is immutable after load, and a call keeps its tensors in local variables, so one plan
-serves many threads at once.
+Two passes turn a checked Graph into the steps `run_plan` calls:
+
+1. `fuse(graph)` decides which file layers each fast step covers, as typed groups (pure; print
+   them with `describe`): a Conv2d with the BatchNorm2d, activation and residual Add that follow
+   it, a Linear with its activation, a BatchNorm2d or activation on its own, a pool, a layer run
+   as it is, and the layers that need no step at all (Dropout; a Flatten whose Linear readers
+   take its input directly). It then places zero borders: a value whose only reader is a padded
+   convolution is written with that padding around each image, so the reader needs no copy.
+2. `lower(group, graph)` packs each group's weights for its kernel and returns a Step holding
+   them and the kernel's parameter structs (pdinfer/kernels/params.py).
+
+Tensors of rank 4 flow between steps as NHWC; rank-2 tensors as (N, features). A batch runs
+through the steps a few images at a time, so that each pass stays in the L2 cache. The plan is
+immutable after load and a call keeps its values in local variables, so one plan serves many
+threads at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional, Union
 
 import numpy as np
 
 from .graph import INPUT, Graph
 from .kernels import fast, reference
+from .kernels.params import (ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_RELU6, NO_BORDER, POINTWISE, Border,
+                             activation, border, unpadded)
 from .layers import Layer
 from .layers.activations import LeakyReLU, ReLU, ReLU6, Sigmoid
 from .layers.batchnorm2d import BatchNorm2d
@@ -29,39 +38,236 @@ from .layers.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .layers.softmax import Softmax
 from .layers.structural import Add, Dropout, Flatten
 
-Kernel = Callable[..., np.ndarray]
-
-
-@dataclass(frozen=True)
-class Step:
-    """Compute `output` from `inputs` (value names) with `run`; `layers` names the file layers covered."""
-
-    run: Kernel
-    inputs: tuple[str, ...]
-    output: str
-    layers: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Plan:
-    steps: list[Step]
-    release: list[tuple[str, ...]]  # values no later step reads, dropped after each step
-    output: str
-    images_per_pass: int  # a batch runs through the steps this many images at a time
-
-
+ACTIVATIONS = (ReLU, ReLU6, LeakyReLU)  # the activations fast kernels fuse
 PASS_BYTES = 1 << 20  # the largest value of one pass stays about this small, so passes run in the L2 cache
 
 
-def _activation(layer: Optional[Layer]) -> tuple[int, np.float32]:
-    """The fused-activation code and slope of an activation layer (or none)."""
+# ---------------------------------------------------------------------------- groups (pass 1)
+
+@dataclass(frozen=True)
+class ConvGroup:
+    """Conv2d [+ BatchNorm2d] [+ activation] [+ the residual Add reading it]."""
+
+    conv: Conv2d
+    bn: Optional[BatchNorm2d]
+    act: Optional[Layer]
+    add: Optional[Add]
+    inputs: tuple[str, ...]  # the convolution's input [, the residual]
+    border: Border = NO_BORDER  # written around the output
+    input_padded: bool = False  # the input carries the convolution's padding as its border
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return tuple(c for c in (self.conv, self.bn, self.act, self.add) if c is not None)
+
+    @property
+    def takes_border(self) -> bool:
+        """Its kernel can read an input that carries the padding as a border."""
+        return any(self.conv.padding) and (self.conv.groups == 1 or self.conv.is_depthwise)
+
+    @property
+    def writes_border(self) -> bool:
+        """Its kernel can write a border around its output."""
+        return self.add is None and (self.conv.groups == 1 or self.conv.is_depthwise)
+
+
+@dataclass(frozen=True)
+class LinearGroup:
+    """Linear [+ activation]; `flattened_chw` is the (C, H, W) of an NHWC input whose Flatten
+    was folded into the weight, or None."""
+
+    linear: Linear
+    act: Optional[Layer]
+    inputs: tuple[str, ...]
+    flattened_chw: Optional[tuple[int, ...]]
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return (self.linear, self.act) if self.act else (self.linear,)
+
+
+@dataclass(frozen=True)
+class AffineGroup:
+    """A BatchNorm2d with no convolution to fold into [+ activation], or an activation alone."""
+
+    bn: Optional[BatchNorm2d]
+    act: Optional[Layer]
+    inputs: tuple[str, ...]
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return tuple(c for c in (self.bn, self.act) if c is not None)
+
+
+@dataclass(frozen=True)
+class PoolGroup:
+    """MaxPool2d (which can write a border), AvgPool2d or GlobalAvgPool."""
+
+    pool: Layer
+    inputs: tuple[str, ...]
+    border: Border = NO_BORDER
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return (self.pool,)
+
+    @property
+    def writes_border(self) -> bool:
+        return isinstance(self.pool, MaxPool2d)
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """One layer run as it is: Sigmoid, Softmax, Flatten, Add, or the reference kernel of a layer
+    with no fast kernel."""
+
+    layer: Layer
+    inputs: tuple[str, ...]
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return (self.layer,)
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A layer that needs no step: its output is the value `inputs[0]` (Dropout; a Flatten folded
+    into the Linear layers reading it)."""
+
+    layer: Layer
+    inputs: tuple[str, ...]
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return (self.layer,)
+
+
+Group = Union[ConvGroup, LinearGroup, AffineGroup, PoolGroup, LayerGroup, Alias]
+
+
+def output_of(group: Group) -> str:
+    """The value a group computes: named after the last file layer it covers."""
+    return group.layers[-1].name
+
+
+def describe(group: Group) -> str:
+    """One line: the kind, the layers covered, the inputs, and the border it writes or reads."""
+    text = f"{type(group).__name__}({' + '.join(layer.name for layer in group.layers)} <- {', '.join(group.inputs)})"
+    if getattr(group, "border", NO_BORDER) != NO_BORDER:
+        text += f" border={list(group.border)}"
+    if getattr(group, "input_padded", False):
+        text += " input_padded"
+    return text
+
+
+class _Readers:
+    """Who reads each value, looking through Dropout layers (identities at inference)."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.layers = {layer.name: layer for layer in graph.layers}
+        self.readers: dict[str, list[Layer]] = {name: [] for name in [INPUT, *self.layers]}
+        for layer in graph.layers:
+            if not isinstance(layer, Dropout):
+                for name in layer.inputs:
+                    self.readers[self.source(name)].append(layer)
+
+    def source(self, name: str) -> str:
+        """The value `name` stands for once Dropout layers are looked through."""
+        while isinstance(self.layers.get(name), Dropout):
+            name = self.layers[name].inputs[0]
+        return name
+
+    def sole(self, name: str, kinds: tuple[type, ...]) -> Optional[Layer]:
+        """The one layer reading `name`, if there is exactly one and it is of one of `kinds`."""
+        users = self.readers[name]
+        return users[0] if len(users) == 1 and isinstance(users[0], kinds) else None
+
+
+def fuse(graph: Graph) -> list[Group]:
+    """Group the graph's layers into fast steps (and aliases), in file order; borders placed."""
+    readers = _Readers(graph)
+    value: dict[str, str] = {INPUT: INPUT}  # file layer name -> the value holding its output
+    groups: list[Group] = []
+    for layer in graph.layers:
+        if layer.name in value:  # fused into an earlier group
+            continue
+        inputs = tuple(value[i] for i in layer.inputs)
+        group: Group
+        if isinstance(layer, Conv2d):
+            bn = readers.sole(layer.name, (BatchNorm2d,))
+            act = readers.sole((bn or layer).name, ACTIVATIONS)
+            last = (act or bn or layer).name
+            add = readers.sole(last, (Add,)) if layer.groups == 1 else None
+            other = next((i for i in add.inputs if readers.source(i) != last), None) if add else None
+            if other in value:  # the residual is computed by an earlier step: add it in this one
+                inputs += (value[other],)
+            else:
+                add = None
+            group = ConvGroup(layer, bn, act, add, inputs)
+        elif isinstance(layer, Linear):
+            flat = readers.layers.get(readers.source(layer.inputs[0]))
+            chw = graph.shapes[flat.inputs[0]][1:] if flat is not None and _folds_into_linear(flat, graph, readers) \
+                else None
+            group = LinearGroup(layer, readers.sole(layer.name, ACTIVATIONS), inputs, chw)
+        elif isinstance(layer, BatchNorm2d):
+            group = AffineGroup(layer, readers.sole(layer.name, ACTIVATIONS), inputs)
+        elif isinstance(layer, ACTIVATIONS):
+            group = AffineGroup(None, layer, inputs)
+        elif isinstance(layer, (MaxPool2d, AvgPool2d, GlobalAvgPool)):
+            group = PoolGroup(layer, inputs)
+        elif isinstance(layer, Dropout) or isinstance(layer, Flatten) and _folds_into_linear(layer, graph, readers):
+            group = Alias(layer, inputs)
+        else:
+            group = LayerGroup(layer, inputs)
+        output = inputs[0] if isinstance(group, Alias) else output_of(group)
+        value.update((covered.name, output) for covered in group.layers)
+        groups.append(group)
+    return _place_borders(groups)
+
+
+def _folds_into_linear(flatten: Layer, graph: Graph, readers: _Readers) -> bool:
+    """A Flatten of an NHWC (rank-4) value read only by Linear layers, which then reorder their
+    weight columns instead."""
+    users = readers.readers[flatten.name]
+    return (isinstance(flatten, Flatten) and len(graph.shapes[flatten.inputs[0]]) == 4
+            and bool(users) and all(isinstance(u, Linear) for u in users))
+
+
+def _place_borders(groups: list[Group]) -> list[Group]:
+    """Where a value's only reader is a convolution that takes its padding as a border and its
+    producer can write one, the producer writes the padding and the reader reads it."""
+    readers: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        if not isinstance(group, Alias):
+            for name in group.inputs:
+                readers.setdefault(name, []).append(index)
+    placed = list(groups)
+    for index, producer in enumerate(groups):
+        if not getattr(producer, "writes_border", False):
+            continue
+        users = readers.get(output_of(producer), [])
+        reader = groups[users[0]] if len(users) == 1 else None
+        if isinstance(reader, ConvGroup) and reader.takes_border and reader.inputs[0] == output_of(producer):
+            placed[index] = dataclasses.replace(producer, border=border(reader.conv.padding))
+            placed[users[0]] = dataclasses.replace(placed[users[0]], input_padded=True)
+    return placed
+
+
+# ---------------------------------------------------------------------------- steps (pass 2)
+
+Values = np.ndarray  # NHWC (rank 4) or (N, features)
+# Steps keep the parameter structs as plain tuples, the form kernels are called with (params.py).
+
+
+def _activation(layer: Optional[Layer]) -> tuple:
+    """The fused form of an activation layer (or of none): a params.Activation as a plain tuple."""
     if isinstance(layer, ReLU):
-        return fast.ACT_RELU, np.float32(0)
+        return tuple(activation(ACT_RELU))
     if isinstance(layer, ReLU6):
-        return fast.ACT_RELU6, np.float32(0)
+        return tuple(activation(ACT_RELU6))
     if isinstance(layer, LeakyReLU):
-        return fast.ACT_LEAKY, np.float32(layer.negative_slope)
-    return fast.ACT_NONE, np.float32(0)
+        return tuple(activation(ACT_LEAKY, layer.negative_slope))
+    return tuple(activation(ACT_NONE))
 
 
 def _pad_columns(matrix: np.ndarray) -> np.ndarray:
@@ -72,231 +278,260 @@ def _pad_columns(matrix: np.ndarray) -> np.ndarray:
 
 
 _NO_RESIDUAL = np.empty((0, 0, 0, 0), dtype=np.float32)
+_POINTWISE, _NO_BORDER = tuple(POINTWISE), tuple(NO_BORDER)
 
 
-def _is_depthwise(conv: Conv2d) -> bool:
-    return 1 < conv.groups == conv.in_channels == conv.out_channels
+@dataclass(frozen=True)
+class DenseConv:
+    """fast.conv2d: a one-group convolution as a register-tiled matrix product."""
+
+    weight: np.ndarray  # (KH * KW * Ci, padded_channels(Co))
+    bias: np.ndarray  # (padded_channels(Co),)
+    activation: tuple  # params.Activation
+    window: tuple  # params.Window
+    out_hwc: tuple[int, int, int]
+    border: tuple  # params.Border
+
+    def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
+        return fast.conv2d(x, self.weight, self.bias, residual, self.activation, self.window, *self.out_hwc,
+                           self.border)
 
 
-def _conv_kernel(conv: Conv2d, bn: Optional[BatchNorm2d], act: Optional[Layer], out_hw: tuple[int, int],
-                 residual: bool, border: tuple[int, int, int, int], input_padded: bool) -> Kernel:
-    """Conv2d with an optional BatchNorm2d folded in and an activation fused.
+@dataclass(frozen=True)
+class DepthwiseConv:
+    """fast.depthwise_conv2d."""
 
-    One group: an optional residual is added (the kernel then takes it as a second argument).
-    One group or depthwise: the output gets a zero `border` (top, left, bottom, right), and
-    `input_padded` says the input comes with such a border, its padding.
-    """
+    weight: np.ndarray  # (KH * KW, padded_channels(C))
+    bias: np.ndarray  # (padded_channels(C),)
+    activation: tuple  # params.Activation
+    window: tuple  # params.Window
+    out_hw: tuple[int, int]
+    border: tuple  # params.Border
+
+    def __call__(self, x: Values) -> Values:
+        return fast.depthwise_conv2d(x, self.weight, self.bias, self.activation, self.window, *self.out_hw,
+                                     self.border)
+
+
+@dataclass(frozen=True)
+class GroupedConv:
+    """fast.grouped_conv2d: 1 < groups, not depthwise."""
+
+    weight: np.ndarray  # (G, KH, KW, Ci/G, Co/G)
+    bias: np.ndarray  # (Co,)
+    activation: tuple  # params.Activation
+    window: tuple  # params.Window
+    out_hw: tuple[int, int]
+
+    def __call__(self, x: Values) -> Values:
+        return fast.grouped_conv2d(x, self.weight, self.bias, self.activation, self.window, *self.out_hw)
+
+
+def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseConv, GroupedConv]:
+    """Fold the BatchNorm into the weight and bias (in float64), pack for the conv's kernel."""
+    conv = group.conv
     weight = conv.weight.astype(np.float64)  # (Co, Ci/G, KH, KW)
     bias = conv.bias.astype(np.float64) if conv.has_bias else np.zeros(conv.out_channels)
-    if bn is not None:
-        scale, shift = bn.scale_shift()
+    if group.bn is not None:
+        scale, shift = group.bn.scale_shift()
         weight = weight * scale[:, None, None, None]
         bias = bias * scale + shift
-    code, slope = _activation(act)
-    out_h, out_w = out_hw
-    (top, left, bottom, right), (kh, kw), groups = conv.padding, conv.kernel_size, conv.groups
-    out_c = conv.out_channels
-
-    padding = (0, 0, 0, 0) if input_padded else (top, left, bottom, right)
-    packed_bias = _pad_columns(bias[None])[0]
+    act = _activation(group.act)
+    window = tuple(unpadded(conv.window) if group.input_padded else conv.window)
+    out_c, out_h, out_w = graph.shapes[conv.name][1:]
+    (kh, kw), groups = conv.kernel_size, conv.groups
     if groups == 1:
-        packed = _pad_columns(weight.transpose(2, 3, 1, 0).reshape(-1, out_c))  # (KH*KW*Ci, Co padded)
-        geometry = (kh, kw, *conv.stride, *padding, *conv.dilation, out_h, out_w, out_c, *border)
-        if residual:
-            return lambda x, res: fast.conv2d(x, packed, packed_bias, res, code, slope, *geometry)
-        return lambda x: fast.conv2d(x, packed, packed_bias, _NO_RESIDUAL, code, slope, *geometry)
-    assert not residual
-    if _is_depthwise(conv):
-        packed = _pad_columns(weight[:, 0].reshape(out_c, kh * kw).T)  # (KH*KW, C padded)
-        geometry = (kh, kw, *conv.stride, *padding, *conv.dilation, out_h, out_w, *border)
-        return lambda x: fast.depthwise_conv2d(x, packed, packed_bias, code, slope, *geometry)
-    assert not any(border) and not input_padded
-    geometry = (*conv.stride, top, left, *conv.dilation, out_h, out_w)
+        packed = _pad_columns(weight.transpose(2, 3, 1, 0).reshape(-1, out_c))
+        return DenseConv(packed, _pad_columns(bias[None])[0], act, window, (out_h, out_w, out_c),
+                         tuple(group.border))
+    if conv.is_depthwise:
+        packed = _pad_columns(weight[:, 0].reshape(out_c, kh * kw).T)
+        return DepthwiseConv(packed, _pad_columns(bias[None])[0], act, window, (out_h, out_w),
+                             tuple(group.border))
     g_out, g_in = out_c // groups, conv.in_channels // groups
-    packed = np.ascontiguousarray(  # (G, KH, KW, Ci/G, Co/G)
-        weight.reshape(groups, g_out, g_in, kh, kw).transpose(0, 3, 4, 2, 1), dtype=np.float32)
-    bias32 = bias.astype(np.float32)
-    return lambda x: fast.grouped_conv2d(x, packed, bias32, code, slope, *geometry)
+    packed = np.ascontiguousarray(weight.reshape(groups, g_out, g_in, kh, kw).transpose(0, 3, 4, 2, 1),
+                                  dtype=np.float32)
+    return GroupedConv(packed, bias.astype(np.float32), act, window, (out_h, out_w))
 
 
-def _linear_kernel(linear: Linear, act: Optional[Layer], flattened_chw: Optional[tuple[int, ...]]) -> Kernel:
-    """Linear + activation as a 1x1 conv2d over (N, 1, 1, I).
+@dataclass(frozen=True)
+class LinearAsConv:
+    """Linear + activation as fast.conv2d's 1x1 convolution over (N, 1, 1, I)."""
 
-    flattened_chw: the (C, H, W) shape of an NHWC input whose Flatten was folded into the weight
-    (its columns reordered from PyTorch's channel-major order to the NHWC order), or None.
-    """
+    weight: np.ndarray  # (I, padded_channels(O))
+    bias: np.ndarray  # (padded_channels(O),)
+    activation: tuple  # params.Activation
+    out_features: int
+
+    def __call__(self, x: Values) -> Values:  # x: (N, I) or, with a folded Flatten, (N, H, W, C)
+        n = x.shape[0]
+        out = fast.conv2d(x.reshape(n, 1, 1, -1), self.weight, self.bias, _NO_RESIDUAL, self.activation,
+                          _POINTWISE, 1, 1, self.out_features, _NO_BORDER)
+        return out.reshape(n, self.out_features)
+
+
+def _lower_linear(group: LinearGroup, graph: Graph) -> LinearAsConv:
+    """Pack the weight transposed; with a folded Flatten, its columns reordered from PyTorch's
+    channel-major order to the NHWC order of the input."""
+    linear = group.linear
     weight = linear.weight  # (O, I)
-    out_f = linear.out_features
-    if flattened_chw is not None:
-        weight = weight.reshape(out_f, *flattened_chw).transpose(0, 2, 3, 1).reshape(out_f, -1)
-    packed = _pad_columns(weight.T)  # (I, O padded)
+    if group.flattened_chw is not None:
+        weight = weight.reshape(linear.out_features, *group.flattened_chw).transpose(0, 2, 3, 1)
+    packed = _pad_columns(weight.reshape(linear.out_features, -1).T)
     bias = _pad_columns(linear.bias[None])[0] if linear.has_bias else np.zeros(packed.shape[1], np.float32)
-    code, slope = _activation(act)
-
-    geometry = (1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, out_f, 0, 0, 0, 0)  # 1x1 kernel, image and output
-
-    def run(x: np.ndarray) -> np.ndarray:  # x: (N, I) or, with a folded Flatten, (N, H, W, C)
-        x = x.reshape(x.shape[0], 1, 1, -1)
-        return fast.conv2d(x, packed, bias, _NO_RESIDUAL, code, slope, *geometry).reshape(x.shape[0], out_f)
-    return run
+    return LinearAsConv(packed, bias, _activation(group.act), linear.out_features)
 
 
-def _scale_shift_kernel(scale: np.ndarray, shift: np.ndarray, act: Optional[Layer]) -> Kernel:
-    """Per-channel affine map + activation on NHWC or (N, C) values (channels last either way)."""
-    scale, shift = scale.astype(np.float32), shift.astype(np.float32)
-    code, slope = _activation(act)
-    return lambda x: fast.scale_shift(x.reshape(-1, x.shape[-1]), scale, shift, code, slope).reshape(x.shape)
+@dataclass(frozen=True)
+class ScaleShift:
+    """fast.scale_shift: per-channel affine map + activation on NHWC or (N, C) values."""
+
+    scale: np.ndarray  # (C,)
+    shift: np.ndarray  # (C,)
+    activation: tuple  # params.Activation
+
+    def __call__(self, x: Values) -> Values:
+        return fast.scale_shift(x.reshape(-1, x.shape[-1]), self.scale, self.shift, self.activation).reshape(x.shape)
 
 
-def _pool_kernel(layer: Layer, out_hw: tuple[int, int], border: tuple[int, int, int, int]) -> Kernel:
-    """A pool; a MaxPool2d writes its output with a zero `border` (top, left, bottom, right)."""
-    if isinstance(layer, MaxPool2d):
-        args = (*layer.kernel_size, *layer.stride, *layer.padding[:2], *layer.dilation, *out_hw, *border)
-        return lambda x: fast.max_pool2d(x, *args)
-    assert not any(border)
-    assert isinstance(layer, AvgPool2d)
-    args = (*layer.kernel_size, *layer.stride, *layer.padding, layer.count_include_pad,
-            layer.divisor_override, *out_hw)
-    return lambda x: fast.avg_pool2d(x, *args)
+def _lower_affine(group: AffineGroup, graph: Graph) -> ScaleShift:
+    if group.bn is not None:
+        scale, shift = group.bn.scale_shift()
+    else:
+        shape = graph.shapes[group.act.name]
+        channels = shape[1]
+        scale, shift = np.ones(channels), np.zeros(channels)
+    return ScaleShift(scale.astype(np.float32), shift.astype(np.float32), _activation(group.act))
 
 
-def _global_avg_pool(keepdim: bool) -> Kernel:
-    def run(x: np.ndarray) -> np.ndarray:  # x: (N, H, W, C)
-        out = fast.global_avg_pool(x)  # (N, C)
-        return out.reshape(out.shape[0], 1, 1, out.shape[1]) if keepdim else out
-    return run
+@dataclass(frozen=True)
+class MaxPool:
+    """fast.max_pool2d."""
+
+    window: tuple  # params.Window
+    out_hw: tuple[int, int]
+    border: tuple  # params.Border
+
+    def __call__(self, x: Values) -> Values:
+        return fast.max_pool2d(x, self.window, *self.out_hw, self.border)
 
 
-def _flatten(x: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class AvgPool:
+    """fast.avg_pool2d."""
+
+    window: tuple  # params.Window
+    count_include_pad: bool
+    divisor_override: int
+    out_hw: tuple[int, int]
+
+    def __call__(self, x: Values) -> Values:
+        return fast.avg_pool2d(x, self.window, self.count_include_pad, self.divisor_override, *self.out_hw)
+
+
+@dataclass(frozen=True)
+class GlobalMean:
+    """fast.global_avg_pool: (N, H, W, C) to (N, C), or (N, 1, 1, C) with keepdim."""
+
+    keepdim: bool
+
+    def __call__(self, x: Values) -> Values:
+        out = fast.global_avg_pool(x)
+        return out.reshape(out.shape[0], 1, 1, out.shape[1]) if self.keepdim else out
+
+
+def _lower_pool(group: PoolGroup, graph: Graph) -> Union[MaxPool, AvgPool, GlobalMean]:
+    pool = group.pool
+    if isinstance(pool, GlobalAvgPool):
+        return GlobalMean(pool.keepdim)
+    out_hw = graph.shapes[pool.name][2:]
+    if isinstance(pool, MaxPool2d):
+        return MaxPool(tuple(pool.window), out_hw, tuple(group.border))
+    return AvgPool(tuple(pool.window), pool.count_include_pad, pool.divisor_override, out_hw)
+
+
+def _flatten(x: Values) -> Values:
     """(N, H, W, C) back to PyTorch's channel-major order, then (N, C*H*W); rank 2 passes through."""
     if x.ndim == 4:
         x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     return x.reshape(x.shape[0], -1)
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
+def _softmax(x: Values) -> Values:
     """Softmax over dim 1 of PyTorch's layout, which is the last axis here."""
     return reference.softmax_rows(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
-def _reference_step(layer: Layer) -> Kernel:
-    """A layer with no fast kernel runs its reference forward; rank-4 values move NHWC <-> NCHW."""
-    def run(*xs: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class ReferenceLayer:
+    """A layer with no fast kernel: its reference forward, on NCHW copies of rank-4 values."""
+
+    layer: Layer
+
+    def __call__(self, *xs: Values) -> Values:
         nchw = [np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x for x in xs]
-        out = layer.forward(*nchw)
+        out = self.layer.forward(*nchw)
         return np.ascontiguousarray(out.transpose(0, 2, 3, 1)) if out.ndim == 4 else out
-    return run
+
+
+_LAYOUT_FREE = {Sigmoid: reference.sigmoid, Add: reference.add}  # elementwise: any layout will do
+
+
+def _lower_layer(group: LayerGroup, graph: Graph):
+    layer = group.layer
+    if type(layer) in _LAYOUT_FREE:
+        return _LAYOUT_FREE[type(layer)]
+    if isinstance(layer, Softmax):
+        return _softmax
+    if isinstance(layer, Flatten):
+        return _flatten
+    return ReferenceLayer(layer)
+
+
+_LOWER = {ConvGroup: _lower_conv, LinearGroup: _lower_linear, AffineGroup: _lower_affine,
+          PoolGroup: _lower_pool, LayerGroup: _lower_layer}
+
+
+# ---------------------------------------------------------------------------- the plan
+
+@dataclass(frozen=True)
+class Step:
+    """Compute `output` from `inputs` (value names) with `kernel`; `layers` names the file layers
+    covered; `release` lists the values no later step reads, dropped after this one."""
+
+    kernel: object  # callable: (*input values) -> output value
+    inputs: tuple[str, ...]
+    output: str
+    layers: tuple[str, ...]
+    release: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    output: str  # the value holding the graph's output
+    images_per_pass: int  # a batch runs through the steps this many images at a time
 
 
 def build_plan(graph: Graph) -> Plan:
-    """Fold, fuse and pack the graph's layers into fast steps."""
-    layers = {layer.name: layer for layer in graph.layers}
-
-    def source(name: str) -> str:
-        """The value `name` stands for, looking through Dropout layers (identities at inference)."""
-        while isinstance(layers.get(name), Dropout):
-            name = layers[name].inputs[0]
-        return name
-
-    consumers: dict[str, list[Layer]] = {name: [] for name in [INPUT, *layers]}  # Dropout readers skipped
-    for layer in graph.layers:
-        if not isinstance(layer, Dropout):
-            for name in layer.inputs:
-                consumers[source(name)].append(layer)
-
-    def sole_consumer(name: str, kinds: tuple[type, ...]) -> Optional[Layer]:
-        """The one layer reading `name`, if there is exactly one and it is of one of `kinds`."""
-        users = consumers[name]
-        return users[0] if len(users) == 1 and isinstance(users[0], kinds) else None
-
-    def reader_padding(name: str) -> tuple[int, int, int, int]:
-        """The padding of a convolution that is the sole reader of `name`, if its kernel takes the
-        padding as a border around its input; the step making `name` then writes that border."""
-        reader = sole_consumer(name, (Conv2d,))
-        if reader is None or not (reader.groups == 1 or _is_depthwise(reader)) or not any(reader.padding):
-            return (0, 0, 0, 0)
-        padded_inputs.add(reader.name)
-        return reader.padding
-
-    alias: dict[str, str] = {INPUT: INPUT}  # file layer name -> value name holding its output
-    folded_flatten: set[str] = set()  # Flatten layers whose Linear readers reorder their weights instead
-    padded_inputs: set[str] = set()  # Conv2d layers whose input comes with their padding as a border
-    fused: set[str] = set()
-    steps: list[Step] = []
-    for layer in graph.layers:
-        if layer.name in fused:
-            continue
-        inputs = tuple(alias[i] for i in layer.inputs)
-        covered = [layer]
-        shape = graph.shapes[layer.name]
-        if isinstance(layer, Conv2d):
-            bn = sole_consumer(layer.name, (BatchNorm2d,))
-            act = sole_consumer((bn or layer).name, (ReLU, ReLU6, LeakyReLU))
-            covered += [c for c in (bn, act) if c is not None]
-            add = sole_consumer(covered[-1].name, (Add,)) if layer.groups == 1 else None
-            if add is not None:
-                other = next(i for i in add.inputs if source(i) != covered[-1].name)
-                if other in alias:  # computed by an earlier step: add it in this one
-                    covered.append(add)
-                    inputs += (alias[other],)
-            can_border = len(inputs) == 1 and (layer.groups == 1 or _is_depthwise(layer))
-            border = reader_padding(covered[-1].name) if can_border else (0, 0, 0, 0)
-            run = _conv_kernel(layer, bn, act, shape[2:], len(inputs) == 2, border, layer.name in padded_inputs)
-        elif isinstance(layer, Linear):
-            act = sole_consumer(layer.name, (ReLU, ReLU6, LeakyReLU))
-            covered += [act] if act else []
-            flat = source(layer.inputs[0])
-            chw = graph.shapes[layers[flat].inputs[0]][1:] if flat in folded_flatten else None
-            run = _linear_kernel(layer, act, chw)
-        elif isinstance(layer, BatchNorm2d):
-            act = sole_consumer(layer.name, (ReLU, ReLU6, LeakyReLU))
-            covered += [act] if act else []
-            run = _scale_shift_kernel(*layer.scale_shift(), act)
-        elif isinstance(layer, (ReLU, ReLU6, LeakyReLU)):
-            channels = shape[-1] if len(shape) == 2 else shape[1]
-            run = _scale_shift_kernel(np.ones(channels), np.zeros(channels), layer)
-        elif isinstance(layer, (MaxPool2d, AvgPool2d)):
-            run = _pool_kernel(layer, shape[2:], reader_padding(layer.name) if isinstance(layer, MaxPool2d)
-                               else (0, 0, 0, 0))
-        elif isinstance(layer, GlobalAvgPool):
-            run = _global_avg_pool(layer.keepdim)
-        elif isinstance(layer, Sigmoid):
-            run = reference.sigmoid
-        elif isinstance(layer, Softmax):
-            run = _softmax
-        elif isinstance(layer, Flatten):
-            users = consumers[layer.name]
-            if len(graph.shapes[layer.inputs[0]]) == 4 and users and all(isinstance(u, Linear) for u in users):
-                folded_flatten.add(layer.name)  # its Linear readers take the NHWC input directly
-                alias[layer.name] = inputs[0]
-                continue
-            run = _flatten
-        elif isinstance(layer, Add):
-            run = reference.add
-        elif isinstance(layer, Dropout):
-            alias[layer.name] = inputs[0]
-            continue
-        else:  # no fast kernel: the reference one, on NCHW copies of the inputs
-            run = _reference_step(layer)
-        output = covered[-1].name
-        for c in covered:
-            alias[c.name] = output
-            fused.add(c.name)
-        steps.append(Step(run, inputs, output, tuple(c.name for c in covered)))
-
-    output = alias[graph.layers[-1].name]
-    last_use = {name: i for i, step in enumerate(steps) for name in step.inputs}
-    release = [tuple(n for n in dict.fromkeys(step.inputs) if last_use[n] == i and n != output)
-               for i, step in enumerate(steps)]  # dict.fromkeys: x + x reads one value twice
+    """Fuse the graph's layers into groups and lower each group to a step."""
+    groups = [g for g in fuse(graph) if not isinstance(g, Alias)]
+    last_use = {name: i for i, group in enumerate(groups) for name in group.inputs}
+    output = output_of(groups[-1]) if groups else INPUT
+    steps = tuple(Step(_LOWER[type(group)](group, graph), group.inputs, output_of(group),
+                       tuple(layer.name for layer in group.layers),
+                       tuple(n for n in dict.fromkeys(group.inputs)  # x + x reads one value twice
+                             if last_use[n] == i and n != output))
+                  for i, group in enumerate(groups))
     largest = max(4 * int(np.prod(shape)) for shape in graph.shapes.values())  # bytes, one image
-    return Plan(steps, release, output, max(1, PASS_BYTES // largest))
+    return Plan(steps, output, max(1, PASS_BYTES // largest))
 
 
 def _run_pass(plan: Plan, x: np.ndarray) -> np.ndarray:
     values = {INPUT: np.ascontiguousarray(x.transpose(0, 2, 3, 1))}
-    for step, release in zip(plan.steps, plan.release):
-        values[step.output] = step.run(*(values[i] for i in step.inputs))
-        for name in release:
+    for step in plan.steps:
+        values[step.output] = step.kernel(*(values[i] for i in step.inputs))
+        for name in step.release:
             del values[name]
     out = values[plan.output]
     out = np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if out.ndim == 4 else out

@@ -12,65 +12,38 @@ from pathlib import Path
 
 import numpy as np
 
+from pdinfer.builder import LayerList, conv2d_params, max_pool2d_params
 from pdinfer.format import write_container, write_weights
 
 INPUT_SHAPE = (1, 10, 12)  # (C, H, W)
 CLASSES = ["corona", "void", "surface"]
 
 
-def _conv(name: str, inputs: str, cin: int, cout: int, k: int, groups: int, bias: bool) -> dict:
-    pad = k // 2
-    tensors = {"weight": f"{name}.weight"} | ({"bias": f"{name}.bias"} if bias else {})
-    return {"name": name, "type": "Conv2d", "inputs": [inputs],
-            "params": {"in_channels": cin, "out_channels": cout, "kernel_size": [k, k],
-                       "stride": [1, 1], "padding": [pad, pad, pad, pad], "dilation": [1, 1],
-                       "groups": groups, "bias": bias},
-            "tensors": tensors}
-
-
-def _bn(name: str, inputs: str, channels: int) -> dict:
-    return {"name": name, "type": "BatchNorm2d", "inputs": [inputs],
-            "params": {"num_features": channels, "eps": 1e-5},
-            "tensors": {role: f"{name}.{role}" for role in ("weight", "bias", "running_mean", "running_var")}}
-
-
-def _plain(name: str, type_name: str, inputs: list[str], params: dict | None = None) -> dict:
-    return {"name": name, "type": type_name, "inputs": inputs, "params": params or {}, "tensors": {}}
+def _small(seed: int = 0) -> LayerList:
+    layers = LayerList(INPUT_SHAPE, seed)
+    layers.add("Conv2d", name="conv0", **conv2d_params(1, 4, 3, padding=1, bias=False))
+    layers.add("BatchNorm2d", name="bn0", num_features=4, eps=1e-5)
+    layers.add("LeakyReLU", name="act0", negative_slope=0.2)
+    layers.add("Conv2d", name="dw", **conv2d_params(4, 4, 3, padding=1, groups=4, bias=False))
+    layers.add("BatchNorm2d", name="bn1", num_features=4, eps=1e-5)
+    layers.add("ReLU6", name="act1")
+    layers.add("Add", ["act0", "act1"], name="add")
+    layers.add("Conv2d", name="pw", **conv2d_params(4, 8, 1))
+    layers.add("MaxPool2d", name="pool", **max_pool2d_params(2))
+    layers.add("GlobalAvgPool", name="gap", keepdim=False)
+    layers.add("Linear", name="fc", in_features=8, out_features=len(CLASSES), bias=True)
+    layers.add("Softmax", name="softmax", dim=1)
+    return layers
 
 
 def small_layers() -> list[dict]:
     """The layer list of the small model (FORMAT.md section 2)."""
-    return [
-        _conv("conv0", "input", 1, 4, 3, 1, False),
-        _bn("bn0", "conv0", 4),
-        _plain("act0", "LeakyReLU", ["bn0"], {"negative_slope": 0.2}),
-        _conv("dw", "act0", 4, 4, 3, 4, False),
-        _bn("bn1", "dw", 4),
-        _plain("act1", "ReLU6", ["bn1"]),
-        _plain("add", "Add", ["act0", "act1"]),
-        _conv("pw", "add", 4, 8, 1, 1, True),
-        _plain("pool", "MaxPool2d", ["pw"], {"kernel_size": [2, 2], "stride": [2, 2],
-                                            "padding": [0, 0, 0, 0], "dilation": [1, 1],
-                                            "ceil_mode": False}),
-        _plain("gap", "GlobalAvgPool", ["pool"], {"keepdim": False}),
-        {"name": "fc", "type": "Linear", "inputs": ["gap"],
-         "params": {"in_features": 8, "out_features": len(CLASSES), "bias": True},
-         "tensors": {"weight": "fc.weight", "bias": "fc.bias"}},
-        _plain("softmax", "Softmax", ["fc"], {"dim": 1}),
-    ]
+    return _small().entries
 
 
 def small_tensors(seed: int = 0) -> dict[str, np.ndarray]:
-    """Random float32 weights of the right shapes (BatchNorm variances positive)."""
-    rng = np.random.default_rng(seed)
-    shapes = {"conv0.weight": (4, 1, 3, 3), "dw.weight": (4, 1, 3, 3), "pw.weight": (8, 4, 1, 1),
-              "pw.bias": (8,), "fc.weight": (len(CLASSES), 8), "fc.bias": (len(CLASSES),)}
-    for bn in ("bn0", "bn1"):
-        shapes |= {f"{bn}.{role}": (4,) for role in ("weight", "bias", "running_mean", "running_var")}
-    tensors = {name: rng.normal(0, 0.5, shape).astype(np.float32) for name, shape in shapes.items()}
-    for bn in ("bn0", "bn1"):
-        tensors[f"{bn}.running_var"] = rng.uniform(0.5, 2.0, 4).astype(np.float32)
-    return tensors
+    """Seeded random float32 weights of the right shapes (BatchNorm variances positive)."""
+    return _small(seed).tensors
 
 
 def write_small_model(path: str | Path, layers: list[dict] | None = None,

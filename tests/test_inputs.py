@@ -13,7 +13,6 @@ from numpy.lib import format as npy_format
 
 import pdinfer
 from pdinfer import FormatError, InputError, MissingExtraError, PdinferError
-from pdinfer.model import MAX_CHUNK
 from small_model import INPUT_SHAPE, sample_images, small_layers, small_tensors, write_small_model
 
 IMAGES = sample_images(5)  # (5, 1, 10, 12) float32 in [0, 1)
@@ -156,8 +155,9 @@ def test_outputs_are_fresh_arrays(model, expected):
     assert np.array_equal(model(IMAGES), expected)
 
 
-@pytest.mark.parametrize("count", [MAX_CHUNK - 1, MAX_CHUNK, MAX_CHUNK + 1, 1000])
-def test_large_batches_are_chunked_and_correct(model, count):
+@pytest.mark.parametrize("passes, extra", [(1, -1), (1, 0), (1, 1), (3, 5)])
+def test_large_batches_run_in_passes_and_are_correct(model, passes, extra):
+    count = passes * model._plan.images_per_pass + extra  # a batch runs a few images a pass
     x = sample_images(count, seed=count)
     out = model(x)
     assert out.shape == (count, 3) and out.dtype == np.float32

@@ -13,15 +13,16 @@ convolution that reads it, so that one needs no padded copy of its input.
 Packed weights have their output channels padded with zeros to a multiple of CHANNEL_ALIGN, so
 full-width loads of weights and bias never leave the array; activations are stored unpadded and
 written with masked stores. Kernels avoid NumPy slice assignment, which is slow to compile.
-Activation codes (fused after bias): 0 none, 1 ReLU, 2 ReLU6, 3 LeakyReLU(slope).
+Kernels take their geometry and fused activation (applied after the bias) as the structs of
+`params` (Window, Border, Activation), passed as plain tuples (see params.py).
 """
 
 import numpy as np
 
 from .._jit import jit
+from .params import ACT_LEAKY, ACT_RELU, ACT_RELU6, Activation, Border, Window
 from .simd import vadd, vbroadcast, vfma, vload, vload_part, vmul, vselect_gt, vsplat, vstore_part
 
-ACT_NONE, ACT_RELU, ACT_RELU6, ACT_LEAKY = 0, 1, 2, 3
 CHANNEL_ALIGN = 32  # packed output channels are padded to a multiple of this
 TILE_PIXELS = 6  # output pixels per tile (the kernels spell out the tile's six accumulators)
 WEIGHT_CACHE_BYTES = 256 * 1024  # conv2d keeps about this much of the packed weight hot at a time
@@ -33,8 +34,9 @@ def padded_channels(channels: int) -> int:
 
 
 @jit
-def activate(v, act, slope):
-    """Apply activation `act` to a 1-D float32 array in place.  v: (C,)"""
+def activate(v, activation):
+    """Apply a params.Activation to a 1-D float32 array in place.  v: (C,)"""
+    act, slope = activation
     if act == ACT_RELU:
         for i in range(v.size):
             if not v[i] > 0:
@@ -52,8 +54,9 @@ def activate(v, act, slope):
 
 
 @jit
-def _activation_params(act, slope, width):
-    """Four vectors that make `_activate_vector` apply activation `act` without branching."""
+def _activation_params(activation, width):
+    """Four vectors that make `_activate_vector` apply a params.Activation without branching."""
+    act, slope = activation
     if act == ACT_LEAKY:
         negative_scale, zero_negatives, keep_zero_and_nan, upper = slope, 0, 0, np.inf
     elif act == ACT_RELU:
@@ -88,8 +91,10 @@ def _fill(flat, start, count, value):
 
 
 @jit
-def _bordered_empty(n_batch, height, width, channels, top, left, bottom, right, value):
-    """An (N, top + height + bottom, left + width + right, C) array: border `value`, interior unset."""
+def _bordered_empty(n_batch, height, width, channels, border, value):
+    """An (N, top + height + bottom, left + width + right, C) array: a params.Border of `value`
+    around each image, interior unset."""
+    top, left, bottom, right = border
     out = np.empty((n_batch, top + height + bottom, left + width + right, channels), dtype=np.float32)
     flat = out.reshape(-1)
     row = out.shape[2] * channels
@@ -112,7 +117,7 @@ def _pad(x, top, left, bottom, right, value):
     if not (top or left or bottom or right):
         return x
     n_batch, height, width, channels = x.shape
-    padded = _bordered_empty(n_batch, height, width, channels, top, left, bottom, right, value)
+    padded = _bordered_empty(n_batch, height, width, channels, (top, left, bottom, right), value)
     flat_x, flat_padded = x.reshape(-1), padded.reshape(-1)
     row = width * channels  # an image row is contiguous in both
     for n in range(n_batch):
@@ -125,27 +130,30 @@ def _pad(x, top, left, bottom, right, value):
 
 
 @jit
-def _tap_offsets(kernel_h, kernel_w, dilation_h, dilation_w, in_w, in_c):
-    """Flat offset of each kernel tap (ky, kx) from the window's top-left input element."""
-    taps = np.empty(kernel_h * kernel_w, dtype=np.int64)
-    for ky in range(kernel_h):
-        for kx in range(kernel_w):
-            taps[ky * kernel_w + kx] = (ky * dilation_h * in_w + kx * dilation_w) * in_c
+def _tap_offsets(window, in_w, in_c):
+    """Flat offset of each kernel tap (ky, kx) of a params.Window from its top-left input element."""
+    taps = np.empty(window.kernel_h * window.kernel_w, dtype=np.int64)
+    for ky in range(window.kernel_h):
+        for kx in range(window.kernel_w):
+            taps[ky * window.kernel_w + kx] = (ky * window.dilation_h * in_w + kx * window.dilation_w) * in_c
     return taps
 
 
 @jit
-def _pixel_offsets(x, out, stride_h, stride_w, border_top, border_left, border_bottom, border_right):
+def _pixel_offsets(x, out, window, border):
     """Flat offsets, for each output pixel (n, oy, ox) in order, of its window's first element in x
     and of the pixel itself in out, inside out's border.
 
-    x:   (N, in_h, in_w, in_c)  the input, padded
-    out: (N, border_top + out_h + border_bottom, border_left + out_w + border_right, out_c)
+    x:      (N, in_h, in_w, in_c)  the input, padded
+    out:    (N, border.top + out_h + border.bottom, border.left + out_w + border.right, out_c)
+    window: params.Window (its stride is used); border: params.Border
     returns (windows, pixels), each (N * out_h * out_w,)
     """
     n_batch, in_h, in_w, in_c = x.shape
     _, full_h, full_w, out_c = out.shape
-    out_h, out_w = full_h - border_top - border_bottom, full_w - border_left - border_right
+    stride_h, stride_w = window.stride_h, window.stride_w
+    border_top, border_left = border.top, border.left
+    out_h, out_w = full_h - border.top - border.bottom, full_w - border.left - border.right
     windows = np.empty(n_batch * out_h * out_w, dtype=np.int64)
     pixels = np.empty(n_batch * out_h * out_w, dtype=np.int64)
     q = 0
@@ -167,9 +175,7 @@ def _tile(start, last):
 
 
 @jit
-def conv2d(x, weight, bias, residual, act, slope, kernel_h, kernel_w, stride_h, stride_w,
-           pad_top, pad_left, pad_bottom, pad_right, dilation_h, dilation_w, out_h, out_w, out_c,
-           border_top, border_left, border_bottom, border_right):
+def conv2d(x, weight, bias, residual, activation, window, out_h, out_w, out_c, border):
     """Conv2d (one group) + bias + activation (+ residual): a matrix product over (tap, channel).
 
     The output gets a zero border of the given widths around each image: the padding of the
@@ -179,15 +185,17 @@ def conv2d(x, weight, bias, residual, act, slope, kernel_h, kernel_w, stride_h, 
     bias:     (padded_channels(Co),)
     residual: (N, out_h, out_w, Co) added after the activation (only without a border), or an
               empty array for none
-    returns (N, border_top + out_h + border_bottom, border_left + out_w + border_right, Co)
+    activation: params.Activation; window: params.Window; border: params.Border
+    returns (N, border.top + out_h + border.bottom, border.left + out_w + border.right, Co)
     """
-    x = _pad(x, pad_top, pad_left, pad_bottom, pad_right, 0.0)
+    activation, window, border = Activation(*activation), Window(*window), Border(*border)
+    x = _pad(x, window.pad_top, window.pad_left, window.pad_bottom, window.pad_right, 0.0)
     in_c = x.shape[3]
-    taps = _tap_offsets(kernel_h, kernel_w, dilation_h, dilation_w, x.shape[2], in_c)
-    out = _bordered_empty(x.shape[0], out_h, out_w, out_c, border_top, border_left, border_bottom, border_right, 0.0)
-    windows, pixels = _pixel_offsets(x, out, stride_h, stride_w, border_top, border_left, border_bottom, border_right)
+    taps = _tap_offsets(window, x.shape[2], in_c)
+    out = _bordered_empty(x.shape[0], out_h, out_w, out_c, border, 0.0)
+    windows, pixels = _pixel_offsets(x, out, window, border)
     flat_x, flat_out, flat_residual = x.reshape(-1), out.reshape(-1), residual.reshape(-1)
-    activation = _activation_params(act, slope, 32)
+    activation = _activation_params(activation, 32)
     has_residual = flat_residual.size > 0
     # Output channel blocks are taken in groups whose weight columns fit in the L2 cache; within
     # a group, each tile of pixels is read once for all its blocks.
@@ -223,15 +231,16 @@ def conv2d(x, weight, bias, residual, act, slope, kernel_h, kernel_w, stride_h, 
 
 
 @jit
-def grouped_conv2d(x, weight, bias, act, slope, stride_h, stride_w, pad_top, pad_left,
-                   dilation_h, dilation_w, out_h, out_w):
+def grouped_conv2d(x, weight, bias, activation, window, out_h, out_w):
     """Grouped Conv2d (1 < groups, not depthwise) + bias + activation, plain loops.
 
     x:      (N, H, W, Ci)
     weight: (G, KH, KW, Ci/G, Co/G)  packed from PyTorch's (Co, Ci/G, KH, KW)
     bias:   (Co,)
+    activation: params.Activation; window: params.Window
     returns (N, out_h, out_w, Co)
     """
+    activation, window = Activation(*activation), Window(*window)
     n_batch, in_h, in_w, _ = x.shape
     groups, kernel_h, kernel_w, group_in, group_out = weight.shape
     out = np.empty((n_batch, out_h, out_w, groups * group_out), dtype=np.float32)
@@ -243,11 +252,11 @@ def grouped_conv2d(x, weight, bias, act, slope, stride_h, stride_w, pad_top, pad
                 for g in range(groups):
                     acc = pixel[g * group_out:(g + 1) * group_out]
                     for ky in range(kernel_h):
-                        iy = oy * stride_h - pad_top + ky * dilation_h
+                        iy = oy * window.stride_h - window.pad_top + ky * window.dilation_h
                         if iy < 0 or iy >= in_h:
                             continue
                         for kx in range(kernel_w):
-                            ix = ox * stride_w - pad_left + kx * dilation_w
+                            ix = ox * window.stride_w - window.pad_left + kx * window.dilation_w
                             if ix < 0 or ix >= in_w:
                                 continue
                             xs = x[n, iy, ix, g * group_in:(g + 1) * group_in]
@@ -257,30 +266,29 @@ def grouped_conv2d(x, weight, bias, act, slope, stride_h, stride_w, pad_top, pad
                                 w_row = ws[ci]
                                 for co in range(group_out):
                                     acc[co] += v * w_row[co]
-                activate(pixel, act, slope)
+                activate(pixel, activation)
     return out
 
 
 @jit
-def depthwise_conv2d(x, weight, bias, act, slope, kernel_h, kernel_w, stride_h, stride_w,
-                     pad_top, pad_left, pad_bottom, pad_right, dilation_h, dilation_w, out_h, out_w,
-                     border_top, border_left, border_bottom, border_right):
+def depthwise_conv2d(x, weight, bias, activation, window, out_h, out_w, border):
     """Depthwise Conv2d (groups = Ci = Co) + bias + activation; the output gets a zero border as
     conv2d's.
 
     x:      (N, H, W, C)
     weight: (KH * KW, padded_channels(C))  packed from PyTorch's (C, 1, KH, KW)
     bias:   (padded_channels(C),)
-    returns (N, border_top + out_h + border_bottom, border_left + out_w + border_right, C)
+    activation: params.Activation; window: params.Window; border: params.Border
+    returns (N, border.top + out_h + border.bottom, border.left + out_w + border.right, C)
     """
-    x = _pad(x, pad_top, pad_left, pad_bottom, pad_right, 0.0)
+    activation, window, border = Activation(*activation), Window(*window), Border(*border)
+    x = _pad(x, window.pad_top, window.pad_left, window.pad_bottom, window.pad_right, 0.0)
     channels = x.shape[3]
-    taps = _tap_offsets(kernel_h, kernel_w, dilation_h, dilation_w, x.shape[2], channels)
-    out = _bordered_empty(x.shape[0], out_h, out_w, channels, border_top, border_left, border_bottom, border_right,
-                          0.0)
-    windows, pixels = _pixel_offsets(x, out, stride_h, stride_w, border_top, border_left, border_bottom, border_right)
+    taps = _tap_offsets(window, x.shape[2], channels)
+    out = _bordered_empty(x.shape[0], out_h, out_w, channels, border, 0.0)
+    windows, pixels = _pixel_offsets(x, out, window, border)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-    activation = _activation_params(act, slope, 16)
+    activation = _activation_params(activation, 16)
     row = weight.shape[1]
     last = pixels.size - 1
     for start in range(0, pixels.size, TILE_PIXELS):
@@ -306,36 +314,39 @@ def depthwise_conv2d(x, weight, bias, act, slope, kernel_h, kernel_w, stride_h, 
 
 
 @jit
-def scale_shift(x, scale, shift, act, slope):
+def scale_shift(x, scale, shift, activation):
     """Per-channel y = x * scale + shift + activation (a BatchNorm with nothing to fold into).
 
-    x: (P, C); scale, shift: (C,); returns (P, C)
+    x: (P, C); scale, shift: (C,); activation: params.Activation; returns (P, C)
     """
+    activation = Activation(*activation)
     out = np.empty_like(x)
     for p in range(x.shape[0]):
         row = out[p]
         for c in range(x.shape[1]):
             row[c] = x[p, c] * scale[c] + shift[c]
-        activate(row, act, slope)
+        activate(row, activation)
     return out
 
 
 @jit
-def max_pool2d(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dilation_h, dilation_w,
-               out_h, out_w, border_top, border_left, border_bottom, border_right):
+def max_pool2d(x, window, out_h, out_w, border):
     """MaxPool2d: padding (and, with ceil_mode, the cells past the input) is -inf, which never wins.
     The output gets a zero border as conv2d's.
 
-    x: (N, H, W, C); returns (N, border_top + out_h + border_bottom, border_left + out_w + border_right, C)
+    x: (N, H, W, C); window: params.Window (its bottom and right padding are recomputed: PyTorch
+    pads as far as the last window reaches); border: params.Border
+    returns (N, border.top + out_h + border.bottom, border.left + out_w + border.right, C)
     """
-    pad_bottom = max(0, (out_h - 1) * stride_h + (kernel_h - 1) * dilation_h + 1 - pad_top - x.shape[1])
-    pad_right = max(0, (out_w - 1) * stride_w + (kernel_w - 1) * dilation_w + 1 - pad_left - x.shape[2])
-    x = _pad(x, pad_top, pad_left, pad_bottom, pad_right, -np.inf)
+    window, border = Window(*window), Border(*border)
+    w = window
+    pad_bottom = max(0, (out_h - 1) * w.stride_h + (w.kernel_h - 1) * w.dilation_h + 1 - w.pad_top - x.shape[1])
+    pad_right = max(0, (out_w - 1) * w.stride_w + (w.kernel_w - 1) * w.dilation_w + 1 - w.pad_left - x.shape[2])
+    x = _pad(x, w.pad_top, w.pad_left, pad_bottom, pad_right, -np.inf)
     channels = x.shape[3]
-    taps = _tap_offsets(kernel_h, kernel_w, dilation_h, dilation_w, x.shape[2], channels)
-    out = _bordered_empty(x.shape[0], out_h, out_w, channels, border_top, border_left, border_bottom, border_right,
-                          0.0)
-    windows, pixels = _pixel_offsets(x, out, stride_h, stride_w, border_top, border_left, border_bottom, border_right)
+    taps = _tap_offsets(window, x.shape[2], channels)
+    out = _bordered_empty(x.shape[0], out_h, out_w, channels, border, 0.0)
+    windows, pixels = _pixel_offsets(x, out, window, border)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
     last = pixels.size - 1
     for start in range(0, pixels.size, TILE_PIXELS):
@@ -364,10 +375,15 @@ def max_pool2d(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, dil
 
 
 @jit
-def avg_pool2d(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right,
-               count_include_pad, divisor_override, out_h, out_w):
-    """AvgPool2d (divisor rules as the reference).  x: (N, H, W, C); returns (N, out_h, out_w, C)"""
+def avg_pool2d(x, window, count_include_pad, divisor_override, out_h, out_w):
+    """AvgPool2d (divisor rules as the reference).
+
+    x: (N, H, W, C); window: params.Window (no dilation); returns (N, out_h, out_w, C)
+    """
+    window = Window(*window)
     n_batch, in_h, in_w, channels = x.shape
+    stride_h, stride_w, kernel_h, kernel_w = window.stride_h, window.stride_w, window.kernel_h, window.kernel_w
+    pad_top, pad_left, pad_bottom, pad_right = window.pad_top, window.pad_left, window.pad_bottom, window.pad_right
     out = np.empty((n_batch, out_h, out_w, channels), dtype=np.float32)
     for n in range(n_batch):
         for oy in range(out_h):

@@ -11,18 +11,20 @@ import math
 import numpy as np
 
 from .._jit import jit
+from .params import Window
 
 
 @jit
-def conv2d(x, weight, bias, has_bias, stride_h, stride_w, pad_top, pad_left,
-           dilation_h, dilation_w, groups, out_h, out_w):
+def conv2d(x, weight, bias, has_bias, window, groups, out_h, out_w):
     """Conv2d with zero padding.
 
     x:      (N, Ci, H, W)
     weight: (Co, Ci/groups, KH, KW)
     bias:   (Co,) (read only if has_bias)
+    window: params.Window (its kernel size is weight's)
     returns (N, Co, out_h, out_w)
     """
+    window = Window(*window)
     n_batch, _, in_h, in_w = x.shape
     out_c, group_in, kernel_h, kernel_w = weight.shape
     group_out = out_c // groups
@@ -35,11 +37,11 @@ def conv2d(x, weight, bias, has_bias, stride_h, stride_w, pad_top, pad_left,
                     acc = np.float32(0.0)
                     for ci in range(group_in):
                         for ky in range(kernel_h):
-                            iy = oy * stride_h - pad_top + ky * dilation_h
+                            iy = oy * window.stride_h - window.pad_top + ky * window.dilation_h
                             if iy < 0 or iy >= in_h:
                                 continue
                             for kx in range(kernel_w):
-                                ix = ox * stride_w - pad_left + kx * dilation_w
+                                ix = ox * window.stride_w - window.pad_left + kx * window.dilation_w
                                 if ix < 0 or ix >= in_w:
                                     continue
                                 acc += x[n, ci_base + ci, iy, ix] * weight[co, ci, ky, kx]
@@ -156,12 +158,12 @@ def softmax_rows(x):
 
 
 @jit
-def max_pool2d(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
-               dilation_h, dilation_w, out_h, out_w):
+def max_pool2d(x, window, out_h, out_w):
     """MaxPool2d: the largest in-bounds tap (ky, kx ascending; a tap wins only if strictly larger).
 
-    x: (N, C, H, W); returns (N, C, out_h, out_w)
+    x: (N, C, H, W); window: params.Window; returns (N, C, out_h, out_w)
     """
+    window = Window(*window)
     n_batch, channels, in_h, in_w = x.shape
     out = np.empty((n_batch, channels, out_h, out_w), dtype=np.float32)
     for n in range(n_batch):
@@ -169,12 +171,12 @@ def max_pool2d(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
             for oy in range(out_h):
                 for ox in range(out_w):
                     best = np.float32(-np.inf)
-                    for ky in range(kernel_h):
-                        iy = oy * stride_h - pad_top + ky * dilation_h
+                    for ky in range(window.kernel_h):
+                        iy = oy * window.stride_h - window.pad_top + ky * window.dilation_h
                         if iy < 0 or iy >= in_h:
                             continue
-                        for kx in range(kernel_w):
-                            ix = ox * stride_w - pad_left + kx * dilation_w
+                        for kx in range(window.kernel_w):
+                            ix = ox * window.stride_w - window.pad_left + kx * window.dilation_w
                             if ix < 0 or ix >= in_w:
                                 continue
                             if x[n, c, iy, ix] > best:
@@ -184,24 +186,24 @@ def max_pool2d(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
 
 
 @jit
-def avg_pool2d(x, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right,
-               count_include_pad, divisor_override, out_h, out_w):
+def avg_pool2d(x, window, count_include_pad, divisor_override, out_h, out_w):
     """AvgPool2d: float32 sum of in-bounds cells (ky, kx ascending) / float32(divisor).
 
     divisor: divisor_override if > 0; else the window clipped to the padded input if
     count_include_pad; else the number of in-bounds cells.
-    x: (N, C, H, W); returns (N, C, out_h, out_w)
+    x: (N, C, H, W); window: params.Window (no dilation); returns (N, C, out_h, out_w)
     """
+    window = Window(*window)
     n_batch, channels, in_h, in_w = x.shape
     out = np.empty((n_batch, channels, out_h, out_w), dtype=np.float32)
     for n in range(n_batch):
         for c in range(channels):
             for oy in range(out_h):
-                h0 = oy * stride_h - pad_top
-                h1 = min(h0 + kernel_h, in_h + pad_bottom)
+                h0 = oy * window.stride_h - window.pad_top
+                h1 = min(h0 + window.kernel_h, in_h + window.pad_bottom)
                 for ox in range(out_w):
-                    w0 = ox * stride_w - pad_left
-                    w1 = min(w0 + kernel_w, in_w + pad_right)
+                    w0 = ox * window.stride_w - window.pad_left
+                    w1 = min(w0 + window.kernel_w, in_w + window.pad_right)
                     acc = np.float32(0.0)
                     cells = 0
                     for iy in range(max(h0, 0), min(h1, in_h)):

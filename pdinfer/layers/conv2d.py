@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..kernels import reference
+from ..kernels.params import Window, window
 from .base import Layer, Shape, window_output_size
 
 
@@ -30,6 +31,15 @@ class Conv2d(Layer):
         if self.in_channels % self.groups or self.out_channels % self.groups:
             raise self.error(f"groups={self.groups} must divide in_channels={self.in_channels} "
                              f"and out_channels={self.out_channels}")
+
+    @property
+    def window(self) -> Window:
+        return window(self.kernel_size, self.stride, self.padding, self.dilation)
+
+    @property
+    def is_depthwise(self) -> bool:
+        """One input and one output channel per group (more than one group)."""
+        return 1 < self.groups == self.in_channels == self.out_channels
 
     def tensor_shapes(self) -> dict[str, Shape]:
         shapes = {"weight": (self.out_channels, self.in_channels // self.groups, *self.kernel_size)}
@@ -55,6 +65,4 @@ class Conv2d(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         _, _, out_h, out_w = self.output_shape([x.shape])
         bias = self.bias if self.has_bias else np.zeros(0, np.float32)
-        return reference.conv2d(x, self.weight, bias, self.has_bias, *self.stride,
-                                self.padding[0], self.padding[1], *self.dilation, self.groups,
-                                out_h, out_w)
+        return reference.conv2d(x, self.weight, bias, self.has_bias, self.window, self.groups, out_h, out_w)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..kernels import reference
+from ..kernels.params import Window, window
 from .base import Layer, Shape, window_output_size
 
 
@@ -25,6 +26,10 @@ class _Pool2d(Layer):
         if max(top, bottom) > self.kernel_size[0] // 2 or max(left, right) > self.kernel_size[1] // 2:
             raise self.error(f"padding {list(self.padding)} must be at most half the kernel "
                              f"{list(self.kernel_size)}")
+
+    @property
+    def window(self) -> Window:
+        return window(self.kernel_size, self.stride, self.padding, self.dilation)
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
         shape = in_shapes[0]
@@ -49,8 +54,7 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _, _, out_h, out_w = self.output_shape([x.shape])
-        return reference.max_pool2d(x, *self.kernel_size, *self.stride, self.padding[0], self.padding[1],
-                                    *self.dilation, out_h, out_w)
+        return reference.max_pool2d(x, self.window, out_h, out_w)
 
 
 class AvgPool2d(_Pool2d):
@@ -65,8 +69,7 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         _, _, out_h, out_w = self.output_shape([x.shape])
-        return reference.avg_pool2d(x, *self.kernel_size, *self.stride, *self.padding,
-                                    self.count_include_pad, self.divisor_override, out_h, out_w)
+        return reference.avg_pool2d(x, self.window, self.count_include_pad, self.divisor_override, out_h, out_w)
 
 
 class GlobalAvgPool(Layer):

@@ -72,7 +72,7 @@ def test_round_trip(weights_file):
         assert container.tensors[name].dtype == np.float32
         assert np.array_equal(container.tensors[name], array)
     meta = container.metadata
-    assert (meta["format"], meta["format_version"], meta["producer"]) == ("pdinfer", "1", "tests")
+    assert (meta["format"], meta["format_version"], meta["producer"]) == ("pdinfer", "2", "tests")
     assert json.loads(meta["input_shape"]) == list(INPUT_SHAPE) and json.loads(meta["classes"]) == CLASSES
     model = pdinfer.load(weights_file)
     assert model.input_shape == INPUT_SHAPE and model.classes == CLASSES and model.output_shape == (3,)

@@ -26,8 +26,8 @@ import numpy as np
 
 from . import __version__
 from .errors import FormatError, InputError
-from .format import (HEADER_ALIGN, MAX_HEADER_BYTES, Container, ContainerWriter, _tensor_entry,
-                     check_metadata, parse_json)
+from .format import (FILE_CHECKSUM, HEADER_ALIGN, MAX_HEADER_BYTES, Container, ContainerWriter,
+                     _file_checksum, _tensor_entry, check_metadata, parse_json)
 from .graph import INPUT, load_graph
 from .model import load
 
@@ -247,8 +247,8 @@ def _check_manifest(manifest: Any, where: str) -> dict[str, Any]:
 def map_container(path: str | os.PathLike) -> Container:
     """format.read_container's checks on a memory-mapped file: tensors are read-only views of the map.
 
-    The data checksum is computed block by block, so a bundle of any size is checked without
-    being read into memory.
+    The checksums are computed over the map, so a bundle of any size is checked without being
+    read into memory; a tensor's bytes are read from the file when it is used.
     """
     where = str(path)
     try:
@@ -259,7 +259,8 @@ def map_container(path: str | os.PathLike) -> Container:
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as e:
         raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
-    header_len = int.from_bytes(mapped[:8], "little")
+    prefix = mapped[:8]
+    header_len = int.from_bytes(prefix, "little")
     if header_len > MAX_HEADER_BYTES:
         raise FormatError(f"{where}: header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit")
     if 8 + header_len > file_size:
@@ -267,34 +268,34 @@ def map_container(path: str | os.PathLike) -> Container:
                           f"{file_size}-byte file (truncated?)")
     if (8 + header_len) % HEADER_ALIGN:
         raise FormatError(f"{where}: data section starts at byte {8 + header_len}, not a multiple of {HEADER_ALIGN}")
-    header_text = mapped[8:8 + header_len].rstrip(b" ")
+    header_bytes = mapped[8:8 + header_len]
+    header_text = header_bytes.rstrip(b" ")
     if not (header_text.startswith(b"{") and header_text.endswith(b"}")):
         raise FormatError(f"{where}: header is not a JSON object followed only by spaces")
     header = parse_json(header_text, "header", where)
     metadata = header.pop("__metadata__", None)
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise FormatError(f"{where}: __metadata__ is missing or holds non-string values")
+        raise FormatError(f"{where}: __metadata__ is missing or is not an object of string values")
     data = memoryview(mapped)[8 + header_len:]
     spans = sorted((_tensor_entry(name, entry, len(data), where), name) for name, entry in header.items())
     tensors: dict[str, np.ndarray] = {}
     expected_begin = 0
     for (begin, end, shape), name in spans:
         if begin != expected_begin:
-            kind = "overlaps the previous tensor" if begin < expected_begin else "leaves a gap before it"
-            raise FormatError(f"{where}: tensor {name!r} at byte {begin} {kind} (expected it at byte {expected_begin})")
+            gap = "overlaps the previous tensor" if begin < expected_begin else "leaves a gap before it"
+            raise FormatError(f"{where}: tensor {name!r} at byte {begin} {gap} (expected it at byte {expected_begin})")
         tensors[name] = np.frombuffer(data, dtype="<f4", count=(end - begin) // 4, offset=begin).reshape(shape)
         expected_begin = end
     if expected_begin != len(data):
         raise FormatError(f"{where}: {len(data) - expected_begin} bytes after the last tensor "
                           f"(tensors cover {expected_begin} of {len(data)} data bytes)")
-    digest = hashlib.sha256()
-    for start in range(0, len(data), 1 << 20):
-        digest.update(data[start:start + (1 << 20)])
-    declared = metadata.get("data_sha256")
-    if declared is not None and declared != digest.hexdigest():
-        raise FormatError(f"{where}: data checksum mismatch: the file says {declared}, "
-                          f"the data hashes to {digest.hexdigest()} (corrupted data section)")
-    return Container(where, metadata, tensors, digest.hexdigest())
+    declared = metadata.get(FILE_CHECKSUM)
+    if declared is not None:
+        digest = _file_checksum(prefix, header_bytes, data, declared, where)
+        if digest != declared:
+            raise FormatError(f"{where}: whole-file SHA-256 (header and data) mismatch: the file says "
+                              f"{declared}, its bytes hash to {digest} (changed or corrupted after it was written)")
+    return Container(where, metadata, tensors, hashlib.sha256(data).hexdigest(), declared is not None)
 
 
 def read_golden(path: str | os.PathLike) -> Golden:
@@ -302,7 +303,7 @@ def read_golden(path: str | os.PathLike) -> Golden:
     torch's, or none). The file is memory-mapped; its tensors are read when used."""
     container = map_container(path)
     where = container.path
-    check_metadata(container, GOLDEN_FORMAT, GOLDEN_VERSION, ("manifest",))
+    check_metadata(container, GOLDEN_FORMAT, GOLDEN_VERSION, ("manifest", FILE_CHECKSUM))
     manifest = _check_manifest(parse_json(container.metadata["manifest"], "metadata 'manifest'", where), where)
     has_torch = any(name.startswith("torch.") for name in container.tensors)
     expected = {name for name, _ in bundle_tensors(len(manifest["inputs"]), manifest["layers"], has_torch)}

@@ -22,60 +22,12 @@ import numpy as np
 import pytest
 
 import pdinfer
-import pdinfer.format
 from pdinfer.errors import FormatError, InputError
 from pdinfer.format import read_container, write_container, write_weights
 from pdinfer.graph import load_graph
+from pdinfer.golden import (EDGE_KINDS, GOLDEN_FORMAT, GOLDEN_VERSION, TORCH_ATOL_FACTOR, file_sha256,
+                            make_inputs, read_golden, write_golden)
 from small_model import small_layers, small_tensors
-
-
-class _StandInWriter:
-    """ContainerWriter's API (branch `integrity`), here until that branch lands in this one:
-    the header first with a placeholder digest, tensors streamed in layout order, the digest
-    patched at close, the temporary file renamed; nothing renamed on an exception."""
-
-    def __init__(self, path, metadata, layout) -> None:
-        self.path, self.layout, self.next = Path(path), list(layout), 0
-        header = {"__metadata__": {**metadata, "data_sha256": "0" * 64}}
-        offset = 0
-        for name, shape in self.layout:
-            size = 4 * int(np.prod(shape))
-            header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + size]}
-            offset += size
-        text = json.dumps(header, separators=(",", ":")).encode()
-        self.text = text + b" " * (-(8 + len(text)) % 64)
-        self.tmp = Path(f"{path}.tmp{os.getpid()}")
-        self.digest = hashlib.sha256()
-
-    def __enter__(self):
-        self.file = open(self.tmp, "wb")
-        self.file.write(struct.pack("<Q", len(self.text)) + self.text)
-        return self
-
-    def write(self, name, array) -> None:
-        assert (name, tuple(np.shape(array))) == self.layout[self.next], (name, np.shape(array))
-        data = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        self.digest.update(data)
-        self.file.write(data)
-        self.next += 1
-
-    def __exit__(self, kind, *_) -> None:
-        if kind is None:
-            assert self.next == len(self.layout)
-            self.file.seek(8 + self.text.index(b"0" * 64))
-            self.file.write(self.digest.hexdigest().encode())
-        self.file.close()
-        if kind is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink()
-
-
-if not hasattr(pdinfer.format, "ContainerWriter"):
-    pdinfer.format.ContainerWriter = _StandInWriter
-
-from pdinfer.golden import (EDGE_KINDS, GOLDEN_FORMAT, GOLDEN_VERSION, TORCH_ATOL_FACTOR,  # noqa: E402
-                            file_sha256, make_inputs, read_golden, write_golden)
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (2, 9, 11)  # (C, H, W) of the all-layer-types model
@@ -151,8 +103,7 @@ def golden_file(model_file, tmp_path_factory) -> Path:
 def rewrite(src: Path, dst: Path, edit) -> Path:
     """Copy a container, letting `edit(name, array) -> array` change tensors (write_container)."""
     container = read_container(src)
-    metadata = {k: v for k, v in container.metadata.items() if k != "data_sha256"}
-    write_container(dst, metadata, [(name, edit(name, np.array(a))) for name, a in container.tensors.items()])
+    write_container(dst, container.metadata, [(name, edit(name, np.array(a))) for name, a in container.tensors.items()])
     return dst
 
 
@@ -285,7 +236,7 @@ def test_read_golden_rejects_a_weight_file_and_a_bundle_missing_a_tensor(model_f
     with pytest.raises(FormatError, match="expected 'pdinfer-golden'"):
         read_golden(model_file)
     container = read_container(golden_file)
-    metadata = {k: v for k, v in container.metadata.items() if k != "data_sha256"}
+    metadata = container.metadata
     write_container(tmp_path / "short.pdw", metadata, [(n, a) for n, a in container.tensors.items()
                                                         if n != "reference.1.fc0"])
     with pytest.raises(FormatError, match="missing.*reference.1.fc0"):
@@ -306,7 +257,7 @@ def test_read_golden_rejects_a_weight_file_and_a_bundle_missing_a_tensor(model_f
 def test_read_golden_rejects_a_truncated_or_corrupted_bundle(golden_file, tmp_path, cut):
     raw = golden_file.read_bytes()
     (tmp_path / "bad.pdw").write_bytes(raw[:cut] if cut > 0 else raw[:cut - 1] + bytes([raw[cut - 1] ^ 1]) + raw[cut:])
-    with pytest.raises(FormatError, match="too short|runs past the end|checksum mismatch"):
+    with pytest.raises(FormatError, match="too short|runs past the end|whole-file SHA-256"):
         read_golden(tmp_path / "bad.pdw")
 
 
@@ -418,9 +369,14 @@ def test_java_refuses_a_bundle_of_other_weights(java_build, golden_file, tmp_pat
 
 
 # Corruptions of a valid weight file (file bytes -> file bytes) that pdinfer and the Java reader
-# must both reject, and a regular expression matching the reason both give.
+# must both reject, and a regular expression matching the reason both give. Header edits are
+# re-sealed (file_sha256 recomputed), so that the check they aim at is the one that fails.
 def _with_header_length(n: int):
     return lambda raw: struct.pack("<Q", n) + raw[8:]
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _edit_header(edit):
@@ -429,14 +385,16 @@ def _edit_header(edit):
         header = json.loads(raw[8:8 + n])
         text = edit(header).encode("utf-8")
         text += b" " * (-(8 + len(text)) % 64)
-        return struct.pack("<Q", len(text)) + text + raw[8 + n:]
+        unsealed = re.sub(rb'("file_sha256":")[0-9a-f]{64}"', rb'\g<1>' + b"0" * 64 + b'"',
+                          struct.pack("<Q", len(text)) + text + raw[8 + n:])
+        return unsealed.replace(b"0" * 64, hashlib.sha256(unsealed).hexdigest().encode(), 1)
     return apply
 
 
 def _meta(key: str, value: str):
     def edit(header: dict) -> str:
         header["__metadata__"][key] = value
-        return json.dumps(header)
+        return _dumps(header)
     return edit
 
 
@@ -444,14 +402,14 @@ def _meta_replace(key: str, old: str, new: str):
     def edit(header: dict) -> str:
         assert old in header["__metadata__"][key]
         header["__metadata__"][key] = header["__metadata__"][key].replace(old, new)
-        return json.dumps(header)
+        return _dumps(header)
     return edit
 
 
 def _tensor_entry(name: str, **changes):
     def edit(header: dict) -> str:
         header[name].update(changes)
-        return json.dumps(header)
+        return _dumps(header)
     return edit
 
 
@@ -459,8 +417,8 @@ def _layers(edit):
     def apply(header: dict) -> str:
         layers = json.loads(header["__metadata__"]["layers"])
         edit(layers)
-        header["__metadata__"]["layers"] = json.dumps(layers)
-        return json.dumps(header)
+        header["__metadata__"]["layers"] = _dumps(layers)
+        return _dumps(header)
     return apply
 
 
@@ -475,10 +433,10 @@ CORRUPTIONS = {
                         "not a multiple of 64"),
     "truncated": (lambda raw: raw[:-4], "bytes but shape|lie outside"),
     "trailing bytes": (lambda raw: raw + b"\0\0\0\0", "after the last tensor"),
-    "checksum": (_flip_data_byte, "checksum mismatch"),
-    "duplicate key": (_edit_header(lambda h: json.dumps(h)[:-1] + ',"__metadata__":{}}'), "duplicate key"),
+    "checksum": (_flip_data_byte, r"whole-file SHA-256 \(header and data\) mismatch"),
+    "duplicate key": (_edit_header(lambda h: _dumps(h)[:-1] + ',"__metadata__":{}}'), "duplicate key"),
     "not UTF-8": (lambda raw: raw.replace(b'"tests"', b'"\xff\xfe\xfd\xfc\xfb"'), "UTF-8"),
-    "leading space": (_edit_header(lambda h: " " + json.dumps(h)), "not a JSON object"),
+    "leading space": (_edit_header(lambda h: " " + _dumps(h)), "not a JSON object"),
     "too deep": (_edit_header(_meta("layers", "[" * 65 + "1" + "]" * 65)), "nested deeper than 64"),
     "NaN literal": (_edit_header(_meta("layers", "[NaN]")), "not valid JSON"),
     "huge float": (_edit_header(_meta_replace("layers", '"negative_slope":0.1', '"negative_slope":1e999')),
@@ -487,7 +445,7 @@ CORRUPTIONS = {
     "dtype": (_edit_header(_tensor_entry("conv.bias", dtype="F16")), "only 'F32'"),
     "rank 5": (_edit_header(_tensor_entry("conv.bias", shape=[1, 1, 1, 1, 6])), "invalid shape"),
     "gap": (_edit_header(_tensor_entry("conv.weight", data_offsets=[4, 148])), "gap|overlaps"),
-    "version": (_edit_header(_meta("format_version", "2")), "not supported"),
+    "version": (_edit_header(_meta("format_version", "3")), "not supported"),
     "unknown layer": (_edit_header(_layers(lambda ls: ls[7].update(type="GELU"))), "not supported"),
     "unknown param": (_edit_header(_layers(lambda ls: ls[3]["params"].update(inplace=True))), "unknown"),
     "bad input": (_edit_header(_layers(lambda ls: ls[2].update(inputs=["relu"]))), "earlier layer"),

@@ -70,7 +70,7 @@ public final class Golden {
         Container container = Container.read(file, true);
         String where = container.path;
         Map<String, String> meta = container.metadata;
-        container.checkMetadata(FORMAT_NAME, FORMAT_VERSION, List.of("manifest"));
+        container.checkMetadata(FORMAT_NAME, FORMAT_VERSION, List.of("manifest", "file_sha256"));
         Object parsed = Json.parse(meta.get("manifest"), "metadata 'manifest'", where);
         if (!(parsed instanceof Map)) {
             throw new FormatException(where + ": manifest is not a JSON object");

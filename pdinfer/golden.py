@@ -29,6 +29,7 @@ from .errors import FormatError, InputError
 from .format import (FILE_CHECKSUM, HEADER_ALIGN, MAX_HEADER_BYTES, Container, ContainerWriter,
                      _file_checksum, _tensor_entry, check_metadata, parse_json)
 from .graph import INPUT, load_graph
+from .layers import Shape
 from .model import load
 
 GOLDEN_FORMAT = "pdinfer-golden"
@@ -158,6 +159,27 @@ def _select_layers(all_layers: Sequence[str], wanted: Optional[Sequence[str]], w
     return [name for name in all_layers if name in wanted]
 
 
+def _check_header_size(metadata: Mapping[str, str], layout: Sequence[tuple[str, Shape]], count: int) -> None:
+    """Refuse a bundle whose header would pass the container's limit (every reader refuses those files).
+
+    The header is measured as format.ContainerWriter writes it: the metadata, the checksum entry,
+    and one entry per tensor.
+    """
+    size = len(json.dumps(metadata, separators=(",", ":"))) + len(FILE_CHECKSUM) + 96
+    offset = 0
+    for name, shape in layout:
+        nbytes = 4 * int(np.prod(shape))
+        size += len(json.dumps({name: {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + nbytes]}},
+                               separators=(",", ":")))
+        offset += nbytes
+    if size > MAX_HEADER_BYTES:
+        inputs = count + len(EDGE_KINDS)
+        fits = max(0, int(MAX_HEADER_BYTES / (size / inputs)) - len(EDGE_KINDS))
+        raise InputError(f"count {count} would give a bundle header of {size} bytes, over the {MAX_HEADER_BYTES}-byte "
+                         f"limit of the container format: at most about {fits} random inputs fit with these layers "
+                         f"(write fewer, restrict the layers, or write several bundles with different seeds)")
+
+
 def write_golden(weights: str | os.PathLike, out_dir: str | os.PathLike, *, count: int = 2, seed: int = 0,
                  layers: Sequence[str] | None = None, torch_tracer: Optional[TorchTracer] = None,
                  torch_version: Optional[str] = None,
@@ -193,6 +215,7 @@ def write_golden(weights: str | os.PathLike, out_dir: str | os.PathLike, *, coun
                 "manifest": json.dumps(manifest, separators=(",", ":"), allow_nan=False),
                 "producer": f"pdinfer {__version__} golden"}
     layout = [(name, shapes[layer]) for name, layer in bundle_tensors(len(kinds), chosen, has_torch)]
+    _check_header_size(metadata, layout, count)
     path = golden_path(weights, out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     with ContainerWriter(path, metadata, layout) as writer:

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import pdinfer
+import pdinfer.golden
 from pdinfer.errors import FormatError, InputError
 from pdinfer.format import read_container, write_container, write_weights
 from pdinfer.graph import load_graph
@@ -174,6 +175,19 @@ def test_unknown_or_no_layers_are_input_errors(model_file, tmp_path):
     with pytest.raises(InputError, match="at least one layer"):
         write_golden(model_file, tmp_path, layers=[])
     assert not list(tmp_path.iterdir())  # nothing written, not even a temporary file
+
+
+def test_a_count_whose_header_passes_the_limit_is_refused_up_front(model_file, tmp_path, monkeypatch):
+    """Readers refuse headers over MAX_HEADER_BYTES, so the writer refuses before computing anything."""
+    limit = 40_000
+    monkeypatch.setattr(pdinfer.golden, "MAX_HEADER_BYTES", limit)
+    with pytest.raises(InputError, match=r"count 60 would give a bundle header of \d+ bytes, over the 40000-byte "
+                                         r"limit.*at most about (\d+) random inputs") as error:
+        write_golden(model_file, tmp_path, count=60, progress=lambda *_: pytest.fail("computed an input"))
+    assert not list(tmp_path.iterdir())
+    fits = int(re.search(r"at most about (\d+)", str(error.value)).group(1))
+    path = write_golden(model_file, tmp_path, count=fits)
+    assert struct.unpack("<Q", path.read_bytes()[:8])[0] <= limit
 
 
 def test_progress_is_called_after_each_input(model_file, tmp_path):

@@ -149,6 +149,8 @@ def _select_layers(all_layers: Sequence[str], wanted: Optional[Sequence[str]], w
     """The bundle's layers in execution order: all of them, or those in `wanted` (each a known name)."""
     if wanted is None:
         return list(all_layers)
+    if isinstance(wanted, str):
+        raise InputError(f"layers must be a sequence of layer names, not the string {wanted!r}")
     wanted = list(wanted)
     unknown = [name for name in wanted if name not in all_layers]
     if unknown:

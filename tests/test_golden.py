@@ -174,6 +174,8 @@ def test_unknown_or_no_layers_are_input_errors(model_file, tmp_path):
         write_golden(model_file, tmp_path, layers=["conv", "fc9", "Conv"])
     with pytest.raises(InputError, match="at least one layer"):
         write_golden(model_file, tmp_path, layers=[])
+    with pytest.raises(InputError, match="not the string 'conv'"):
+        write_golden(model_file, tmp_path, layers="conv")
     assert not list(tmp_path.iterdir())  # nothing written, not even a temporary file
 
 

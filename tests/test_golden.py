@@ -25,6 +25,7 @@ from pdinfer.format import read_container, write_container, write_weights
 from pdinfer.golden import (EDGE_KINDS, GOLDEN_FORMAT, TORCH_ATOL_FACTOR, file_sha256, make_inputs,
                             read_golden, write_golden)
 from pdinfer.graph import load_graph
+from small_model import reseal
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (2, 9, 11)  # (C, H, W) of the all-layer-types model
@@ -263,9 +264,10 @@ def _edit_header(edit):
     def apply(raw: bytes) -> bytes:
         (n,) = struct.unpack("<Q", raw[:8])
         header = json.loads(raw[8:8 + n])
-        text = edit(header).encode("utf-8")
+        # FORMAT.md: the checksum entry is the exact bytes "file_sha256":"<hex>", without a space.
+        text = edit(header).replace('"file_sha256": "', '"file_sha256":"').encode("utf-8")
         text += b" " * (-(8 + len(text)) % 64)
-        return struct.pack("<Q", len(text)) + text + raw[8 + n:]
+        return reseal(struct.pack("<Q", len(text)) + text + raw[8 + n:])  # to reach the check under test
     return apply
 
 
@@ -311,7 +313,7 @@ CORRUPTIONS = {
                         "not a multiple of 64"),
     "truncated": (lambda raw: raw[:-4], "bytes but shape|lie outside"),
     "trailing bytes": (lambda raw: raw + b"\0\0\0\0", "after the last tensor"),
-    "checksum": (_flip_data_byte, "checksum mismatch"),
+    "checksum": (_flip_data_byte, "whole-file SHA-256 \\(header and data\\) mismatch"),
     "duplicate key": (_edit_header(lambda h: json.dumps(h)[:-1] + ',"__metadata__":{}}'), "duplicate key"),
     "not UTF-8": (lambda raw: raw.replace(b'"tests"', b'"\xff\xfe\xfd\xfc\xfb"'), "UTF-8"),
     "leading space": (_edit_header(lambda h: " " + json.dumps(h)), "not a JSON object"),
@@ -323,7 +325,7 @@ CORRUPTIONS = {
     "dtype": (_edit_header(_tensor_entry("conv.bias", dtype="F16")), "only 'F32'"),
     "rank 5": (_edit_header(_tensor_entry("conv.bias", shape=[1, 1, 1, 1, 6])), "invalid shape"),
     "gap": (_edit_header(_tensor_entry("conv.weight", data_offsets=[4, 148])), "gap|overlaps"),
-    "version": (_edit_header(_meta("format_version", "2")), "not supported"),
+    "version": (_edit_header(_meta("format_version", "3")), "not supported"),
     "unknown layer": (_edit_header(_layers(lambda ls: ls[7].update(type="GELU"))), "not supported"),
     "unknown param": (_edit_header(_layers(lambda ls: ls[3]["params"].update(inplace=True))), "unknown"),
     "bad input": (_edit_header(_layers(lambda ls: ls[2].update(inputs=["relu"]))), "earlier layer"),

@@ -345,7 +345,7 @@ def _with_entry(original: bytes, name: str, **changes) -> bytes:
     return container(header, data)
 
 
-@pytest.mark.parametrize("changes, match", [
+TENSOR_ENTRY_CASES = [
     ({"dtype": "F16"}, "only 'F32'"), ({"dtype": "F64"}, "only 'F32'"), ({"dtype": "f32"}, "only 'F32'"),
     ({"dtype": 32}, "only 'F32'"), ({"dtype": None}, "exactly dtype"),
     ({"shape": [4, 1, 3, 4]}, "needs"), ({"shape": [36]}, "order|roles|shape"),
@@ -359,7 +359,10 @@ def _with_entry(original: bytes, name: str, **changes) -> bytes:
     ({"data_offsets": [0, 144, 288]}, "invalid data_offsets"), ({"data_offsets": [False, 144]}, "invalid"),
     ({"data_offsets": ["0", "144"]}, "invalid data_offsets"), ({"data_offsets": None}, "exactly"),
     ({"extra": 1}, "exactly dtype, shape and data_offsets"),
-])
+]
+
+
+@pytest.mark.parametrize("changes, match", TENSOR_ENTRY_CASES)
 def test_lying_tensor_entries(work, original, changes, match):
     rejected(work / "entry.pdw", _with_entry(original, "conv0.weight", **changes), match)
 
@@ -398,7 +401,7 @@ def test_duplicate_keys_anywhere_in_the_header(work, original):
 
 # -- the header as JSON ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, match", [
+HEADER_JSON_CASES = [
     (b"[]", "JSON object"), (b'"x"', "JSON object"), (b"1", "JSON object"), (b"null", "JSON object"),
     (b"{}", "not a pdinfer weight file .*no __metadata__"), (b'{"__metadata__": []}', "__metadata__"),
     (b'{"__metadata__": {"format": 1}}', "non-string"), (b'{"__metadata__": {"format": null}}', "non-string"),
@@ -417,7 +420,10 @@ def test_duplicate_keys_anywhere_in_the_header(work, original):
     (b'{"__metadata__": {}, "x": {"dtype": "F32", "shape": [1e999], "data_offsets": [0, 4]}}', "range of a double"),
     (b'{"__metadata__": {}, "x": {"dtype": "F32", "shape": [1' + b"0" * 5000 + b'], "data_offsets": [0, 4]}}',
      "not valid JSON"),
-])
+]
+
+
+@pytest.mark.parametrize("text, match", HEADER_JSON_CASES)
 def test_malformed_header_json(work, text, match):
     rejected(work / "json.pdw", container(text, b"\0" * 4), match)
 
@@ -500,7 +506,7 @@ def test_layer_list_whitespace_and_escapes_keep_the_meaning(work, expected):
 
 # -- metadata -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key, value, match", [
+METADATA_CASES = [
     ("format", "safetensors", "'format' is 'safetensors'"), ("format", None, "'format' is None"),
     ("format", "pdinfer-golden", "expected 'pdinfer'"),
     ("format_version", "3", "version '3' is not supported"), ("format_version", "1.0", "not supported"),
@@ -521,7 +527,10 @@ def test_layer_list_whitespace_and_escapes_keep_the_meaning(work, expected):
     ("classes", "[1, 2, 3]", "array of strings"), ("classes", '{"a": 1}', "array of strings"),
     ("classes", '["a", null, "c"]', "array of strings"), ("classes", "a,b,c", "not valid JSON"),
     ("classes", '["a\\udc00", "b", "c"]', "surrogate"),
-])
+]
+
+
+@pytest.mark.parametrize("key, value, match", METADATA_CASES)
 def test_bad_metadata(work, key, value, match):
     rejected(work / "meta.pdw", write_raw(work / "meta.pdw", **{key: value}).read_bytes(), match)
 
@@ -731,6 +740,66 @@ def check_layer_value(work: Path, path: tuple, value) -> None:
 @given(path=st.sampled_from(LAYER_PATHS), value=json_values)
 def test_any_value_anywhere_in_the_layer_list(work, path, value):
     check_layer_value(work, path, value)
+
+
+# -- the Java reader rejects exactly the files pdinfer rejects (issue 12) -------------------------
+
+def write_mutants(directory: Path, original: bytes) -> list[Path]:
+    """The mutants this file feeds the loader, written to `directory`: every header-byte change
+    of test_every_header_byte_change_is_rejected, every truncation, every data-byte flip, and
+    the malformed files of the parametrized tests."""
+    blobs = {f"byte-{position}-{value}": blob for position, value, blob in header_byte_mutants(original)}
+    blobs |= {f"cut-{length}": original[:length] for length in range(len(original))}
+    for i in range(8 + header_length(original), len(original)):
+        blobs[f"flip-{i}"] = original[:i] + bytes([original[i] ^ 1 << (i % 8)]) + original[i + 1:]
+    blobs |= {f"entry-{k}": _with_entry(original, "conv0.weight", **changes)
+              for k, (changes, _) in enumerate(TENSOR_ENTRY_CASES)}
+    blobs |= {f"json-{k}": container(text, b"\0" * 4) for k, (text, _) in enumerate(HEADER_JSON_CASES)}
+    blobs |= {f"deep-{depth}": container(('{"__metadata__": {"a": ' + _nested(depth) + "}}").encode(), b"")
+              for depth in (MAX_JSON_DEPTH - 2, MAX_JSON_DEPTH - 1, 100_000)}
+    paths = []
+    for name, blob in blobs.items():
+        paths.append(directory / f"{name}.pdw")
+        paths[-1].write_bytes(blob)
+    paths += [write_raw(directory / f"meta-{k}.pdw", **{key: value})
+              for k, (key, value, _) in enumerate(METADATA_CASES)]
+    paths += [write_raw(directory / f"layers-deep-{depth}.pdw", layers_json=_nested(depth))
+              for depth in (MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1, 100_000)]
+    for k, (mutate, _) in enumerate(LAYER_CASES):
+        layers = small_layers()
+        mutate(layers)
+        paths.append(write_raw(directory / f"layer-{k}.pdw", layers_json=json.dumps(layers)))
+    return paths
+
+
+def python_verdict(path: Path, verify: bool) -> str:
+    try:
+        load_graph(path, verify_checksum=verify)
+    except FormatError as e:
+        return f"REJECTED {e}"
+    return "OK"
+
+
+def test_java_rejects_exactly_the_files_pdinfer_rejects(java_classes, tmp_path, original):
+    """All mutants in one JVM (java/src/pdinfer/Check.java), with and without checksums."""
+    paths = write_mutants(tmp_path, original)
+    listing = "".join(f"{path}\n" for path in paths)
+    for verify in (True, False):
+        result = subprocess.run(["java", "-cp", str(java_classes), "pdinfer.Check",
+                                 *([] if verify else ["--no-verify"])],
+                                input=listing, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        java = result.stdout.splitlines()
+        assert len(java) == len(paths), result.stderr
+        python = [python_verdict(path, verify) for path in paths]
+        differ = [f"{path.name}:\n  pdinfer: {p}\n  Java:    {j}" for path, p, j in zip(paths, python, java)
+                  if (p == "OK") != (j == "OK") or j.startswith("CRASH")]
+        assert not differ, (f"verify={verify}: {len(differ)} of {len(paths)} files judged differently\n"
+                            + "\n".join(differ[:20]))
+        if verify:
+            assert "OK" not in python  # every mutant changed the file's bytes
+        else:
+            assert 0 < python.count("OK") < len(paths)  # loadable and rejected mutants below the checksum
 
 
 # -- a read-only install -----------------------------------------------------------------------

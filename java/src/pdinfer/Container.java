@@ -98,7 +98,8 @@ public final class Container {
             throw new FormatException(path + ": metadata 'format' is " + metadata.get("format") + ", expected '"
                     + formatName + "'");
         }
-        if (!versions.contains(metadata.get("format_version"))) {
+        String version = metadata.get("format_version");
+        if (version == null || !versions.contains(version)) { // List.of(...).contains(null) throws
             throw new FormatException(path + ": " + formatName + " format version " + metadata.get("format_version")
                     + " is not supported (this reader reads version" + (versions.size() > 1 ? "s " : " ")
                     + String.join(" and ", versions) + ")");

@@ -181,6 +181,23 @@ def test_version_1_files_still_load():
     assert load_graph(ROOT / "docs" / "tiny.pdw").header_verified
 
 
+@pytest.mark.parametrize("path", ["weights/pd_light.pdw", "weights/pd_model.pdw", "docs/tiny.pdw"])
+def test_shipped_files_are_version_2_with_the_whole_file_verified(path):
+    assert read_container(ROOT / path).metadata["format_version"] == "2"
+    assert load_graph(ROOT / path).header_verified
+
+
+def test_format_md_example_matches_docs_tiny_pdw():
+    """FORMAT.md section 5: the checksum, where its digits lie, and pdinfer's output."""
+    text, raw = (ROOT / "docs" / "FORMAT.md").read_text(), (ROOT / "docs" / "tiny.pdw").read_bytes()
+    declared = read_container(ROOT / "docs" / "tiny.pdw").metadata["file_sha256"]
+    offset = raw.index(b'"file_sha256":"')
+    assert f'"file_sha256": "{declared}"' in text
+    assert f"starts at file offset {offset} (0x{offset:x})" in text and f"`P = {offset + 15} … {offset + 78}`" in text
+    out = pdinfer.load(ROOT / "docs" / "tiny.pdw")(np.array([[[[0.5, -1.0], [2.0, 0.0]]]], np.float32))
+    assert f"| pdinfer (reference and fast path) | {out[0, 0].item()!r} | {out[0, 1].item()!r} |" in text
+
+
 def test_not_a_pdinfer_file(tmp_path):
     """A PNG, a text file, a safetensors file without pdinfer's metadata: one clear message."""
     safetensors.numpy.save_file({"x": np.zeros(3, np.float32)}, tmp_path / "plain.safetensors")

@@ -140,7 +140,7 @@ def _file_checksum(prefix: bytes, header: bytes, data: memoryview, declared: str
     needle = f'"{FILE_CHECKSUM}":"{declared}"'.encode()
     position = header.find(needle)
     if position < 0 or header.find(needle, position + 1) >= 0:
-        raise FormatError(f"{where}: the header must hold the bytes {needle[:16].decode()}<64 hex>\" "
+        raise FormatError(f"{where}: the header must hold the bytes \"{FILE_CHECKSUM}\":\"<64 hex>\" "
                           f"exactly once (unescaped, no spaces), found them "
                           f"{header.count(needle)} times")
     digits = position + len(FILE_CHECKSUM) + 4  # after '"file_sha256":"'
@@ -177,9 +177,6 @@ def read_container(path: str | os.PathLike, *, verify_checksum: bool = True,
             if 8 + header_len > file_size:
                 raise FormatError(f"{where}: header length {header_len} runs past the end of the "
                                   f"{file_size}-byte file (truncated?)")
-            if (8 + header_len) % HEADER_ALIGN:
-                raise FormatError(f"{where}: data section starts at byte {8 + header_len}, "
-                                  f"not a multiple of {HEADER_ALIGN}")
             raw = f.read(file_size - 8)
     except OSError as e:
         raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
@@ -200,10 +197,13 @@ def read_container(path: str | os.PathLike, *, verify_checksum: bool = True,
         raise alien("the header has no __metadata__: a safetensors file without pdinfer's metadata?")
     metadata = header.pop("__metadata__")
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise FormatError(f"{where}: __metadata__ is not an object of string values")
+        raise FormatError(f"{where}: __metadata__ is not an object or holds non-string values")
     format_name = metadata.get("format")
     if format_name is None or not (format_name == FORMAT_NAME or format_name.startswith(FORMAT_NAME + "-")):
         raise alien(f"metadata 'format' is {format_name!r}, not {FORMAT_NAME!r} or {FORMAT_NAME}-*")
+    if (8 + header_len) % HEADER_ALIGN:
+        raise FormatError(f"{where}: data section starts at byte {8 + header_len}, "
+                          f"not a multiple of {HEADER_ALIGN}")
 
     spans = sorted((_tensor_entry(name, entry, data_size, where), name) for name, entry in header.items())
     expected_begin = 0

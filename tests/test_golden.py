@@ -7,7 +7,6 @@ test also needs torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from pdinfer.format import read_container, write_container, write_weights
 from pdinfer.graph import load_graph
 from pdinfer.golden import (EDGE_KINDS, GOLDEN_FORMAT, GOLDEN_VERSION, TORCH_ATOL_FACTOR, file_sha256,
                             make_inputs, read_golden, write_golden)
-from small_model import small_layers, small_tensors
+from small_model import reseal, small_layers, small_tensors
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (2, 9, 11)  # (C, H, W) of the all-layer-types model
@@ -385,32 +384,26 @@ def test_java_refuses_a_bundle_of_other_weights(java_build, golden_file, tmp_pat
 
 
 # Corruptions of a valid weight file (file bytes -> file bytes) that pdinfer and the Java reader
-# must both reject, and a regular expression matching the reason both give. Header edits are
-# re-sealed (file_sha256 recomputed), so that the check they aim at is the one that fails.
+# must both reject, and a regular expression matching the reason both give.
 def _with_header_length(n: int):
     return lambda raw: struct.pack("<Q", n) + raw[8:]
-
-
-def _dumps(value) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 def _edit_header(edit):
     def apply(raw: bytes) -> bytes:
         (n,) = struct.unpack("<Q", raw[:8])
         header = json.loads(raw[8:8 + n])
-        text = edit(header).encode("utf-8")
+        # FORMAT.md: the checksum entry is the exact bytes "file_sha256":"<hex>", without a space.
+        text = edit(header).replace('"file_sha256": "', '"file_sha256":"').encode("utf-8")
         text += b" " * (-(8 + len(text)) % 64)
-        unsealed = re.sub(rb'("file_sha256":")[0-9a-f]{64}"', rb'\g<1>' + b"0" * 64 + b'"',
-                          struct.pack("<Q", len(text)) + text + raw[8 + n:])
-        return unsealed.replace(b"0" * 64, hashlib.sha256(unsealed).hexdigest().encode(), 1)
+        return reseal(struct.pack("<Q", len(text)) + text + raw[8 + n:])  # to reach the check under test
     return apply
 
 
 def _meta(key: str, value: str):
     def edit(header: dict) -> str:
         header["__metadata__"][key] = value
-        return _dumps(header)
+        return json.dumps(header)
     return edit
 
 
@@ -418,14 +411,14 @@ def _meta_replace(key: str, old: str, new: str):
     def edit(header: dict) -> str:
         assert old in header["__metadata__"][key]
         header["__metadata__"][key] = header["__metadata__"][key].replace(old, new)
-        return _dumps(header)
+        return json.dumps(header)
     return edit
 
 
 def _tensor_entry(name: str, **changes):
     def edit(header: dict) -> str:
         header[name].update(changes)
-        return _dumps(header)
+        return json.dumps(header)
     return edit
 
 
@@ -433,8 +426,8 @@ def _layers(edit):
     def apply(header: dict) -> str:
         layers = json.loads(header["__metadata__"]["layers"])
         edit(layers)
-        header["__metadata__"]["layers"] = _dumps(layers)
-        return _dumps(header)
+        header["__metadata__"]["layers"] = json.dumps(layers)
+        return json.dumps(header)
     return apply
 
 
@@ -449,10 +442,10 @@ CORRUPTIONS = {
                         "not a multiple of 64"),
     "truncated": (lambda raw: raw[:-4], "bytes but shape|lie outside"),
     "trailing bytes": (lambda raw: raw + b"\0\0\0\0", "after the last tensor"),
-    "checksum": (_flip_data_byte, r"whole-file SHA-256 \(header and data\) mismatch"),
-    "duplicate key": (_edit_header(lambda h: _dumps(h)[:-1] + ',"__metadata__":{}}'), "duplicate key"),
+    "checksum": (_flip_data_byte, "whole-file SHA-256 \\(header and data\\) mismatch"),
+    "duplicate key": (_edit_header(lambda h: json.dumps(h)[:-1] + ',"__metadata__":{}}'), "duplicate key"),
     "not UTF-8": (lambda raw: raw.replace(b'"tests"', b'"\xff\xfe\xfd\xfc\xfb"'), "UTF-8"),
-    "leading space": (_edit_header(lambda h: " " + _dumps(h)), "not a JSON object"),
+    "leading space": (_edit_header(lambda h: " " + json.dumps(h)), "not a JSON object"),
     "too deep": (_edit_header(_meta("layers", "[" * 65 + "1" + "]" * 65)), "nested deeper than 64"),
     "NaN literal": (_edit_header(_meta("layers", "[NaN]")), "not valid JSON"),
     "huge float": (_edit_header(_meta_replace("layers", '"negative_slope":0.1', '"negative_slope":1e999')),

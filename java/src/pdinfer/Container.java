@@ -98,7 +98,8 @@ public final class Container {
             throw new FormatException(path + ": metadata 'format' is " + metadata.get("format") + ", expected '"
                     + formatName + "'");
         }
-        if (!versions.contains(metadata.get("format_version"))) {
+        String version = metadata.get("format_version");
+        if (version == null || !versions.contains(version)) { // List.of(...).contains(null) throws
             throw new FormatException(path + ": " + formatName + " format version " + metadata.get("format_version")
                     + " is not supported (this reader reads version" + (versions.size() > 1 ? "s " : " ")
                     + String.join(" and ", versions) + ")");
@@ -147,10 +148,6 @@ public final class Container {
             throw new FormatException(where + ": header length " + headerLength + " runs past the end of the "
                     + fileSize + "-byte file (truncated?)");
         }
-        if ((8 + headerLength) % HEADER_ALIGN != 0) {
-            throw new FormatException(where + ": data section starts at byte " + (8 + headerLength)
-                    + ", not a multiple of " + HEADER_ALIGN);
-        }
         int headerEnd = (int) (8 + headerLength);
         byte[] headerBytes = new byte[(int) headerLength];
         mapped.get(8, headerBytes);
@@ -176,11 +173,11 @@ public final class Container {
         Object meta = header.remove("__metadata__");
         Map<String, String> metadata = new LinkedHashMap<>();
         if (!(meta instanceof Map)) {
-            throw new FormatException(where + ": __metadata__ is not an object of string values");
+            throw new FormatException(where + ": __metadata__ is not an object or holds non-string values");
         }
         for (Map.Entry<String, Object> e : asMap(meta).entrySet()) {
             if (!(e.getValue() instanceof String)) {
-                throw new FormatException(where + ": __metadata__ is not an object of string values");
+                throw new FormatException(where + ": __metadata__ is not an object or holds non-string values");
             }
             metadata.put(e.getKey(), (String) e.getValue());
         }
@@ -188,6 +185,10 @@ public final class Container {
         if (formatName == null || !(formatName.equals(FORMAT_PREFIX) || formatName.startsWith(FORMAT_PREFIX + "-"))) {
             throw new FormatException(alien + "metadata 'format' is " + (formatName == null ? "None" : "'"
                     + formatName + "'") + ", not '" + FORMAT_PREFIX + "' or " + FORMAT_PREFIX + "-*)");
+        }
+        if ((8 + headerLength) % HEADER_ALIGN != 0) {
+            throw new FormatException(where + ": data section starts at byte " + (8 + headerLength)
+                    + ", not a multiple of " + HEADER_ALIGN);
         }
 
         List<Span> sorted = new ArrayList<>();

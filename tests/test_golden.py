@@ -505,6 +505,15 @@ def test_java_checks_a_subset_bundle(java_build, model_file, tmp_path):
     result = java(java_build, "GoldenRunner", model_file, rewrite(subset, tmp_path / "bad.golden.pdw", nudge))
     assert result.returncode == 1 and "FAIL" in row(result.stdout, "bn") and "FAIL: 1 of 4" in result.stdout
 
+    container = read_container(subset)  # a manifest whose layers are out of order, or not called a subset
+    manifest = json.loads(container.metadata["manifest"])
+    for change in ({"layers": ["bn", "conv", "fc1", "softmax"]}, {"subset": False}):
+        bad = tmp_path / "order.golden.pdw"
+        write_container(bad, container.metadata | {"manifest": json.dumps(manifest | change)},
+                        list(container.tensors.items()))
+        result = java(java_build, "GoldenRunner", model_file, bad)
+        assert result.returncode == 2 and "layers in execution order" in result.stderr, result.stderr
+
 
 def test_seed_models_are_bit_exact_in_java_and_close_to_torch(java_build, tmp_path):
     pytest.importorskip("torch")

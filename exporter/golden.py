@@ -1,8 +1,9 @@
 """The torch side of golden bundles: rebuild a seed model from a .pdw and record every layer's output.
 
-    python -m exporter.golden WEIGHTS.pdw [...] --out DIR [--count K] [--seed S]
+    python -m exporter.golden WEIGHTS.pdw [...] --out DIR [--count K] [--seed S] [--layers A,B,...]
 
-writes DIR/<stem>.golden.pdw with pdinfer's reference outputs and PyTorch's (docs/GOLDEN.md).
+writes DIR/<stem>.golden.pdw with pdinfer's reference outputs and PyTorch's (docs/GOLDEN.md);
+`pdinfer golden` writes the reference outputs only (the engine never imports torch).
 A weight file alone does not say which torch code produced it, so only the seed models
 (exporter.models) can be rebuilt: the file's tensors are loaded into each seed model's
 state_dict by name (`<layer name>.<role>` is the module path and parameter name), and the
@@ -110,6 +111,11 @@ def seed_model_tracer(weights: str | os.PathLike) -> TorchTracer:
     return trace
 
 
+def _progress(done: int, total: int) -> None:
+    """A counter on a terminal's stderr, cleared when the last input is done."""
+    print(f"\r{done}/{total} inputs" if done < total else "\r\033[K", end="", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m exporter.golden", description=__doc__,
@@ -118,11 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="directory for the bundles")
     parser.add_argument("--count", type=int, default=2, help="seeded random inputs (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    parser.add_argument("--layers", type=lambda text: text.split(","), default=None,
+                        help="only these layers' outputs, comma-separated (default: every layer)")
     args = parser.parse_args(argv)
     for weights in args.weights:
         try:
-            path = write_golden(weights, args.out, count=args.count, seed=args.seed,
-                                torch_tracer=seed_model_tracer(weights), torch_version=torch.__version__)
+            path = write_golden(weights, args.out, count=args.count, seed=args.seed, layers=args.layers,
+                                torch_tracer=seed_model_tracer(weights), torch_version=torch.__version__,
+                                progress=_progress if sys.stderr.isatty() else None)
         except (PdinferError, NotASeedModel) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

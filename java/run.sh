@@ -4,8 +4,9 @@
 #   java/run.sh [--keep DIR]     build, regenerate, check; bundles kept in DIR with --keep
 #   java/run.sh --install-jdk    only install a JDK 17 if javac is missing (CI: before pytest)
 #
-# Uses $PYTHON (default: python on PATH) with pdinfer's dependencies (and torch, for the torch
-# columns). Installs a JDK 17 with apt-get when javac is missing. weights/pd_light.pdw and
+# Uses $PYTHON (default: python on PATH) with pdinfer's dependencies. When torch imports, the
+# bundles get torch columns (`python -m exporter.golden`); otherwise they hold the reference
+# outputs only (`python -m pdinfer golden`). Installs a JDK 17 with apt-get when javac is missing. weights/pd_light.pdw and
 # weights/pd_model.pdw are used when present; otherwise seed models are exported with
 # `python -m exporter` into the work directory. Bundles go to a temporary directory, removed
 # at exit, unless --keep is given. Exits non-zero if any check fails.
@@ -56,6 +57,13 @@ else
     trap 'rm -rf "$work"' EXIT
 fi
 
+if "$python" -c "import torch" >/dev/null 2>&1; then
+    golden=(-m exporter.golden)
+else
+    echo "torch does not import: bundles hold pdinfer's reference outputs only" >&2
+    golden=(-m pdinfer golden)
+fi
+
 status=0
 for model in pd_light pd_model; do
     weights="$root/weights/$model.pdw"
@@ -65,7 +73,7 @@ for model in pd_light pd_model; do
         [[ $model == pd_light ]] && extra=(--random-bn)  # untrained batch norm would be the identity
         "$python" -m exporter "$model" "$weights" "${extra[@]}"
     fi
-    "$python" -m pdinfer golden "$weights" --out "$work/golden"
+    "$python" "${golden[@]}" "$weights" --out "$work/golden"
     echo
     if ! java -cp "$build" pdinfer.GoldenRunner "$weights" "$work/golden/$model.golden.pdw"; then
         status=1

@@ -1,7 +1,9 @@
 """The .pdw container: a strict, safe subset of safetensors (see docs/FORMAT.md).
 
-`read_container` and `write_container` move tensors and string metadata in and out of a file;
-they know nothing of layers. `read_weights`/`write_weights` add the weight-file metadata.
+`read_container` and `ContainerWriter` (or its wrapper `write_container`) move tensors and string
+metadata in and out of a file; they know nothing of layers. Every file they write carries
+`file_sha256`, a SHA-256 of the whole file, which the reader verifies whenever it is present.
+`read_weights`/`write_weights` add the weight-file metadata.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import hashlib
 import json
 import math
 import os
+import re
 import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -20,7 +24,13 @@ import numpy as np
 from .errors import FormatError
 
 FORMAT_NAME = "pdinfer"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # what write_weights writes
+# The metadata keys every weight file has, by the versions read_weights reads. Version 1 files
+# (before the whole-file checksum) still load: their data is verified, their header is not.
+WEIGHT_KEYS = {"1": ("layers", "input_shape", "classes", "data_sha256"),
+               "2": ("layers", "input_shape", "classes", "file_sha256")}
+FILE_CHECKSUM = "file_sha256"
+DATA_CHECKSUM = "data_sha256"
 HEADER_ALIGN = 64
 MAX_HEADER_BYTES = 16 << 20
 MAX_JSON_DEPTH = 64
@@ -34,7 +44,8 @@ class Container:
     path: str
     metadata: dict[str, str]
     tensors: dict[str, np.ndarray]
-    data_sha256: str
+    data_sha256: str  # SHA-256 of the data section, computed (the weights' identity)
+    header_verified: bool  # True if a whole-file checksum (header and data) was verified
 
 
 def _reject_constant(name: str) -> None:
@@ -118,48 +129,89 @@ def _tensor_entry(name: str, entry: Any, data_size: int, where: str) -> tuple[in
     return begin, end, tuple(shape)
 
 
-def read_container(path: str | os.PathLike, *, verify_checksum: bool = True) -> Container:
-    """Read and check a container file; tensors are read-only views of one in-memory copy."""
+def _file_checksum(prefix: bytes, header: bytes, data: memoryview, declared: str, where: str) -> str:
+    """SHA-256 of the whole file with the 64 hex characters of `declared` replaced by '0'.
+
+    `declared` must appear in the header exactly once as the bytes "file_sha256":"<declared>".
+    """
+    if not re.fullmatch("[0-9a-f]{64}", declared):
+        raise FormatError(f"{where}: metadata '{FILE_CHECKSUM}' must be 64 lowercase hex digits, "
+                          f"got {declared!r}")
+    needle = f'"{FILE_CHECKSUM}":"{declared}"'.encode()
+    position = header.find(needle)
+    if position < 0 or header.find(needle, position + 1) >= 0:
+        raise FormatError(f"{where}: the header must hold the bytes \"{FILE_CHECKSUM}\":\"<64 hex>\" "
+                          f"exactly once (unescaped, no spaces), found them "
+                          f"{header.count(needle)} times")
+    digits = position + len(FILE_CHECKSUM) + 4  # after '"file_sha256":"'
+    digest = hashlib.sha256(prefix)
+    digest.update(memoryview(header)[:digits])
+    digest.update(b"0" * 64)
+    digest.update(memoryview(header)[digits + 64:])
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def read_container(path: str | os.PathLike, *, verify_checksum: bool = True,
+                   kind: str = "pdinfer weight file") -> Container:
+    """Read and check a container file; tensors are read-only views of one in-memory copy.
+
+    With `verify_checksum`, a declared `file_sha256` (whole file) and `data_sha256` (data section)
+    must match. `kind` names the expected file in the error for a file that is no container at all.
+    """
     where = str(path)
+
+    def alien(why: str) -> FormatError:
+        return FormatError(f"{where}: not a {kind} ({why})")
+
     try:
         with open(path, "rb") as f:
             file_size = os.fstat(f.fileno()).st_size
             if file_size < 8:
-                raise FormatError(f"{where}: file is {file_size} bytes, too short for a header length")
-            (header_len,) = struct.unpack("<Q", f.read(8))
+                raise alien(f"file is {file_size} bytes, too short for a header length")
+            prefix = f.read(8)
+            (header_len,) = struct.unpack("<Q", prefix)
             if header_len > MAX_HEADER_BYTES:
-                raise FormatError(f"{where}: header length {header_len} exceeds the "
-                                  f"{MAX_HEADER_BYTES}-byte limit")
+                raise alien(f"its first 8 bytes give a header length of {header_len}, which exceeds "
+                            f"the {MAX_HEADER_BYTES}-byte limit")
             if 8 + header_len > file_size:
                 raise FormatError(f"{where}: header length {header_len} runs past the end of the "
                                   f"{file_size}-byte file (truncated?)")
-            if (8 + header_len) % HEADER_ALIGN:
-                raise FormatError(f"{where}: data section starts at byte {8 + header_len}, "
-                                  f"not a multiple of {HEADER_ALIGN}")
             raw = f.read(file_size - 8)
     except OSError as e:
         raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
     if len(raw) != file_size - 8:
         raise FormatError(f"{where}: file changed size while being read")
 
-    header_text = raw[:header_len].rstrip(b" ")
-    if not (header_text.startswith(b"{") and header_text.endswith(b"}")):
+    header_bytes = raw[:header_len]
+    header_text = header_bytes.rstrip(b" ")
+    if not header_text.startswith(b"{"):
+        raise alien("the header after the 8-byte length is not a JSON object")
+    if not header_text.endswith(b"}"):
         raise FormatError(f"{where}: header is not a JSON object followed only by spaces")
     header = parse_json(header_text, "header", where)
     data = memoryview(raw)[header_len:]
     data_size = len(data)
 
-    metadata = header.pop("__metadata__", None)
+    if "__metadata__" not in header:
+        raise alien("the header has no __metadata__: a safetensors file without pdinfer's metadata?")
+    metadata = header.pop("__metadata__")
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise FormatError(f"{where}: __metadata__ is missing or holds non-string values")
+        raise FormatError(f"{where}: __metadata__ is not an object or holds non-string values")
+    format_name = metadata.get("format")
+    if format_name is None or not (format_name == FORMAT_NAME or format_name.startswith(FORMAT_NAME + "-")):
+        raise alien(f"metadata 'format' is {format_name!r}, not {FORMAT_NAME!r} or {FORMAT_NAME}-*")
+    if (8 + header_len) % HEADER_ALIGN:
+        raise FormatError(f"{where}: data section starts at byte {8 + header_len}, "
+                          f"not a multiple of {HEADER_ALIGN}")
 
     spans = sorted((_tensor_entry(name, entry, data_size, where), name) for name, entry in header.items())
     expected_begin = 0
     tensors: dict[str, np.ndarray] = {}
     for (begin, end, shape), name in spans:
         if begin != expected_begin:
-            kind = "overlaps the previous tensor" if begin < expected_begin else "leaves a gap before it"
-            raise FormatError(f"{where}: tensor {name!r} at byte {begin} {kind} "
+            kind_of_gap = "overlaps the previous tensor" if begin < expected_begin else "leaves a gap before it"
+            raise FormatError(f"{where}: tensor {name!r} at byte {begin} {kind_of_gap} "
                               f"(expected it at byte {expected_begin})")
         array = np.frombuffer(data, dtype="<f4", count=(end - begin) // 4, offset=begin).reshape(shape)
         tensors[name] = array
@@ -168,42 +220,115 @@ def read_container(path: str | os.PathLike, *, verify_checksum: bool = True) -> 
         raise FormatError(f"{where}: {data_size - expected_begin} bytes after the last tensor "
                           f"(tensors cover {expected_begin} of {data_size} data bytes)")
 
+    declared_file = metadata.get(FILE_CHECKSUM)
+    if verify_checksum and declared_file is not None:
+        digest = _file_checksum(prefix, header_bytes, data, declared_file, where)
+        if digest != declared_file:
+            raise FormatError(f"{where}: whole-file SHA-256 (header and data) mismatch: the file says "
+                              f"{declared_file}, its bytes hash to {digest} (the file was changed or "
+                              f"corrupted after it was written)")
     digest = hashlib.sha256(data).hexdigest()
-    declared = metadata.get("data_sha256")
+    declared = metadata.get(DATA_CHECKSUM)
     if verify_checksum and declared is not None and declared != digest:
         raise FormatError(f"{where}: data checksum mismatch: the file says {declared}, "
                           f"the data hashes to {digest} (corrupted data section)")
-    return Container(where, metadata, tensors, digest)
+    return Container(where, metadata, tensors, digest, verify_checksum and declared_file is not None)
+
+
+class ContainerWriter:
+    """Write a container file in one pass, one tensor at a time (memory: one tensor).
+
+        with ContainerWriter(path, metadata, [(name, shape), ...]) as w:
+            w.write(name, array)   # in layout order; anything float32-convertible of that shape
+
+    The header (metadata plus `file_sha256`, which the writer computes: checksum keys given in
+    `metadata` are replaced) is written first with a placeholder digest, the tensors are hashed
+    as they are written, and on a clean exit the digest is patched in and the temporary file is
+    renamed to `path` atomically. On an exception, or if a tensor is missing, the temporary file
+    is removed and `path` is left as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike, metadata: Mapping[str, str],
+                 layout: Sequence[tuple[str, tuple[int, ...]]]) -> None:
+        self.path = Path(path)
+        self._layout = [(name, tuple(int(d) for d in shape)) for name, shape in layout]
+        names = [name for name, _ in self._layout]
+        if len(set(names)) != len(names) or "__metadata__" in names:
+            raise FormatError(f"{path}: tensor names must be unique and not '__metadata__'")
+        for name, shape in self._layout:
+            if not 1 <= len(shape) <= MAX_TENSOR_RANK or min(shape) < 1:
+                raise FormatError(f"{path}: tensor {name!r} has shape {list(shape)}; the format allows "
+                                  f"1 to {MAX_TENSOR_RANK} dimensions, each >= 1")
+        meta = {k: str(v) for k, v in metadata.items() if k not in (FILE_CHECKSUM, DATA_CHECKSUM)}
+        header: dict[str, Any] = {"__metadata__": {**meta, FILE_CHECKSUM: "0" * 64}}
+        offset = 0
+        for name, shape in self._layout:
+            nbytes = 4 * int(np.prod(shape, dtype=object))
+            header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+            offset += nbytes
+        text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        text += b" " * (-(8 + len(text)) % HEADER_ALIGN)
+        head = struct.pack("<Q", len(text)) + text
+        # json.dumps escapes every '"' inside strings, so this is the checksum's own entry.
+        self._digest_at = head.index(f'"{FILE_CHECKSUM}":"{"0" * 64}"'.encode()) + len(FILE_CHECKSUM) + 4
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self._tmp = Path(tmp)
+        self._file = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256(head)
+        self._next = 0
+        self._file.write(head)
+
+    def __enter__(self) -> "ContainerWriter":
+        return self
+
+    def write(self, name: str, array: Any) -> None:
+        """Append the next tensor of the layout (converted to little-endian float32)."""
+        if self._next >= len(self._layout) or self._layout[self._next][0] != name:
+            expected = self._layout[self._next][0] if self._next < len(self._layout) else "no more tensors"
+            raise FormatError(f"{self.path}: tensor {name!r} written out of layout order "
+                              f"(expected {expected!r})")
+        values = np.ascontiguousarray(array, dtype="<f4")
+        if values.shape != self._layout[self._next][1]:
+            raise FormatError(f"{self.path}: tensor {name!r} has shape {list(values.shape)}, the layout "
+                              f"says {list(self._layout[self._next][1])}")
+        chunk = memoryview(values).cast("B")
+        self._hash.update(chunk)
+        self._file.write(chunk)
+        self._next += 1
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                if self._next != len(self._layout):
+                    raise FormatError(f"{self.path}: {len(self._layout) - self._next} tensor(s) of the "
+                                      f"layout were not written, from {self._layout[self._next][0]!r} on")
+                self._file.seek(self._digest_at)
+                self._file.write(self._hash.hexdigest().encode())
+                self._file.close()
+                os.replace(self._tmp, self.path)
+        finally:
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
 
 
 def write_container(path: str | os.PathLike, metadata: Mapping[str, str],
                     tensors: Sequence[tuple[str, np.ndarray]]) -> None:
-    """Write tensors (in the given order, as float32) and metadata; adds `data_sha256`."""
-    arrays = [(name, np.ascontiguousarray(t, dtype="<f4")) for name, t in tensors]
-    names = [name for name, _ in arrays]
-    if len(set(names)) != len(names) or "__metadata__" in names:
-        raise FormatError(f"{path}: tensor names must be unique and not '__metadata__'")
-    data = b"".join(a.tobytes() for _, a in arrays)
-    header: dict[str, Any] = {"__metadata__": {**metadata, "data_sha256": hashlib.sha256(data).hexdigest()}}
-    offset = 0
-    for name, a in arrays:
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
-    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    text += b" " * (-(8 + len(text)) % HEADER_ALIGN)
-    tmp = Path(f"{path}.tmp{os.getpid()}")
-    tmp.write_bytes(struct.pack("<Q", len(text)) + text + data)
-    os.replace(tmp, path)
+    """Write tensors (in the given order, as float32) and metadata; adds `file_sha256`."""
+    with ContainerWriter(path, metadata, [(name, np.shape(t)) for name, t in tensors]) as writer:
+        for name, t in tensors:
+            writer.write(name, t)
 
 
-def check_metadata(container: Container, format_name: str, version: str, keys: Sequence[str]) -> None:
-    """Raise FormatError unless the container is `format_name` at `version` and has every key."""
+def check_metadata(container: Container, format_name: str, versions: str | Sequence[str],
+                   keys: Sequence[str]) -> None:
+    """Raise FormatError unless the container is `format_name` at one of `versions` and has every key."""
     meta, where = container.metadata, container.path
+    versions = (versions,) if isinstance(versions, str) else tuple(versions)
     if meta.get("format") != format_name:
         raise FormatError(f"{where}: metadata 'format' is {meta.get('format')!r}, expected {format_name!r}")
-    if meta.get("format_version") != version:
+    if meta.get("format_version") not in versions:
         raise FormatError(f"{where}: {format_name} format version {meta.get('format_version')!r} is not "
-                          f"supported (this pdinfer reads version {version})")
+                          f"supported (this pdinfer reads version{'s' * (len(versions) > 1)} {' and '.join(versions)})")
     for key in keys:
         if key not in meta:
             raise FormatError(f"{where}: metadata key {key!r} is missing")
@@ -213,7 +338,7 @@ def read_weights(path: str | os.PathLike, *, verify_checksum: bool = True) -> tu
     """Read a weight file: its container and its parsed (not yet validated) layer list."""
     container = read_container(path, verify_checksum=verify_checksum)
     meta, where = container.metadata, container.path
-    check_metadata(container, FORMAT_NAME, FORMAT_VERSION, ("layers", "input_shape", "classes", "data_sha256"))
+    check_metadata(container, FORMAT_NAME, tuple(WEIGHT_KEYS), WEIGHT_KEYS.get(meta.get("format_version"), ()))
     layers = parse_json(meta["layers"], "metadata 'layers'", where)
     if not isinstance(layers, list) or not layers:
         raise FormatError(f"{where}: metadata 'layers' must be a non-empty JSON array")

@@ -2,30 +2,38 @@
 
 A bundle is a container file (docs/FORMAT.md, section 1) with metadata format `pdinfer-golden`.
 It holds, per input i: `input.i` (1, C, H, W), `reference.i.<layer>` from `Model.trace` for every
-layer, and, when the weights are a seed model and torch is installed, `torch.i.<layer>`: the
-same layer's output in PyTorch (exporter/golden.py). NumPy only: torch is found at run time.
+layer of the bundle (all of them, or the subset asked for), and, when the caller passes a torch
+tracer (exporter/golden.py), `torch.i.<layer>`: the same layer's output in PyTorch.
+
+Memory stays bounded by one input's outputs whatever the input count: the writer streams tensors
+to the file one at a time (format.ContainerWriter), and the reader maps the file and hands out
+one input at a time. NumPy only: this module never imports torch or the exporter.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 import numba
 import numpy as np
 
 from . import __version__
 from .errors import FormatError, InputError
-from .format import check_metadata, parse_json, read_container, write_container
+from .format import (FILE_CHECKSUM, HEADER_ALIGN, MAX_HEADER_BYTES, Container, ContainerWriter,
+                     _file_checksum, _tensor_entry, check_metadata, parse_json)
+from .graph import INPUT, load_graph
+from .layers import Shape
 from .model import load
 
 GOLDEN_FORMAT = "pdinfer-golden"
-GOLDEN_VERSION = "1"
+GOLDEN_VERSION = "2"  # 2: bundles may hold a subset of the layers (manifest 'subset')
 RANDOM_KINDS = ("uniform", "normal")  # the seeded inputs, in turn
 EDGE_KINDS = ("zeros", "ones", "large", "negative")  # always added after the random ones
 LARGE_SCALE = 1000.0  # "large": uniform [0, 1000)
@@ -33,6 +41,7 @@ LARGE_SCALE = 1000.0  # "large": uniform [0, 1000)
 TORCH_ATOL_FACTOR = 1e-4
 # Layers whose reference calls exp (float64 libm): a port may differ from them by at most 1 ulp.
 EXP_LAYER_TYPES = ("Sigmoid", "Softmax")
+MANIFEST_KEYS = ("weights", "weights_sha256", "inputs", "layers", "subset", "torch_atol_factor")
 
 # One image (1, C, H, W) -> every layer's torch output, by layer name.
 TorchTracer = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -46,27 +55,59 @@ class GoldenInput:
 
 
 @dataclass(frozen=True)
+class GoldenEntry:
+    """One input of a bundle: its image and the outputs of the bundle's layers (read-only views)."""
+
+    name: str  # "input.<i>"
+    kind: str
+    image: np.ndarray  # (1, C, H, W)
+    reference: dict[str, np.ndarray]  # layer name -> reference output, (1, ...)
+    torch: Optional[dict[str, np.ndarray]]  # layer name -> torch output, or None (reference only)
+
+
 class Golden:
-    """A read golden bundle: its manifest and, per input, the input and each layer's outputs."""
+    """A checked golden bundle, memory-mapped: `golden[i]` or iteration reads one input at a time."""
 
-    path: str
-    manifest: dict[str, Any]
-    inputs: list[np.ndarray]  # per input: (1, C, H, W)
-    reference: list[dict[str, np.ndarray]]  # per input: layer name -> reference output
-    torch: Optional[list[dict[str, np.ndarray]]]  # per input: layer name -> torch output, or None
+    def __init__(self, container: Container, manifest: dict[str, Any]) -> None:
+        self.path = container.path
+        self.manifest = manifest
+        self.layers: list[str] = list(manifest["layers"])  # the layers in the bundle, in execution order
+        self.subset: bool = manifest["subset"]  # True: not every layer of the weights is in the bundle
+        self.has_torch = any(name.startswith("torch.") for name in container.tensors)
+        self._tensors = container.tensors
 
-    @property
-    def layers(self) -> list[str]:
-        return list(self.manifest["layers"])
+    def __len__(self) -> int:
+        return len(self.manifest["inputs"])
+
+    def __getitem__(self, i: int) -> GoldenEntry:
+        if not 0 <= i < len(self):
+            raise IndexError(f"{self.path}: no input {i} (the bundle has {len(self)})")
+
+        def outputs(source: str) -> dict[str, np.ndarray]:
+            return {layer: self._tensors[f"{source}.{i}.{layer}"] for layer in self.layers}
+
+        return GoldenEntry(f"input.{i}", self.manifest["inputs"][i]["kind"], self._tensors[f"input.{i}"],
+                           outputs("reference"), outputs("torch") if self.has_torch else None)
+
+    def __iter__(self) -> Iterator[GoldenEntry]:
+        return (self[i] for i in range(len(self)))
 
 
-def make_inputs(input_shape: Sequence[int], count: int, seed: int) -> list[GoldenInput]:
-    """`count` seeded random images (uniform [0, 1) and standard normal in turn), then the edge cases."""
+def input_kinds(count: int) -> list[str]:
+    """The kinds of the inputs of a bundle with `count` random inputs, in order."""
     if count < 0:
         raise InputError(f"count must be >= 0, got {count}")
+    return [RANDOM_KINDS[i % len(RANDOM_KINDS)] for i in range(count)] + list(EDGE_KINDS)
+
+
+def make_inputs(input_shape: Sequence[int], count: int, seed: int) -> Iterator[GoldenInput]:
+    """`count` seeded random images (uniform [0, 1) and standard normal in turn), then the edge cases.
+
+    A generator: one image at a time, all drawn from one `numpy.random.default_rng(seed)` in order.
+    """
+    kinds = input_kinds(count)
     rng = np.random.default_rng(seed)
     shape = (1, *input_shape)
-    kinds = [RANDOM_KINDS[i % len(RANDOM_KINDS)] for i in range(count)] + list(EDGE_KINDS)
     makers = {
         "uniform": lambda: rng.random(shape),
         "normal": lambda: rng.standard_normal(shape),
@@ -75,8 +116,8 @@ def make_inputs(input_shape: Sequence[int], count: int, seed: int) -> list[Golde
         "large": lambda: rng.random(shape) * LARGE_SCALE,
         "negative": lambda: -rng.random(shape),
     }
-    return [GoldenInput(f"input.{i}", kind, makers[kind]().astype(np.float32))
-            for i, kind in enumerate(kinds)]
+    for i, kind in enumerate(kinds):
+        yield GoldenInput(f"input.{i}", kind, makers[kind]().astype(np.float32))
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -93,25 +134,69 @@ def golden_path(weights: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     return Path(out_dir) / f"{Path(weights).stem}.golden.pdw"
 
 
+def bundle_tensors(inputs: int, layers: Sequence[str], has_torch: bool) -> Iterator[tuple[str, str]]:
+    """A bundle's tensors in data order, as (tensor name, the layer it is an output of, or "input"):
+    per input, the image, then the reference (and torch) output of each of `layers`."""
+    sources = ("reference", "torch") if has_torch else ("reference",)
+    for i in range(inputs):
+        yield f"input.{i}", INPUT
+        for source in sources:
+            for layer in layers:
+                yield f"{source}.{i}.{layer}", layer
+
+
+def _select_layers(all_layers: Sequence[str], wanted: Optional[Sequence[str]], where: str) -> list[str]:
+    """The bundle's layers in execution order: all of them, or those in `wanted` (each a known name)."""
+    if wanted is None:
+        return list(all_layers)
+    if isinstance(wanted, str):
+        raise InputError(f"layers must be a sequence of layer names, not the string {wanted!r}")
+    wanted = list(wanted)
+    unknown = [name for name in wanted if name not in all_layers]
+    if unknown:
+        raise InputError(f"{where} has no layer named {', '.join(map(repr, unknown))} "
+                         f"(its layers: {', '.join(all_layers)})")
+    if not wanted:
+        raise InputError("layers must name at least one layer")
+    return [name for name in all_layers if name in wanted]
+
+
+def _check_header_size(metadata: Mapping[str, str], layout: Sequence[tuple[str, Shape]], count: int) -> None:
+    """Refuse a bundle whose header would pass the container's limit (every reader refuses those files).
+
+    The header is measured as format.ContainerWriter writes it: the metadata, the checksum entry,
+    and one entry per tensor.
+    """
+    size = len(json.dumps(metadata, separators=(",", ":"))) + len(FILE_CHECKSUM) + 96
+    offset = 0
+    for name, shape in layout:
+        nbytes = 4 * int(np.prod(shape))
+        size += len(json.dumps({name: {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + nbytes]}},
+                               separators=(",", ":")))
+        offset += nbytes
+    if size > MAX_HEADER_BYTES:
+        inputs = count + len(EDGE_KINDS)
+        fits = max(0, int(MAX_HEADER_BYTES / (size / inputs)) - len(EDGE_KINDS))
+        raise InputError(f"count {count} would give a bundle header of {size} bytes, over the {MAX_HEADER_BYTES}-byte "
+                         f"limit of the container format: at most about {fits} random inputs fit with these layers "
+                         f"(write fewer, restrict the layers, or write several bundles with different seeds)")
+
+
 def write_golden(weights: str | os.PathLike, out_dir: str | os.PathLike, *, count: int = 2, seed: int = 0,
-                 torch_tracer: Optional[TorchTracer] = None, torch_version: Optional[str] = None) -> Path:
-    """Write the golden bundle of `weights` into out_dir; torch outputs too if a tracer is given."""
+                 layers: Sequence[str] | None = None, torch_tracer: Optional[TorchTracer] = None,
+                 torch_version: Optional[str] = None,
+                 progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write the golden bundle of `weights` into out_dir and return its path.
+
+    `layers` restricts it to those layers' outputs (default: every layer); with `torch_tracer`,
+    torch's outputs are stored too. `progress(done, total)` is called after each input. Memory
+    holds one input's trace at a time, whatever `count`.
+    """
+    kinds = input_kinds(count)
     model = load(weights)
-    inputs = make_inputs(model.input_shape, count, seed)
-    tensors: list[tuple[str, np.ndarray]] = []
-    for i, item in enumerate(inputs):
-        tensors.append((item.name, item.image))
-        trace = model.trace(item.image)
-        tensors += [(f"reference.{i}.{name}", out) for name, out in trace.items()]
-        if torch_tracer is not None:
-            outputs = torch_tracer(item.image)
-            for name, out in trace.items():
-                if name not in outputs:
-                    raise FormatError(f"{weights}: torch gave no output for layer {name!r}")
-                if outputs[name].shape != out.shape:
-                    raise FormatError(f"{weights}: torch output of layer {name!r} has shape "
-                                      f"{outputs[name].shape}, the reference {out.shape}")
-                tensors.append((f"torch.{i}.{name}", outputs[name]))
+    shapes = load_graph(weights).shapes
+    chosen = _select_layers(model.layer_names, layers, str(weights))
+    has_torch = torch_tracer is not None
     manifest = {
         "weights": Path(weights).name,
         "weights_sha256": file_sha256(weights),
@@ -120,19 +205,40 @@ def write_golden(weights: str | os.PathLike, out_dir: str | os.PathLike, *, coun
         "numpy_version": np.__version__,
         "numba_version": numba.__version__,
         "machine": platform.machine(),
-        "torch_version": torch_version if torch_tracer is not None else None,
+        "torch_version": torch_version if has_torch else None,
         "torch_atol_factor": TORCH_ATOL_FACTOR,
         "exp_layer_types": list(EXP_LAYER_TYPES),
         "seed": seed,
-        "inputs": [{"name": item.name, "kind": item.kind} for item in inputs],
-        "layers": list(model.layer_names),
+        "inputs": [{"name": f"input.{i}", "kind": kind} for i, kind in enumerate(kinds)],
+        "layers": chosen,
+        "subset": len(chosen) != len(model.layer_names),
     }
     metadata = {"format": GOLDEN_FORMAT, "format_version": GOLDEN_VERSION,
                 "manifest": json.dumps(manifest, separators=(",", ":"), allow_nan=False),
                 "producer": f"pdinfer {__version__} golden"}
+    layout = [(name, shapes[layer]) for name, layer in bundle_tensors(len(kinds), chosen, has_torch)]
+    _check_header_size(metadata, layout, count)
     path = golden_path(weights, out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_container(path, metadata, tensors)
+    with ContainerWriter(path, metadata, layout) as writer:
+        for i, item in enumerate(make_inputs(model.input_shape, count, seed)):
+            writer.write(item.name, item.image)
+            trace = model.trace(item.image)
+            for name in chosen:
+                writer.write(f"reference.{i}.{name}", trace[name])
+            if torch_tracer is not None:
+                del trace  # keep one trace at a time
+                outputs = torch_tracer(item.image)
+                for name in chosen:
+                    if name not in outputs:
+                        raise FormatError(f"{weights}: torch gave no output for layer {name!r}")
+                    if outputs[name].shape != shapes[name]:
+                        raise FormatError(f"{weights}: torch output of layer {name!r} has shape "
+                                          f"{outputs[name].shape}, the reference {shapes[name]}")
+                    writer.write(f"torch.{i}.{name}", outputs[name])
+                del outputs
+            if progress is not None:
+                progress(i + 1, len(kinds))
     return path
 
 
@@ -142,16 +248,19 @@ def _check_manifest(manifest: Any, where: str) -> dict[str, Any]:
 
     if not isinstance(manifest, dict):
         raise fail("is not a JSON object")
-    for key in ("weights", "weights_sha256", "inputs", "layers", "torch_atol_factor"):
+    for key in MANIFEST_KEYS:
         if key not in manifest:
             raise fail(f"lacks the key {key!r}")
     inputs, layers = manifest["inputs"], manifest["layers"]
     if (not isinstance(inputs, list) or not inputs
-            or not all(isinstance(e, dict) and e.get("name") == f"input.{i}" for i, e in enumerate(inputs))):
-        raise fail("'inputs' must be a non-empty list of {\"name\": \"input.<i>\", ...} in order")
+            or not all(isinstance(e, dict) and e.get("name") == f"input.{i}" and isinstance(e.get("kind"), str)
+                       for i, e in enumerate(inputs))):
+        raise fail("'inputs' must be a non-empty list of {\"name\": \"input.<i>\", \"kind\": ...} in order")
     if (not isinstance(layers, list) or not layers or not all(isinstance(n, str) and n for n in layers)
             or len(set(layers)) != len(layers)):
         raise fail("'layers' must be a non-empty list of unique layer names")
+    if not isinstance(manifest["subset"], bool):
+        raise fail(f"'subset' must be true or false, got {manifest['subset']!r}")
     factor = manifest["torch_atol_factor"]
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
         raise fail(f"'torch_atol_factor' must be a number in (0, 1), got {factor!r}")
@@ -160,45 +269,73 @@ def _check_manifest(manifest: Any, where: str) -> dict[str, Any]:
     return manifest
 
 
+def map_container(path: str | os.PathLike) -> Container:
+    """format.read_container's checks on a memory-mapped file: tensors are read-only views of the map.
+
+    The checksums are computed over the map, so a bundle of any size is checked without being
+    read into memory; a tensor's bytes are read from the file when it is used.
+    """
+    where = str(path)
+    try:
+        with open(path, "rb") as f:
+            file_size = os.fstat(f.fileno()).st_size
+            if file_size < 8:
+                raise FormatError(f"{where}: file is {file_size} bytes, too short for a header length")
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as e:
+        raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
+    prefix = mapped[:8]
+    header_len = int.from_bytes(prefix, "little")
+    if header_len > MAX_HEADER_BYTES:
+        raise FormatError(f"{where}: header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit")
+    if 8 + header_len > file_size:
+        raise FormatError(f"{where}: header length {header_len} runs past the end of the "
+                          f"{file_size}-byte file (truncated?)")
+    if (8 + header_len) % HEADER_ALIGN:
+        raise FormatError(f"{where}: data section starts at byte {8 + header_len}, not a multiple of {HEADER_ALIGN}")
+    header_bytes = mapped[8:8 + header_len]
+    header_text = header_bytes.rstrip(b" ")
+    if not (header_text.startswith(b"{") and header_text.endswith(b"}")):
+        raise FormatError(f"{where}: header is not a JSON object followed only by spaces")
+    header = parse_json(header_text, "header", where)
+    metadata = header.pop("__metadata__", None)
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise FormatError(f"{where}: __metadata__ is missing or is not an object of string values")
+    data = memoryview(mapped)[8 + header_len:]
+    spans = sorted((_tensor_entry(name, entry, len(data), where), name) for name, entry in header.items())
+    tensors: dict[str, np.ndarray] = {}
+    expected_begin = 0
+    for (begin, end, shape), name in spans:
+        if begin != expected_begin:
+            gap = "overlaps the previous tensor" if begin < expected_begin else "leaves a gap before it"
+            raise FormatError(f"{where}: tensor {name!r} at byte {begin} {gap} (expected it at byte {expected_begin})")
+        tensors[name] = np.frombuffer(data, dtype="<f4", count=(end - begin) // 4, offset=begin).reshape(shape)
+        expected_begin = end
+    if expected_begin != len(data):
+        raise FormatError(f"{where}: {len(data) - expected_begin} bytes after the last tensor "
+                          f"(tensors cover {expected_begin} of {len(data)} data bytes)")
+    declared = metadata.get(FILE_CHECKSUM)
+    if declared is not None:
+        digest = _file_checksum(prefix, header_bytes, data, declared, where)
+        if digest != declared:
+            raise FormatError(f"{where}: whole-file SHA-256 (header and data) mismatch: the file says "
+                              f"{declared}, its bytes hash to {digest} (changed or corrupted after it was written)")
+    return Container(where, metadata, tensors, hashlib.sha256(data).hexdigest(), declared is not None)
+
+
 def read_golden(path: str | os.PathLike) -> Golden:
-    """Read and check a golden bundle: every input has every layer's reference output (and torch's, or none)."""
-    container = read_container(path)
-    meta, where = container.metadata, container.path
-    check_metadata(container, GOLDEN_FORMAT, GOLDEN_VERSION, ("manifest",))
-    manifest = _check_manifest(parse_json(meta["manifest"], "metadata 'manifest'", where), where)
-    tensors = container.tensors
-    has_torch = any(name.startswith("torch.") for name in tensors)
-    sources = ("reference", "torch") if has_torch else ("reference",)
-    expected = [f"input.{i}" for i in range(len(manifest["inputs"]))]
-    expected += [f"{source}.{i}.{layer}" for i in range(len(manifest["inputs"]))
-                 for source in sources for layer in manifest["layers"]]
-    missing = [name for name in expected if name not in tensors]
-    extra = sorted(set(tensors) - set(expected))
+    """Read and check a golden bundle: every input has each listed layer's reference output (and
+    torch's, or none). The file is memory-mapped; its tensors are read when used."""
+    container = map_container(path)
+    where = container.path
+    check_metadata(container, GOLDEN_FORMAT, GOLDEN_VERSION, ("manifest", FILE_CHECKSUM))
+    manifest = _check_manifest(parse_json(container.metadata["manifest"], "metadata 'manifest'", where), where)
+    has_torch = any(name.startswith("torch.") for name in container.tensors)
+    expected = {name for name, _ in bundle_tensors(len(manifest["inputs"]), manifest["layers"], has_torch)}
+    missing = sorted(expected - set(container.tensors))
+    extra = sorted(set(container.tensors) - expected)
     if missing or extra:
         raise FormatError(f"{where}: tensors do not match the manifest"
                           + (f"; missing {missing[:5]}" if missing else "")
                           + (f"; unexpected {extra[:5]}" if extra else ""))
-    per_input = range(len(manifest["inputs"]))
-    return Golden(
-        where, manifest,
-        inputs=[tensors[f"input.{i}"] for i in per_input],
-        reference=[{layer: tensors[f"reference.{i}.{layer}"] for layer in manifest["layers"]} for i in per_input],
-        torch=([{layer: tensors[f"torch.{i}.{layer}"] for layer in manifest["layers"]} for i in per_input]
-               if has_torch else None))
-
-
-def find_torch_tracer(weights: str | os.PathLike) -> tuple[Optional[TorchTracer], Optional[str], str]:
-    """A torch tracer of `weights` and torch's version, or (None, None, why there is none).
-
-    There is one when torch and the exporter import and the file holds a seed model
-    (exporter/golden.py rebuilds it in PyTorch with the file's weights).
-    """
-    try:
-        import torch
-        from exporter import golden as torch_golden
-    except ImportError as e:
-        return None, None, f"torch or the exporter package is not importable ({e})"
-    try:
-        return torch_golden.seed_model_tracer(weights), torch.__version__, ""
-    except torch_golden.NotASeedModel as e:
-        return None, None, str(e)
+    return Golden(container, manifest)

@@ -26,7 +26,8 @@ class Graph:
     shapes: dict[str, Shape]  # layer name (and "input") -> output shape with N = 1
     input_shape: tuple[int, ...]  # (C, H, W)
     classes: list[str]
-    data_sha256: str
+    data_sha256: str  # SHA-256 of the data section: the weights' identity
+    header_verified: bool  # the whole file was checksummed (False for version 1 files)
 
     @property
     def output_shape(self) -> Shape:
@@ -129,4 +130,5 @@ def load_graph(path: str | os.PathLike, *, verify_checksum: bool = True) -> Grap
     n_outputs = int(np.prod(shapes[layers[-1].name][1:]))
     if len(classes) != n_outputs:
         raise FormatError(f"{where}: {len(classes)} class names for {n_outputs} output values")
-    return Graph(where, layers, shapes, input_shape, classes, container.data_sha256)
+    return Graph(where, layers, shapes, input_shape, classes, container.data_sha256,
+                 container.header_verified)

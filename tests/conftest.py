@@ -1,17 +1,42 @@
-"""Shared test setup: hypothesis profiles.
+"""Shared test setup: hypothesis profiles and the Java kit's classes.
 
-Choose one with HYPOTHESIS_PROFILE=ci (the default: the full example counts, sized so the whole
-suite runs in about ten minutes on two cores, Numba compilation included) or HYPOTHESIS_PROFILE=dev
-(a quick pass while editing).
+HYPOTHESIS_PROFILE chooses the profile of the tests that do not set their own:
+- `ci` (the default): derandomized (every run draws the same examples) with bounded example
+  counts, so the default suite gives the same result every time, in about its usual time;
+- `dev`: a quick derandomized pass while editing;
+- `slow`: random, many more examples. The fuzz tests marked `slow` (`pytest -m slow`,
+  tests/test_soak.py) run under it whatever HYPOTHESIS_PROFILE says.
 """
 
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
+ROOT = Path(__file__).resolve().parent.parent
+
 # No example database: test runs leave nothing behind in the work tree.
-settings.register_profile("ci", max_examples=250, deadline=None, database=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("dev", max_examples=20, deadline=None, database=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+COMMON = dict(deadline=None, database=None, print_blob=True,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("ci", max_examples=250, derandomize=True, **COMMON)
+settings.register_profile("dev", max_examples=20, derandomize=True, **COMMON)
+settings.register_profile("slow", max_examples=5000, derandomize=False, **COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def java_classes(tmp_path_factory) -> Path:
+    """java/src compiled with javac into a temporary directory. Without javac the test fails
+    in CI (CI=true) and is skipped elsewhere."""
+    if shutil.which("javac") is None or shutil.which("java") is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but javac/java are not installed (bash java/run.sh --install-jdk)")
+        pytest.skip("javac is not installed (bash java/run.sh --install-jdk installs a JDK 17)")
+    build = tmp_path_factory.mktemp("java-classes")
+    sources = [str(p) for p in (ROOT / "java" / "src").rglob("*.java")]
+    subprocess.run(["javac", "-Xlint:all,-serial", "-Werror", "-d", str(build), *sources],
+                   check=True, capture_output=True, text=True, timeout=300)
+    return build

@@ -18,6 +18,7 @@ from exporter import (INPUT_SHAPE, PDLightModel, PDModel, UnsupportedModelError,
                       export, randomize_batchnorm, to_layers)
 from exporter.__main__ import main as cli_main  # noqa: E402
 from exporter.tiny_example import main as tiny_main  # noqa: E402
+from pdinfer.format import FORMAT_VERSION  # noqa: E402
 
 SHAPE = (2, 6, 6)  # input of the small spelling models
 FEATURES = 2 * 6 * 6
@@ -90,7 +91,7 @@ def test_seed_model_file_opens_with_safetensors_and_holds_the_state_dict(model_c
     randomize_batchnorm(model, seed=1)
     export(model, tmp_path / "m.pdw", input_shape=INPUT_SHAPE, classes=["a", "b", "c"])
     metadata, layers, tensors = read_file(tmp_path / "m.pdw")
-    assert metadata["format"] == "pdinfer" and metadata["format_version"] == "1"
+    assert metadata["format"] == "pdinfer" and metadata["format_version"] == FORMAT_VERSION
     assert json.loads(metadata["input_shape"]) == [1, 60, 120]
     assert json.loads(metadata["classes"]) == ["a", "b", "c"]
     state = exported_state(model)

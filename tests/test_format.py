@@ -1,8 +1,11 @@
-"""The .pdw container (docs/FORMAT.md): round trip, layout, safetensors compatibility, basic bad files."""
+"""The .pdw container (docs/FORMAT.md): round trip, the whole-file checksum, the streaming writer,
+version 1 files, layout, safetensors compatibility, basic bad files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -12,7 +15,11 @@ import safetensors.numpy
 from safetensors import safe_open
 
 import pdinfer
-from pdinfer.format import HEADER_ALIGN, read_container, read_weights, write_weights
+from pdinfer.graph import load_graph
+from pdinfer.format import (HEADER_ALIGN, ContainerWriter, read_container, read_weights, write_container,
+                            write_weights)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 INPUT_SHAPE = (1, 4, 5)
 CLASSES = ["a", "b", "c"]
@@ -72,7 +79,7 @@ def test_round_trip(weights_file):
         assert container.tensors[name].dtype == np.float32
         assert np.array_equal(container.tensors[name], array)
     meta = container.metadata
-    assert (meta["format"], meta["format_version"], meta["producer"]) == ("pdinfer", "1", "tests")
+    assert (meta["format"], meta["format_version"], meta["producer"]) == ("pdinfer", "2", "tests")
     assert json.loads(meta["input_shape"]) == list(INPUT_SHAPE) and json.loads(meta["classes"]) == CLASSES
     model = pdinfer.load(weights_file)
     assert model.input_shape == INPUT_SHAPE and model.classes == CLASSES and model.output_shape == (3,)
@@ -96,6 +103,112 @@ def test_safetensors_reads_written_files(weights_file):
     with safe_open(weights_file, framework="numpy") as f:
         meta = f.metadata()
     assert meta == read_container(weights_file).metadata
+
+
+# ------------------------------------------------------------------------------ the checksum and the writer
+
+def test_file_sha256_is_the_hash_of_the_file_with_its_digits_zeroed(weights_file):
+    """FORMAT.md's rule, computed here independently of the reader."""
+    raw = weights_file.read_bytes()
+    declared = read_container(weights_file).metadata["file_sha256"]
+    entry = f'"file_sha256":"{declared}"'.encode()
+    assert raw.count(entry) == 1
+    zeroed = raw.replace(entry, f'"file_sha256":"{"0" * 64}"'.encode())
+    assert hashlib.sha256(zeroed).hexdigest() == declared
+    assert "data_sha256" not in read_container(weights_file).metadata
+    assert read_container(weights_file).data_sha256 == hashlib.sha256(split(weights_file)[1]).hexdigest()
+    assert read_container(weights_file).header_verified
+    assert not read_container(weights_file, verify_checksum=False).header_verified
+
+
+def test_streaming_writer_matches_write_container(tmp_path):
+    layout = [("a", (2, 3)), ("b", (4,)), ("c", (1, 1, 1, 2))]
+    arrays = {name: np.arange(np.prod(shape), dtype=np.float64).reshape(shape) - 1.5 for name, shape in layout}
+    meta = {"format": "pdinfer-test", "format_version": "1", "data_sha256": "stale", "file_sha256": "stale"}
+    with ContainerWriter(tmp_path / "streamed.pdw", meta, layout) as writer:
+        for name, _ in layout:
+            writer.write(name, arrays[name].tolist())  # anything float32-convertible
+    write_container(tmp_path / "whole.pdw", meta, list(arrays.items()))
+    assert (tmp_path / "streamed.pdw").read_bytes() == (tmp_path / "whole.pdw").read_bytes()
+    container = read_container(tmp_path / "streamed.pdw")
+    assert set(container.metadata) == {"format", "format_version", "file_sha256"}  # checksums are the writer's
+    for name, array in arrays.items():
+        assert np.array_equal(container.tensors[name], array.astype(np.float32))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed.pdw", "whole.pdw"]
+
+
+@pytest.mark.parametrize("writes, match", [
+    ([("b", (4,))], "out of layout order \\(expected 'a'\\)"),
+    ([("a", (3, 2))], "has shape \\[3, 2\\], the layout says \\[2, 3\\]"),
+    ([("a", (2, 3))], "1 tensor\\(s\\) of the layout were not written, from 'b' on"),
+    ([("a", (2, 3)), ("b", (4,)), ("b", (4,))], "expected 'no more tensors'"),
+])
+def test_writer_misuse_leaves_no_file(tmp_path, writes, match):
+    target = tmp_path / "out.pdw"
+    target.write_bytes(b"previous")
+    with pytest.raises(pdinfer.FormatError, match=match):
+        with ContainerWriter(target, {"format": "pdinfer-test"}, [("a", (2, 3)), ("b", (4,))]) as writer:
+            for name, shape in writes:
+                writer.write(name, np.zeros(shape))
+    assert target.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["out.pdw"]
+
+
+def test_writer_removes_its_temporary_file_on_an_exception(tmp_path):
+    with pytest.raises(KeyError):
+        with ContainerWriter(tmp_path / "out.pdw", {"format": "pdinfer-test"}, [("a", (1,))]) as writer:
+            raise KeyError("the caller failed")
+    with pytest.raises(ValueError):
+        with ContainerWriter(tmp_path / "out.pdw", {"format": "pdinfer-test"}, [("a", (1,))]) as writer:
+            writer.write("a", ["not a number"])
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("layout", [[("a", ())], [("a", (0, 2))], [("a", (1, 1, 1, 1, 1))],
+                                    [("a", (1,)), ("a", (1,))], [("__metadata__", (1,))]])
+def test_writer_refuses_a_layout_the_reader_would_reject(tmp_path, layout):
+    with pytest.raises(pdinfer.FormatError):
+        ContainerWriter(tmp_path / "out.pdw", {"format": "pdinfer-test"}, layout)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_1_files_still_load():
+    """tests/data/tiny_v1.pdw is docs/tiny.pdw as the version 1 writer wrote it (data_sha256 only)."""
+    old, new = pdinfer.load(ROOT / "tests" / "data" / "tiny_v1.pdw"), pdinfer.load(ROOT / "docs" / "tiny.pdw")
+    x = np.random.default_rng(0).random((5, 1, 2, 2), dtype=np.float32)
+    assert old(x).tobytes() == new(x).tobytes() and old.data_sha256 == new.data_sha256
+    assert read_container(ROOT / "tests" / "data" / "tiny_v1.pdw").metadata["format_version"] == "1"
+    assert not load_graph(ROOT / "tests" / "data" / "tiny_v1.pdw").header_verified
+    assert load_graph(ROOT / "docs" / "tiny.pdw").header_verified
+
+
+@pytest.mark.parametrize("path", ["weights/pd_light.pdw", "weights/pd_model.pdw", "docs/tiny.pdw"])
+def test_shipped_files_are_version_2_with_the_whole_file_verified(path):
+    assert read_container(ROOT / path).metadata["format_version"] == "2"
+    assert load_graph(ROOT / path).header_verified
+
+
+def test_format_md_example_matches_docs_tiny_pdw():
+    """FORMAT.md section 5: the checksum, where its digits lie, and pdinfer's output."""
+    text, raw = (ROOT / "docs" / "FORMAT.md").read_text(), (ROOT / "docs" / "tiny.pdw").read_bytes()
+    declared = read_container(ROOT / "docs" / "tiny.pdw").metadata["file_sha256"]
+    offset = raw.index(b'"file_sha256":"')
+    assert f'"file_sha256": "{declared}"' in text
+    assert f"starts at file offset {offset} (0x{offset:x})" in text and f"`P = {offset + 15} … {offset + 78}`" in text
+    out = pdinfer.load(ROOT / "docs" / "tiny.pdw")(np.array([[[[0.5, -1.0], [2.0, 0.0]]]], np.float32))
+    assert f"| pdinfer (reference and fast path) | {out[0, 0].item()!r} | {out[0, 1].item()!r} |" in text
+
+
+def test_not_a_pdinfer_file(tmp_path):
+    """A PNG, a text file, a safetensors file without pdinfer's metadata: one clear message."""
+    safetensors.numpy.save_file({"x": np.zeros(3, np.float32)}, tmp_path / "plain.safetensors")
+    safetensors.numpy.save_file({"x": np.zeros(3, np.float16)}, tmp_path / "meta.safetensors",
+                                metadata={"format": "pt"})
+    (tmp_path / "notes.txt").write_text("just some text\n" * 20)
+    (tmp_path / "short.txt").write_text("hi\n")
+    files = [ROOT / "weights" / "samples" / "corona_1.png", *sorted(tmp_path.iterdir())]
+    for path in files:
+        with pytest.raises(pdinfer.FormatError, match=f"^{re.escape(str(path))}: not a pdinfer weight file \\("):
+            pdinfer.load(path)
 
 
 # ------------------------------------------------------------------------------ bad files
@@ -135,7 +248,7 @@ def test_flipped_data_byte(weights_file):
     raw = bytearray(weights_file.read_bytes())
     raw[-1] ^= 0x01
     weights_file.write_bytes(bytes(raw))
-    with pytest.raises(pdinfer.FormatError, match="checksum mismatch"):
+    with pytest.raises(pdinfer.FormatError, match=r"whole-file SHA-256 \(header and data\) mismatch"):
         pdinfer.load(weights_file)
 
 

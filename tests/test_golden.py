@@ -8,23 +8,26 @@ test also needs torch.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import pdinfer
-from pdinfer.cli import main as cli_main
-from pdinfer.errors import FormatError
+import pdinfer.golden
+from pdinfer.errors import FormatError, InputError
 from pdinfer.format import read_container, write_container, write_weights
-from pdinfer.golden import (EDGE_KINDS, GOLDEN_FORMAT, TORCH_ATOL_FACTOR, file_sha256, make_inputs,
-                            read_golden, write_golden)
 from pdinfer.graph import load_graph
+from pdinfer.golden import (EDGE_KINDS, GOLDEN_FORMAT, GOLDEN_VERSION, TORCH_ATOL_FACTOR, file_sha256,
+                            make_inputs, read_golden, write_golden)
+from small_model import reseal, small_layers, small_tensors
 
 ROOT = Path(__file__).resolve().parent.parent
 INPUT_SHAPE = (2, 9, 11)  # (C, H, W) of the all-layer-types model
@@ -100,8 +103,7 @@ def golden_file(model_file, tmp_path_factory) -> Path:
 def rewrite(src: Path, dst: Path, edit) -> Path:
     """Copy a container, letting `edit(name, array) -> array` change tensors (write_container)."""
     container = read_container(src)
-    metadata = {k: v for k, v in container.metadata.items() if k != "data_sha256"}
-    write_container(dst, metadata, [(name, edit(name, np.array(a))) for name, a in container.tensors.items()])
+    write_container(dst, container.metadata, [(name, edit(name, np.array(a))) for name, a in container.tensors.items()])
     return dst
 
 
@@ -109,16 +111,31 @@ def rewrite(src: Path, dst: Path, edit) -> Path:
 
 
 def test_inputs_are_seeded_and_include_the_edge_cases():
-    inputs = make_inputs(INPUT_SHAPE, 3, seed=5)
+    inputs = list(make_inputs(INPUT_SHAPE, 3, seed=5))
     assert [i.kind for i in inputs] == ["uniform", "normal", "uniform", *EDGE_KINDS]
     assert [i.name for i in inputs] == [f"input.{i}" for i in range(7)]
     again = make_inputs(INPUT_SHAPE, 3, seed=5)
-    assert all(np.array_equal(a.image, b.image) for a, b in zip(inputs, again))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(inputs, again, strict=True))
     by_kind = {i.kind: i.image for i in inputs[3:]}
     assert all(i.image.shape == (1, *INPUT_SHAPE) and i.image.dtype == np.float32 for i in inputs)
     assert not by_kind["zeros"].any() and (by_kind["ones"] == 1).all()
     assert by_kind["large"].max() > 900 and (by_kind["negative"] <= 0).all() and by_kind["negative"].min() < -0.9
     assert 0 <= inputs[0].image.min() and inputs[0].image.max() < 1 and inputs[1].image.min() < 0
+    with pytest.raises(InputError, match="count must be >= 0"):
+        list(make_inputs(INPUT_SHAPE, -1, seed=5))
+
+
+def check_against_trace(golden, model_file: Path, count: int, seed: int, layers: list[str]) -> None:
+    """Every stored input and reference output equals make_inputs and Model.trace bit for bit."""
+    model = pdinfer.load(model_file)
+    assert golden.layers == layers and len(golden) == count + len(EDGE_KINDS)
+    for entry, item in zip(golden, make_inputs(model.input_shape, count, seed), strict=True):
+        assert (entry.name, entry.kind) == (item.name, item.kind)
+        assert np.array_equal(entry.image, item.image)
+        trace = model.trace(item.image)
+        assert list(entry.reference) == layers
+        for name in layers:
+            assert entry.reference[name].tobytes() == trace[name].tobytes(), name
 
 
 def test_golden_round_trip(model_file, golden_file):
@@ -131,32 +148,145 @@ def test_golden_round_trip(model_file, golden_file):
     assert manifest["weights_data_sha256"] == model.data_sha256
     assert manifest["pdinfer_version"] == pdinfer.__version__ and manifest["torch_version"] is None
     assert manifest["torch_atol_factor"] == TORCH_ATOL_FACTOR
-    assert golden.layers == model.layer_names and golden.torch is None
-    expected_inputs = make_inputs(INPUT_SHAPE, COUNT, seed=7)
-    assert [e["kind"] for e in manifest["inputs"]] == [i.kind for i in expected_inputs]
-    for i, item in enumerate(expected_inputs):
-        assert np.array_equal(golden.inputs[i], item.image)
-        trace = model.trace(item.image)
-        assert list(golden.reference[i]) == list(trace)
-        for name, out in trace.items():
-            assert golden.reference[i][name].tobytes() == out.tobytes(), name
+    assert manifest["subset"] is False and not golden.subset and not golden.has_torch
+    assert golden[0].torch is None
+    check_against_trace(golden, model_file, COUNT, 7, model.layer_names)
+    with pytest.raises(IndexError, match="no input 6"):
+        golden[len(golden)]
+
+
+def test_subset_bundle_round_trip(model_file, tmp_path):
+    path = write_golden(model_file, tmp_path, count=1, seed=3, layers=["softmax", "conv", "add"])
+    golden = read_golden(path)
+    assert golden.subset and golden.manifest["layers"] == ["conv", "add", "softmax"]  # execution order
+    assert len(read_container(path).tensors) == len(golden) * 4
+    check_against_trace(golden, model_file, 1, 3, ["conv", "add", "softmax"])
+    assert path.stat().st_size < golden_size(model_file, tmp_path / "full") / 3
+
+
+def golden_size(model_file: Path, out_dir: Path) -> int:
+    return write_golden(model_file, out_dir, count=1, seed=3).stat().st_size
+
+
+def test_unknown_or_no_layers_are_input_errors(model_file, tmp_path):
+    with pytest.raises(InputError, match=r"no layer named 'fc9', 'Conv'.*its layers: conv, bn, leaky"):
+        write_golden(model_file, tmp_path, layers=["conv", "fc9", "Conv"])
+    with pytest.raises(InputError, match="at least one layer"):
+        write_golden(model_file, tmp_path, layers=[])
+    with pytest.raises(InputError, match="not the string 'conv'"):
+        write_golden(model_file, tmp_path, layers="conv")
+    assert not list(tmp_path.iterdir())  # nothing written, not even a temporary file
+
+
+def test_a_count_whose_header_passes_the_limit_is_refused_up_front(model_file, tmp_path, monkeypatch):
+    """Readers refuse headers over MAX_HEADER_BYTES, so the writer refuses before computing anything."""
+    limit = 40_000
+    monkeypatch.setattr(pdinfer.golden, "MAX_HEADER_BYTES", limit)
+    with pytest.raises(InputError, match=r"count 60 would give a bundle header of \d+ bytes, over the 40000-byte "
+                                         r"limit.*at most about (\d+) random inputs") as error:
+        write_golden(model_file, tmp_path, count=60, progress=lambda *_: pytest.fail("computed an input"))
+    assert not list(tmp_path.iterdir())
+    fits = int(re.search(r"at most about (\d+)", str(error.value)).group(1))
+    path = write_golden(model_file, tmp_path, count=fits)
+    assert struct.unpack("<Q", path.read_bytes()[:8])[0] <= limit
+
+
+def test_progress_is_called_after_each_input(model_file, tmp_path):
+    calls = []
+    write_golden(model_file, tmp_path, count=3, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 3 + len(EDGE_KINDS)) for i in range(1, 8)]
+
+
+def test_a_failing_tracer_leaves_no_file(model_file, tmp_path):
+    def tracer(image: np.ndarray) -> dict:
+        return {}  # no layer's output
+
+    with pytest.raises(FormatError, match="torch gave no output for layer 'conv'"):
+        write_golden(model_file, tmp_path, torch_tracer=tracer, torch_version="fake")
+    assert not list(tmp_path.iterdir())
+
+
+def test_memory_is_bounded_by_one_trace_whatever_the_count(tmp_path):
+    """Peak traced memory writing 40 random inputs exceeds that of 2 by far less than one trace."""
+    shape = (1, 96, 160)  # the small model is fully convolutional up to its global pool
+    weights = tmp_path / "small.pdw"
+    write_weights(weights, small_layers(), small_tensors(), input_shape=shape, classes=["a", "b", "c"])
+    model = pdinfer.load(weights)
+    one_trace = sum(out.nbytes for out in model.trace(np.zeros(shape, np.float32)).values())
+    assert one_trace > 2_000_000
+
+    def peak(count: int) -> int:
+        write_golden(weights, tmp_path / "warm", count=1)  # compiled and cached before measuring
+        tracemalloc.start()
+        try:
+            write_golden(weights, tmp_path / str(count), count=count)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    few, many = peak(2), peak(40)
+    assert few > one_trace  # the measurement sees the trace
+    assert many - few < one_trace / 4, (few, many, one_trace)
+    golden = read_golden(tmp_path / "40" / "small.golden.pdw")
+    assert len(golden) == 40 + len(EDGE_KINDS)
+
+
+def test_reading_is_bounded_too(tmp_path):
+    """read_golden maps the file: opening and iterating a bundle allocates far less than its size."""
+    shape = (1, 96, 160)
+    weights = tmp_path / "small.pdw"
+    write_weights(weights, small_layers(), small_tensors(), input_shape=shape, classes=["a", "b", "c"])
+    path = write_golden(weights, tmp_path, count=20)
+    tracemalloc.start()
+    try:
+        total = sum(float(out.sum()) for entry in read_golden(path) for out in entry.reference.values())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.isfinite(total) and path.stat().st_size > 50_000_000
+    assert peak < path.stat().st_size / 20, (peak, path.stat().st_size)
 
 
 def test_read_golden_rejects_a_weight_file_and_a_bundle_missing_a_tensor(model_file, golden_file, tmp_path):
     with pytest.raises(FormatError, match="expected 'pdinfer-golden'"):
         read_golden(model_file)
     container = read_container(golden_file)
-    metadata = {k: v for k, v in container.metadata.items() if k != "data_sha256"}
+    metadata = container.metadata
     write_container(tmp_path / "short.pdw", metadata, [(n, a) for n, a in container.tensors.items()
                                                         if n != "reference.1.fc0"])
     with pytest.raises(FormatError, match="missing.*reference.1.fc0"):
         read_golden(tmp_path / "short.pdw")
+    manifest = json.loads(metadata["manifest"])
+    for key, value, reason in (("subset", "no", "'subset' must be true or false"),
+                               ("inputs", [{"name": "input.0"}], "'inputs' must be")):
+        write_container(tmp_path / "bad.pdw", metadata | {"manifest": json.dumps(manifest | {key: value})},
+                        list(container.tensors.items()))
+        with pytest.raises(FormatError, match=reason):
+            read_golden(tmp_path / "bad.pdw")
+    write_container(tmp_path / "v1.pdw", metadata | {"format_version": "1"}, list(container.tensors.items()))
+    with pytest.raises(FormatError, match="version '1' is not supported"):
+        read_golden(tmp_path / "v1.pdw")
 
 
-def test_cli_writes_reference_only_bundles_and_says_so(model_file, tmp_path, capsys):
-    assert cli_main(["golden", str(model_file), "--out", str(tmp_path), "--count", "1", "--no-torch"]) == 0
-    assert "reference outputs only" in capsys.readouterr().out
-    assert len(read_golden(tmp_path / "all_types.golden.pdw").inputs) == 1 + len(EDGE_KINDS)
+@pytest.mark.parametrize("cut", [4, 8 + 3, -4])
+def test_read_golden_rejects_a_truncated_or_corrupted_bundle(golden_file, tmp_path, cut):
+    raw = golden_file.read_bytes()
+    (tmp_path / "bad.pdw").write_bytes(raw[:cut] if cut > 0 else raw[:cut - 1] + bytes([raw[cut - 1] ^ 1]) + raw[cut:])
+    with pytest.raises(FormatError, match="too short|runs past the end|whole-file SHA-256"):
+        read_golden(tmp_path / "bad.pdw")
+
+
+def test_the_engine_never_imports_torch_or_the_exporter(model_file, tmp_path):
+    code = ("import sys, pdinfer.golden as g\n"
+            f"g.write_golden({str(model_file)!r}, {str(tmp_path)!r}, count=1)\n"
+            f"g.read_golden({str(tmp_path / 'all_types.golden.pdw')!r})\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'exporter'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    source = (ROOT / "pdinfer" / "golden.py").read_text()
+    assert not re.search(r"^\s*(from|import) (torch|exporter)", source, re.M)
 
 
 # ----------------------------------------------------------------------------- the Java kit
@@ -232,11 +362,11 @@ def test_java_checks_the_torch_tolerance(java_build, model_file, golden_file, tm
 
     def with_torch(path: Path, shift: float) -> Path:
         tensors = list(container.tensors.items())
-        for i, outputs in enumerate(golden.reference):
-            for layer, out in outputs.items():
+        for i, entry in enumerate(golden):
+            for layer, out in entry.reference.items():
                 atol = TORCH_ATOL_FACTOR * max(1.0, float(np.abs(out).max()))
                 tensors.append((f"torch.{i}.{layer}", out + np.float32(shift * atol)))
-        write_container(path, {"format": GOLDEN_FORMAT, "format_version": "1",
+        write_container(path, {"format": GOLDEN_FORMAT, "format_version": GOLDEN_VERSION,
                                "manifest": json.dumps(manifest)}, tensors)
         return path
 
@@ -263,9 +393,10 @@ def _edit_header(edit):
     def apply(raw: bytes) -> bytes:
         (n,) = struct.unpack("<Q", raw[:8])
         header = json.loads(raw[8:8 + n])
-        text = edit(header).encode("utf-8")
+        # FORMAT.md: the checksum entry is the exact bytes "file_sha256":"<hex>", without a space.
+        text = edit(header).replace('"file_sha256": "', '"file_sha256":"').encode("utf-8")
         text += b" " * (-(8 + len(text)) % 64)
-        return struct.pack("<Q", len(text)) + text + raw[8 + n:]
+        return reseal(struct.pack("<Q", len(text)) + text + raw[8 + n:])  # to reach the check under test
     return apply
 
 
@@ -311,7 +442,7 @@ CORRUPTIONS = {
                         "not a multiple of 64"),
     "truncated": (lambda raw: raw[:-4], "bytes but shape|lie outside"),
     "trailing bytes": (lambda raw: raw + b"\0\0\0\0", "after the last tensor"),
-    "checksum": (_flip_data_byte, "checksum mismatch"),
+    "checksum": (_flip_data_byte, "whole-file SHA-256 \\(header and data\\) mismatch"),
     "duplicate key": (_edit_header(lambda h: json.dumps(h)[:-1] + ',"__metadata__":{}}'), "duplicate key"),
     "not UTF-8": (lambda raw: raw.replace(b'"tests"', b'"\xff\xfe\xfd\xfc\xfb"'), "UTF-8"),
     "leading space": (_edit_header(lambda h: " " + json.dumps(h)), "not a JSON object"),
@@ -323,7 +454,7 @@ CORRUPTIONS = {
     "dtype": (_edit_header(_tensor_entry("conv.bias", dtype="F16")), "only 'F32'"),
     "rank 5": (_edit_header(_tensor_entry("conv.bias", shape=[1, 1, 1, 1, 6])), "invalid shape"),
     "gap": (_edit_header(_tensor_entry("conv.weight", data_offsets=[4, 148])), "gap|overlaps"),
-    "version": (_edit_header(_meta("format_version", "2")), "not supported"),
+    "version": (_edit_header(_meta("format_version", "3")), "not supported"),
     "unknown layer": (_edit_header(_layers(lambda ls: ls[7].update(type="GELU"))), "not supported"),
     "unknown param": (_edit_header(_layers(lambda ls: ls[3]["params"].update(inplace=True))), "unknown"),
     "bad input": (_edit_header(_layers(lambda ls: ls[2].update(inputs=["relu"]))), "earlier layer"),
@@ -355,15 +486,48 @@ def test_java_reader_accepts_the_valid_file_and_rejects_nan_weights(java_build, 
     assert result.returncode == 2 and "NaN" in result.stderr
 
 
+def test_java_checks_a_subset_bundle(java_build, model_file, tmp_path):
+    """Only the bundle's layers are compared; per layer where their inputs are in the bundle too."""
+    subset = write_golden(model_file, tmp_path, count=1, layers=["bn", "conv", "softmax", "fc1"])
+    result = java(java_build, "GoldenRunner", model_file, subset)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS: 4 of 19 layers in the bundle bit-exact" in result.stdout
+    assert [line.split()[0] for line in result.stdout.split("worst case per layer")[-1].splitlines()[3:7]] == \
+        ["conv", "bn", "fc1", "softmax"]
+    assert row(result.stdout, "conv").split("|")[1].split() == ["0", "0"]  # fed input.i: checked per layer
+    assert row(result.stdout, "fc1").split("|")[1].split() == ["-", "-"]  # fc0 is not in the bundle
+
+    def nudge(name: str, array: np.ndarray) -> np.ndarray:
+        if name == "reference.0.bn":
+            array.reshape(-1)[5] = np.nextafter(array.reshape(-1)[5], np.float32(np.inf))
+        return array
+
+    result = java(java_build, "GoldenRunner", model_file, rewrite(subset, tmp_path / "bad.golden.pdw", nudge))
+    assert result.returncode == 1 and "FAIL" in row(result.stdout, "bn") and "FAIL: 1 of 4" in result.stdout
+
+    container = read_container(subset)  # a manifest whose layers are out of order, or not called a subset
+    manifest = json.loads(container.metadata["manifest"])
+    for change in ({"layers": ["bn", "conv", "fc1", "softmax"]}, {"subset": False}):
+        bad = tmp_path / "order.golden.pdw"
+        write_container(bad, container.metadata | {"manifest": json.dumps(manifest | change)},
+                        list(container.tensors.items()))
+        result = java(java_build, "GoldenRunner", model_file, bad)
+        assert result.returncode == 2 and "layers in execution order" in result.stderr, result.stderr
+
+
 def test_seed_models_are_bit_exact_in_java_and_close_to_torch(java_build, tmp_path):
     pytest.importorskip("torch")
-    for model, extra in (("pd_light", ["--random-bn"]), ("pd_model", [])):
+    from exporter.golden import main as torch_golden
+
+    for model, extra, layers in (("pd_light", ["--random-bn"], None), ("pd_model", [], ["conv.0", "dense.4"])):
         weights = tmp_path / f"{model}.pdw"
         subprocess.run([sys.executable, "-m", "exporter", model, str(weights), *extra], check=True,
                        capture_output=True, cwd=ROOT, timeout=600)
-        assert cli_main(["golden", str(weights), "--out", str(tmp_path), "--count", "1"]) == 0
+        assert torch_golden([str(weights), "--out", str(tmp_path), "--count", "1"]
+                            + (["--layers", ",".join(layers)] if layers else [])) == 0
         golden = read_golden(tmp_path / f"{model}.golden.pdw")
-        assert golden.torch is not None and golden.manifest["torch_version"]
+        assert golden.has_torch and golden.manifest["torch_version"] and golden.subset == bool(layers)
+        assert golden.layers == (layers or pdinfer.load(weights).layer_names)
         result = java(java_build, "GoldenRunner", weights, tmp_path / f"{model}.golden.pdw")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "layers bit-exact with pdinfer's reference" in result.stdout and "of torch" in result.stdout
+        assert "bit-exact with pdinfer's reference" in result.stdout and "of torch" in result.stdout

@@ -1,14 +1,18 @@
 """Loader hardening: a bad weight file raises FormatError, quickly and in bounded memory.
 
-Every load here runs under a time limit and tracemalloc. A load either raises FormatError or gives
-a model that runs on valid input; mutations that keep the file's meaning give the original's
-outputs bit for bit. The small model comes from tests/small_model.py (no torch needed). The
-property checks are shared with the long fuzz run in tests/test_soak.py.
+Every load here runs under a time limit and tracemalloc. With checksums verified (the default),
+every change to a file's bytes is rejected. Below the checksum (verify_checksum=False, as a file
+written wrong would be), a load either raises FormatError or gives a model that runs on valid
+input; mutations that keep the file's meaning give the original's outputs bit for bit. The small
+model comes from tests/small_model.py (no torch needed). The property checks are shared with the
+long fuzz run in tests/test_soak.py, and every mutant is also fed to the Java reader, which must
+reject exactly the files pdinfer rejects.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -27,7 +31,7 @@ import pdinfer
 from pdinfer import FormatError, UnsupportedLayerError
 from pdinfer.format import HEADER_ALIGN, MAX_HEADER_BYTES, MAX_JSON_DEPTH
 from pdinfer.graph import load_graph
-from small_model import (CLASSES, INPUT_SHAPE, TENSOR_ORDER, sample_images, small_layers,
+from small_model import (CLASSES, INPUT_SHAPE, TENSOR_ORDER, reseal, sample_images, small_layers,
                          small_tensors, write_raw, write_small_model)
 
 LOAD_SECONDS = 10.0  # a load that takes longer is a hang
@@ -75,14 +79,17 @@ def load_blob(path: Path, blob: bytes, *, verify: bool = True, memory_factor: fl
 
 
 def check_mutant(path: Path, blob: bytes, *, verify: bool = True) -> np.ndarray | None:
-    """A changed file raises FormatError or loads into a model that runs; returns its outputs."""
+    """A changed file raises FormatError or loads into a model that runs on images of the shape
+    it declares (a mutant may change `input_shape`); returns its outputs."""
     try:
         model, shapes = load_blob(path, blob, verify=verify)
     except FormatError:
         return None
     if max(int(np.prod(s)) for s in shapes.values()) > MAX_RUN_VALUES:
         return None  # a valid but huge model (e.g. padding 4000): loading it was the test
-    out = model(IMAGES)
+    images = IMAGES if model.input_shape == INPUT_SHAPE else \
+        np.random.default_rng(1).random((len(IMAGES), *model.input_shape), dtype=np.float32)
+    out = model(images)
     assert out.shape == (len(IMAGES), *model.output_shape) and out.dtype == np.float32
     return out
 
@@ -91,11 +98,13 @@ def header_length(blob: bytes) -> int:
     return struct.unpack("<Q", blob[:8])[0]
 
 
-def container(header: dict | bytes, data: bytes) -> bytes:
-    """A container with this header (a dict, or JSON bytes written as given) and data section."""
-    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+def container(header: dict | bytes, data: bytes, *, seal: bool = True) -> bytes:
+    """A container with this header (a dict, or JSON bytes written as given) and data section;
+    its file_sha256, if it has one, recomputed unless `seal` is False."""
+    text = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-(8 + len(text)) % HEADER_ALIGN)
-    return struct.pack("<Q", len(text)) + text + data
+    blob = struct.pack("<Q", len(text)) + text + data
+    return reseal(blob) if seal else blob
 
 
 def split(blob: bytes) -> tuple[dict, bytes]:
@@ -104,7 +113,7 @@ def split(blob: bytes) -> tuple[dict, bytes]:
     return json.loads(blob[8:8 + n]), blob[8 + n:]
 
 
-def rejected(path: Path, blob: bytes, match: str, *, verify: bool = True,
+def rejected(path: Path, blob: bytes, match: str | None, *, verify: bool = True,
              error: type[FormatError] = FormatError) -> None:
     with pytest.raises(error, match=match):
         load_blob(path, blob, verify=verify)
@@ -129,7 +138,12 @@ def test_original_loads_within_bounds(work, original, expected):
     model, _ = load_blob(work / "m.pdw", original)
     assert model.classes == CLASSES and model.input_shape == INPUT_SHAPE
     assert np.array_equal(model(IMAGES), expected)
-    assert split(original)[0]["__metadata__"]["data_sha256"] == model.data_sha256
+    assert model.data_sha256 == hashlib.sha256(split(original)[1]).hexdigest()
+    assert load_graph(work / "m.pdw").header_verified
+    assert not load_graph(work / "m.pdw", verify_checksum=False).header_verified
+
+
+WHOLE_FILE = r"whole-file SHA-256 \(header and data\) mismatch"
 
 
 # -- truncation, bit flips, byte replacement --------------------------------------------------
@@ -146,17 +160,60 @@ def test_every_data_byte_flip_is_caught_by_the_checksum(work, original):
     for i in range(begin, len(original)):
         blob = bytearray(original)
         blob[i] ^= 1 << (i % 8)
-        rejected(work / "flip.pdw", bytes(blob), "checksum mismatch")
+        rejected(work / "flip.pdw", bytes(blob), WHOLE_FILE)
 
 
 def test_every_checksum_character_change_is_caught(work, original):
     header, data = split(original)
-    digest = header["__metadata__"]["data_sha256"]
+    digest = header["__metadata__"]["file_sha256"]
     for i in range(len(digest)):
-        for c in ("0", "f", "F"):
+        for c, match in (("0", WHOLE_FILE), ("f", WHOLE_FILE), ("F", "64 lowercase hex")):
             if c != digest[i]:
-                header["__metadata__"]["data_sha256"] = digest[:i] + c + digest[i + 1:]
-                rejected(work / "sum.pdw", container(header, data), "checksum mismatch")
+                header["__metadata__"]["file_sha256"] = digest[:i] + c + digest[i + 1:]
+                rejected(work / "sum.pdw", container(header, data, seal=False), match)
+
+
+HEADER_BYTE_CHANGES = (lambda b: (b + 1) % 256, lambda b: b ^ 0x20, lambda b: ord("0"), lambda b: ord(" "))
+
+
+def header_byte_mutants(original: bytes):
+    """(position, value, file) for every byte of the length prefix and header set to each of
+    HEADER_BYTE_CHANGES' values (+1, case flip, '0', ' ') where that changes it."""
+    for position in range(8 + header_length(original)):
+        for change in HEADER_BYTE_CHANGES:
+            value = change(original[position])
+            if value != original[position]:
+                yield position, value, original[:position] + bytes([value]) + original[position + 1:]
+
+
+def test_every_header_byte_change_is_rejected(work, original):
+    """Exhaustive over positions: with checksums verified no header byte can change a model."""
+    path, count = work / "header-byte.pdw", 0
+    for position, value, blob in header_byte_mutants(original):
+        path.write_bytes(blob)
+        with pytest.raises(FormatError):
+            load_graph(path)
+        count += 1
+    assert count > 3 * (8 + header_length(original))
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "pd_light.pdw"
+
+
+@pytest.mark.parametrize("old, new", [
+    (b'\\"eps\\":1e-05', b'\\"eps\\":1e-01'),  # the first BatchNorm's eps
+    (b'\\"negative_slope\\":0.2', b'\\"negative_slope\\":0.9'),  # the first LeakyReLU's slope
+    (b'\\"void\\"', b'\\"vold\\"'),  # a class name
+], ids=["bn-eps", "leaky-slope", "class-name"])
+def test_issue_13_header_edits_of_the_shipped_model_are_rejected(tmp_path, old, new):
+    """One-byte header edits that flipped void_1.npy to corona loaded before file_sha256."""
+    raw = SHIPPED.read_bytes()
+    assert raw.count(old) >= 1
+    path = tmp_path / "edited.pdw"
+    path.write_bytes(raw.replace(old, new, 1))
+    with pytest.raises(FormatError, match=WHOLE_FILE):
+        pdinfer.load(path)
+    assert not load_graph(path, verify_checksum=False).header_verified  # it is the checksum that stops it
 
 
 def check_data_flip_unverified(work: Path, original: bytes, offset: int, bit: int) -> None:
@@ -181,32 +238,42 @@ def check_data_flip_unverified(work: Path, original: bytes, offset: int, bit: in
         assert np.array_equal(model(IMAGES), rewritten(IMAGES), equal_nan=True)
 
 
-@given(data=st.data())
-def test_data_flip_with_checksum_off_reads_the_flipped_weight(work, original, data):
+def fuzz_data_flip(work: Path, original: bytes, data: st.DataObject) -> None:
     data_size = len(original) - 8 - header_length(original)
     check_data_flip_unverified(work, original, data.draw(st.integers(0, data_size - 1)),
                                data.draw(st.integers(0, 7)))
 
 
-def check_header_byte(work: Path, original: bytes, expected: np.ndarray, position: int, value: int) -> None:
-    """Any byte of the length prefix or header set to any value: FormatError, or a model that
-    runs; a change to the space padding is always rejected."""
+@given(data=st.data())
+def test_data_flip_with_checksum_off_reads_the_flipped_weight(work, original, data):
+    fuzz_data_flip(work, original, data)
+
+
+def check_header_byte(work: Path, original: bytes, position: int, value: int) -> None:
+    """Any byte of the length prefix or header set to any value: rejected when checksums are
+    verified; below the checksum, FormatError or a model that runs, and a change to the space
+    padding is always rejected."""
     blob = bytearray(original)
     if blob[position] == value:
         return
     blob[position] = value
+    rejected(work / "byte.pdw", bytes(blob), None)
     n = header_length(original)
     padding_begins = 8 + len(original[8:8 + n].rstrip(b" "))
     if position >= padding_begins:
-        rejected(work / "byte.pdw", bytes(blob), "followed only by spaces|Extra data")
+        rejected(work / "byte.pdw", bytes(blob), "followed only by spaces|Extra data", verify=False)
     else:
-        check_mutant(work / "byte.pdw", bytes(blob))
+        check_mutant(work / "byte.pdw", bytes(blob), verify=False)
+
+
+def fuzz_header_byte(work: Path, original: bytes, data: st.DataObject) -> None:
+    position = data.draw(st.integers(0, 8 + header_length(original) - 1))
+    check_header_byte(work, original, position, data.draw(st.integers(0, 255)))
 
 
 @given(data=st.data())
-def test_any_header_byte_replaced(work, original, expected, data):
-    position = data.draw(st.integers(0, 8 + header_length(original) - 1))
-    check_header_byte(work, original, expected, position, data.draw(st.integers(0, 255)))
+def test_any_header_byte_replaced(work, original, data):
+    fuzz_header_byte(work, original, data)
 
 
 def test_every_padding_byte_must_stay_a_space(work, original):
@@ -218,19 +285,28 @@ def test_every_padding_byte_must_stay_a_space(work, original):
             rejected(work / "pad.pdw", bytes(blob), "followed only by spaces|Extra data")
 
 
+def fuzz_overwrites(work: Path, original: bytes, data: st.DataObject, max_writes: int = 8) -> None:
+    """Up to `max_writes` bytes anywhere set to any value: rejected by the checksum if the file
+    changed, and FormatError or a model that runs below it."""
+    blob = bytearray(original)
+    for _ in range(data.draw(st.integers(1, max_writes))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    if blob != original:
+        rejected(work / "overwrite.pdw", bytes(blob), None)
+    check_mutant(work / "overwrite.pdw", bytes(blob), verify=False)
+
+
 @given(data=st.data())
 def test_random_overwrites_anywhere(work, original, data):
-    blob = bytearray(original)
-    for _ in range(data.draw(st.integers(1, 8))):
-        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
-    check_mutant(work / "overwrite.pdw", bytes(blob))
+    fuzz_overwrites(work, original, data)
 
 
 # -- the length prefix --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("length, match", [
-    (0, "not a multiple of 64"),
-    (1, "not a multiple of 64"),
+    (0, "not a pdinfer weight file"),
+    (1, "not a JSON object"),
+    ("one byte short", "not a multiple of 64"),  # the JSON still ends before the padding
     (56, "not valid JSON|JSON object"),
     (MAX_HEADER_BYTES + 56, "exceeds"),
     (2**63, "exceeds"),
@@ -242,7 +318,7 @@ def test_random_overwrites_anywhere(work, original, data):
 def test_header_length(work, original, length, match):
     n = header_length(original)
     length = {"past end": len(original) - 8 + 64 - (len(original) % 64),
-              "one block short": n - 64, "one block long": n + 64}.get(length, length)
+              "one block short": n - 64, "one block long": n + 64, "one byte short": n - 1}.get(length, length)
     rejected(work / "len.pdw", struct.pack("<Q", length) + original[8:], match)
 
 
@@ -269,7 +345,7 @@ def _with_entry(original: bytes, name: str, **changes) -> bytes:
     return container(header, data)
 
 
-@pytest.mark.parametrize("changes, match", [
+TENSOR_ENTRY_CASES = [
     ({"dtype": "F16"}, "only 'F32'"), ({"dtype": "F64"}, "only 'F32'"), ({"dtype": "f32"}, "only 'F32'"),
     ({"dtype": 32}, "only 'F32'"), ({"dtype": None}, "exactly dtype"),
     ({"shape": [4, 1, 3, 4]}, "needs"), ({"shape": [36]}, "order|roles|shape"),
@@ -283,7 +359,10 @@ def _with_entry(original: bytes, name: str, **changes) -> bytes:
     ({"data_offsets": [0, 144, 288]}, "invalid data_offsets"), ({"data_offsets": [False, 144]}, "invalid"),
     ({"data_offsets": ["0", "144"]}, "invalid data_offsets"), ({"data_offsets": None}, "exactly"),
     ({"extra": 1}, "exactly dtype, shape and data_offsets"),
-])
+]
+
+
+@pytest.mark.parametrize("changes, match", TENSOR_ENTRY_CASES)
 def test_lying_tensor_entries(work, original, changes, match):
     rejected(work / "entry.pdw", _with_entry(original, "conv0.weight", **changes), match)
 
@@ -322,9 +401,9 @@ def test_duplicate_keys_anywhere_in_the_header(work, original):
 
 # -- the header as JSON ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, match", [
+HEADER_JSON_CASES = [
     (b"[]", "JSON object"), (b'"x"', "JSON object"), (b"1", "JSON object"), (b"null", "JSON object"),
-    (b"{}", "__metadata__ is missing"), (b'{"__metadata__": []}', "__metadata__"),
+    (b"{}", "not a pdinfer weight file .*no __metadata__"), (b'{"__metadata__": []}', "__metadata__"),
     (b'{"__metadata__": {"format": 1}}', "non-string"), (b'{"__metadata__": {"format": null}}', "non-string"),
     (b'{"__metadata__": {"a": ["x"]}}', "non-string"), (b'{"__metadata__": {"a": {}}}', "non-string"),
     (b'{"__metadata__": {}}{}', "not valid JSON"), (b'{"__metadata__": {}} x', "JSON object"),
@@ -341,7 +420,10 @@ def test_duplicate_keys_anywhere_in_the_header(work, original):
     (b'{"__metadata__": {}, "x": {"dtype": "F32", "shape": [1e999], "data_offsets": [0, 4]}}', "range of a double"),
     (b'{"__metadata__": {}, "x": {"dtype": "F32", "shape": [1' + b"0" * 5000 + b'], "data_offsets": [0, 4]}}',
      "not valid JSON"),
-])
+]
+
+
+@pytest.mark.parametrize("text, match", HEADER_JSON_CASES)
 def test_malformed_header_json(work, text, match):
     rejected(work / "json.pdw", container(text, b"\0" * 4), match)
 
@@ -374,7 +456,7 @@ JSON_MEMORY_FACTOR = 40
 def test_enormous_header_json(work, filler):
     count = (1 << 20) // (len(filler) + 1)
     text = b'{"__metadata__": {}, "a": [' + b",".join([filler] * count) + b"]}"
-    with pytest.raises(FormatError, match="non-string|exactly dtype"):
+    with pytest.raises(FormatError, match="not a pdinfer weight file"):
         load_blob(work / "big.pdw", container(text, b""), memory_factor=JSON_MEMORY_FACTOR)
 
 
@@ -405,9 +487,10 @@ def test_rewrites_that_keep_the_meaning(work, original, expected):
     for what, rewritten in rewrites.items():
         model, _ = load_blob(work / "same.pdw", container(rewritten, data))
         assert np.array_equal(model(IMAGES), expected), what
-    for what, text in {"indented JSON": json.dumps(header, indent=4).encode(),
-                       "ASCII escapes": json.dumps(header, ensure_ascii=True).replace("n", "\\u006e", 3).encode()
-                       }.items():
+    # The checksum entry itself must stay the exact bytes "file_sha256":"<hex>" (FORMAT.md).
+    indented = json.dumps(header, indent=4).replace('"file_sha256": "', '"file_sha256":"')
+    escaped = json.dumps(header, separators=(",", ":"), ensure_ascii=True).replace("n", "\\u006e", 3)
+    for what, text in {"indented JSON": indented.encode(), "ASCII escapes": escaped.encode()}.items():
         model, _ = load_blob(work / "same.pdw", container(text, data))
         assert np.array_equal(model(IMAGES), expected), what
 
@@ -423,10 +506,11 @@ def test_layer_list_whitespace_and_escapes_keep_the_meaning(work, expected):
 
 # -- metadata -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key, value, match", [
+METADATA_CASES = [
     ("format", "safetensors", "'format' is 'safetensors'"), ("format", None, "'format' is None"),
     ("format", "pdinfer-golden", "expected 'pdinfer'"),
-    ("format_version", "2", "version '2' is not supported"), ("format_version", "1.0", "not supported"),
+    ("format_version", "3", "version '3' is not supported"), ("format_version", "1.0", "not supported"),
+    ("format_version", "1", "'data_sha256' is missing"),
     ("format_version", " 1", "not supported"), ("format_version", "0", "not supported"),
     ("format_version", None, "not supported"),
     ("layers", None, "'layers' is missing"), ("layers", "", "not valid JSON"), ("layers", "[]", "non-empty"),
@@ -443,22 +527,64 @@ def test_layer_list_whitespace_and_escapes_keep_the_meaning(work, expected):
     ("classes", "[1, 2, 3]", "array of strings"), ("classes", '{"a": 1}', "array of strings"),
     ("classes", '["a", null, "c"]', "array of strings"), ("classes", "a,b,c", "not valid JSON"),
     ("classes", '["a\\udc00", "b", "c"]', "surrogate"),
-])
+]
+
+
+@pytest.mark.parametrize("key, value, match", METADATA_CASES)
 def test_bad_metadata(work, key, value, match):
     rejected(work / "meta.pdw", write_raw(work / "meta.pdw", **{key: value}).read_bytes(), match)
 
 
-@pytest.mark.parametrize("checksum", ["", "0" * 64, None])
-def test_checksum_mismatch_is_ignored_only_when_asked(work, original, expected, checksum):
+@pytest.mark.parametrize("checksum, match", [
+    ("", "64 lowercase hex"), ("0" * 64, WHOLE_FILE), ("A" * 64, "64 lowercase hex"), (None, None)])
+def test_checksum_mismatch_is_ignored_only_when_asked(work, original, expected, checksum, match):
     header, data = split(original)
     if checksum is None:
-        del header["__metadata__"]["data_sha256"]
-        rejected(work / "sum.pdw", container(header, data), "'data_sha256' is missing", verify=False)
+        del header["__metadata__"]["file_sha256"]
+        rejected(work / "sum.pdw", container(header, data), "'file_sha256' is missing", verify=False)
         return
-    header["__metadata__"]["data_sha256"] = checksum
-    rejected(work / "sum.pdw", container(header, data), "checksum mismatch")
-    model, _ = load_blob(work / "sum.pdw", container(header, data), verify=False)
+    header["__metadata__"]["file_sha256"] = checksum
+    rejected(work / "sum.pdw", container(header, data, seal=False), match)
+    model, _ = load_blob(work / "sum.pdw", container(header, data, seal=False), verify=False)
     assert np.array_equal(model(IMAGES), expected)
+
+
+def test_the_checksum_entry_must_appear_once_as_written(work, original):
+    """The reader finds the declared digest as the exact bytes "file_sha256":"<hex>"."""
+    n = header_length(original)
+    text = original[8:8 + n].rstrip(b" ")
+    escaped = text.replace(b'"file_sha256":', b'"file\\u005fsha256":')
+    rejected(work / "esc.pdw", container(escaped, split(original)[1], seal=False), "exactly once.*found them 0")
+    spaced = text.replace(b'"file_sha256":', b'"file_sha256": ')
+    rejected(work / "esc.pdw", container(spaced, split(original)[1], seal=False), "exactly once.*found them 0")
+    entry = text[text.index(b'"file_sha256":'):][:len('"file_sha256":"') + 65]
+    copied = text.replace(b'"fc.bias":{', b'"fc.bias":{' + entry + b",")
+    rejected(work / "esc.pdw", container(copied, split(original)[1], seal=False), "exactly dtype")
+
+
+def version_1(original: bytes) -> bytes:
+    """The small model as a version 1 file: no file_sha256, a data_sha256 of the data section."""
+    header, data = split(original)
+    meta = {k: v for k, v in header["__metadata__"].items() if k != "file_sha256"}
+    header["__metadata__"] = {**meta, "format_version": "1", "data_sha256": hashlib.sha256(data).hexdigest()}
+    return container(header, data)
+
+
+def test_version_1_files_load_with_their_data_verified(work, original, expected):
+    v1 = version_1(original)
+    model, _ = load_blob(work / "v1.pdw", v1)
+    assert np.array_equal(model(IMAGES), expected)
+    assert not load_graph(work / "v1.pdw").header_verified
+    flipped = v1[:-1] + bytes([v1[-1] ^ 1])
+    rejected(work / "v1.pdw", flipped, "data checksum mismatch")
+    # The documented limit of version 1: a header edit is not detected.
+    edited = v1.replace(b'\\"negative_slope\\":0.2', b'\\"negative_slope\\":0.9')
+    assert edited != v1
+    model, _ = load_blob(work / "v1.pdw", edited)
+    assert not np.array_equal(model(IMAGES), expected)
+    header, data = split(v1)
+    del header["__metadata__"]["data_sha256"]
+    rejected(work / "v1.pdw", container(header, data), "'data_sha256' is missing", verify=False)
 
 
 # -- layers ---------------------------------------------------------------------------------------
@@ -614,6 +740,66 @@ def check_layer_value(work: Path, path: tuple, value) -> None:
 @given(path=st.sampled_from(LAYER_PATHS), value=json_values)
 def test_any_value_anywhere_in_the_layer_list(work, path, value):
     check_layer_value(work, path, value)
+
+
+# -- the Java reader rejects exactly the files pdinfer rejects (issue 12) -------------------------
+
+def write_mutants(directory: Path, original: bytes) -> list[Path]:
+    """The mutants this file feeds the loader, written to `directory`: every header-byte change
+    of test_every_header_byte_change_is_rejected, every truncation, every data-byte flip, and
+    the malformed files of the parametrized tests."""
+    blobs = {f"byte-{position}-{value}": blob for position, value, blob in header_byte_mutants(original)}
+    blobs |= {f"cut-{length}": original[:length] for length in range(len(original))}
+    for i in range(8 + header_length(original), len(original)):
+        blobs[f"flip-{i}"] = original[:i] + bytes([original[i] ^ 1 << (i % 8)]) + original[i + 1:]
+    blobs |= {f"entry-{k}": _with_entry(original, "conv0.weight", **changes)
+              for k, (changes, _) in enumerate(TENSOR_ENTRY_CASES)}
+    blobs |= {f"json-{k}": container(text, b"\0" * 4) for k, (text, _) in enumerate(HEADER_JSON_CASES)}
+    blobs |= {f"deep-{depth}": container(('{"__metadata__": {"a": ' + _nested(depth) + "}}").encode(), b"")
+              for depth in (MAX_JSON_DEPTH - 2, MAX_JSON_DEPTH - 1, 100_000)}
+    paths = []
+    for name, blob in blobs.items():
+        paths.append(directory / f"{name}.pdw")
+        paths[-1].write_bytes(blob)
+    paths += [write_raw(directory / f"meta-{k}.pdw", **{key: value})
+              for k, (key, value, _) in enumerate(METADATA_CASES)]
+    paths += [write_raw(directory / f"layers-deep-{depth}.pdw", layers_json=_nested(depth))
+              for depth in (MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1, 100_000)]
+    for k, (mutate, _) in enumerate(LAYER_CASES):
+        layers = small_layers()
+        mutate(layers)
+        paths.append(write_raw(directory / f"layer-{k}.pdw", layers_json=json.dumps(layers)))
+    return paths
+
+
+def python_verdict(path: Path, verify: bool) -> str:
+    try:
+        load_graph(path, verify_checksum=verify)
+    except FormatError as e:
+        return f"REJECTED {e}"
+    return "OK"
+
+
+def test_java_rejects_exactly_the_files_pdinfer_rejects(java_classes, tmp_path, original):
+    """All mutants in one JVM (java/src/pdinfer/Check.java), with and without checksums."""
+    paths = write_mutants(tmp_path, original)
+    listing = "".join(f"{path}\n" for path in paths)
+    for verify in (True, False):
+        result = subprocess.run(["java", "-cp", str(java_classes), "pdinfer.Check",
+                                 *([] if verify else ["--no-verify"])],
+                                input=listing, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        java = result.stdout.splitlines()
+        assert len(java) == len(paths), result.stderr
+        python = [python_verdict(path, verify) for path in paths]
+        differ = [f"{path.name}:\n  pdinfer: {p}\n  Java:    {j}" for path, p, j in zip(paths, python, java)
+                  if (p == "OK") != (j == "OK") or j.startswith("CRASH")]
+        assert not differ, (f"verify={verify}: {len(differ)} of {len(paths)} files judged differently\n"
+                            + "\n".join(differ[:20]))
+        if verify:
+            assert "OK" not in python  # every mutant changed the file's bytes
+        else:
+            assert 0 < python.count("OK") < len(paths)  # loadable and rejected mutants below the checksum
 
 
 # -- a read-only install -----------------------------------------------------------------------

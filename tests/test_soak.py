@@ -1,7 +1,7 @@
 """Long runs (marked slow; run with `pytest -m slow tests/test_soak.py -s` to see the figures):
 100 000 inferences and 1000 loads in one process with flat memory (resident set size from
-/proc/self/statm), 8 threads x 1000 calls, and the loader fuzz of test_hardening.py with many
-more examples.
+/proc/self/statm), 8 threads x 1000 calls, and the loader fuzz of test_hardening.py (its test
+bodies) under the random `slow` hypothesis profile with many more examples (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,18 +11,17 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import pdinfer
 from small_model import sample_images, small_layers, small_tensors, write_small_model
 from test_concurrency import check_one_model, write_pd_model
-from test_hardening import (LAYER_PATHS, check_data_flip_unverified, check_header_byte, check_layer_value,
-                            check_mutant, header_length, json_values)
+from test_hardening import (LAYER_PATHS, check_layer_value, fuzz_data_flip, fuzz_header_byte, fuzz_overwrites,
+                            json_values)
 
 pytestmark = pytest.mark.slow
 
-FUZZ = settings(max_examples=5000, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(settings.get_profile("slow"))
 RSS_GROWTH_LIMIT = 16 << 20  # bytes
 
 
@@ -126,34 +125,22 @@ def original(work):
     return write_small_model(work / "original.pdw").read_bytes()
 
 
-@pytest.fixture(scope="module")
-def expected(work, original):
-    return pdinfer.load(work / "original.pdw")(sample_images(3))
-
-
 @FUZZ
 @given(data=st.data())
-def test_fuzz_header_bytes(work, original, expected, data):
-    position = data.draw(st.integers(0, 8 + header_length(original) - 1))
-    check_header_byte(work, original, expected, position, data.draw(st.integers(0, 255)))
+def test_fuzz_header_bytes(work, original, data):
+    fuzz_header_byte(work, original, data)
 
 
 @FUZZ
 @given(data=st.data())
 def test_fuzz_overwrites(work, original, data):
-    blob = bytearray(original)
-    for _ in range(data.draw(st.integers(1, 32))):
-        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
-    check_mutant(work / "overwrite.pdw", bytes(blob))
-    check_mutant(work / "overwrite.pdw", bytes(blob), verify=False)
+    fuzz_overwrites(work, original, data, max_writes=32)
 
 
 @FUZZ
 @given(data=st.data())
 def test_fuzz_data_flips_unverified(work, original, data):
-    data_size = len(original) - 8 - header_length(original)
-    check_data_flip_unverified(work, original, data.draw(st.integers(0, data_size - 1)),
-                               data.draw(st.integers(0, 7)))
+    fuzz_data_flip(work, original, data)
 
 
 @FUZZ

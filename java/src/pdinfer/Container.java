@@ -14,6 +14,7 @@ import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.Comparator;
 import java.util.HexFormat;
@@ -24,28 +25,34 @@ import java.util.Map;
 /**
  * The .pdw container (docs/FORMAT.md, sections 1 and 4): string metadata and float32 tensors.
  *
- * Every rule pdinfer.format.read_container checks is checked here. The file is memory-mapped
+ * Every rule pdinfer.format.read_container checks is checked here, in the same order, including
+ * the whole-file checksum `file_sha256` whenever it is present. The file is memory-mapped
  * read-only; `tensor(name)` copies one tensor out of the mapping when asked.
  */
 public final class Container {
     public static final int HEADER_ALIGN = 64;
     public static final long MAX_HEADER_BYTES = 16L << 20;
     public static final int MAX_TENSOR_RANK = 4;
+    public static final String FORMAT_PREFIX = "pdinfer";
+    public static final String FILE_CHECKSUM = "file_sha256";
+    public static final String DATA_CHECKSUM = "data_sha256";
 
     public final String path;
     public final Map<String, String> metadata;
-    public final String dataSha256;
+    public final String dataSha256; // SHA-256 of the data section, computed (the weights' identity)
+    public final boolean headerVerified; // a whole-file checksum (header and data) was verified
     private final ByteBuffer data; // the data section, little-endian
     private final Map<String, Span> spans; // tensor name -> where it lies, in data order
 
     private record Span(String name, long begin, long end, int[] shape) {
     }
 
-    private Container(String path, Map<String, String> metadata, String dataSha256, ByteBuffer data,
-                      Map<String, Span> spans) {
+    private Container(String path, Map<String, String> metadata, String dataSha256, boolean headerVerified,
+                      ByteBuffer data, Map<String, Span> spans) {
         this.path = path;
         this.metadata = metadata;
         this.dataSha256 = dataSha256;
+        this.headerVerified = headerVerified;
         this.data = data;
         this.spans = spans;
     }
@@ -82,13 +89,20 @@ public final class Container {
 
     /** Throw unless the metadata names {@code formatName} at {@code version} and has every key. */
     public void checkMetadata(String formatName, String version, List<String> keys) {
+        checkMetadata(formatName, List.of(version), keys);
+    }
+
+    /** Throw unless the metadata names {@code formatName} at one of {@code versions} and has every key. */
+    public void checkMetadata(String formatName, List<String> versions, List<String> keys) {
         if (!formatName.equals(metadata.get("format"))) {
             throw new FormatException(path + ": metadata 'format' is " + metadata.get("format") + ", expected '"
                     + formatName + "'");
         }
-        if (!version.equals(metadata.get("format_version"))) {
+        String version = metadata.get("format_version");
+        if (version == null || !versions.contains(version)) { // List.of(...).contains(null) throws
             throw new FormatException(path + ": " + formatName + " format version " + metadata.get("format_version")
-                    + " is not supported (this reader reads version " + version + ")");
+                    + " is not supported (this reader reads version" + (versions.size() > 1 ? "s " : " ")
+                    + String.join(" and ", versions) + ")");
         }
         for (String key : keys) {
             if (!metadata.containsKey(key)) {
@@ -97,15 +111,24 @@ public final class Container {
         }
     }
 
-    /** Read and check a container file; verifies the declared data_sha256 when asked. */
+    /** Read and check a weight file or golden bundle; verifies file_sha256 and data_sha256 when asked. */
     public static Container read(Path file, boolean verifyChecksum) {
+        return read(file, verifyChecksum, "pdinfer weight file");
+    }
+
+    /**
+     * Read and check a container file; verifies the declared file_sha256 and data_sha256 when asked.
+     * {@code kind} names the expected file in the error for a file that is no container at all.
+     */
+    public static Container read(Path file, boolean verifyChecksum, String kind) {
         String where = file.toString();
+        String alien = where + ": not a " + kind + " (";
         ByteBuffer mapped;
         long fileSize;
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
             fileSize = channel.size();
             if (fileSize < 8) {
-                throw new FormatException(where + ": file is " + fileSize + " bytes, too short for a header length");
+                throw new FormatException(alien + "file is " + fileSize + " bytes, too short for a header length)");
             }
             if (fileSize > Integer.MAX_VALUE) {
                 throw new FormatException(where + ": file is " + fileSize + " bytes; this reader maps at most "
@@ -117,16 +140,13 @@ public final class Container {
         }
         long headerLength = mapped.getLong(0); // unsigned: a "negative" value is >= 2^63
         if (headerLength < 0 || headerLength > MAX_HEADER_BYTES) {
-            throw new FormatException(where + ": header length " + Long.toUnsignedString(headerLength)
-                    + " exceeds the " + MAX_HEADER_BYTES + "-byte limit");
+            throw new FormatException(alien + "its first 8 bytes give a header length of "
+                    + Long.toUnsignedString(headerLength) + ", which exceeds the " + MAX_HEADER_BYTES
+                    + "-byte limit)");
         }
         if (8 + headerLength > fileSize) {
             throw new FormatException(where + ": header length " + headerLength + " runs past the end of the "
                     + fileSize + "-byte file (truncated?)");
-        }
-        if ((8 + headerLength) % HEADER_ALIGN != 0) {
-            throw new FormatException(where + ": data section starts at byte " + (8 + headerLength)
-                    + ", not a multiple of " + HEADER_ALIGN);
         }
         int headerEnd = (int) (8 + headerLength);
         byte[] headerBytes = new byte[(int) headerLength];
@@ -135,7 +155,10 @@ public final class Container {
         while (jsonLength > 0 && headerBytes[jsonLength - 1] == ' ') {
             jsonLength--;
         }
-        if (jsonLength < 2 || headerBytes[0] != '{' || headerBytes[jsonLength - 1] != '}') {
+        if (jsonLength < 1 || headerBytes[0] != '{') {
+            throw new FormatException(alien + "the header after the 8-byte length is not a JSON object)");
+        }
+        if (jsonLength < 2 || headerBytes[jsonLength - 1] != '}') {
             throw new FormatException(where + ": header is not a JSON object followed only by spaces");
         }
         Object parsed = Json.parse(decodeUtf8(headerBytes, jsonLength, where), "header", where);
@@ -143,16 +166,29 @@ public final class Container {
         ByteBuffer data = mapped.slice(headerEnd, (int) (fileSize - headerEnd)).order(ByteOrder.LITTLE_ENDIAN);
         long dataSize = data.capacity();
 
+        if (!header.containsKey("__metadata__")) {
+            throw new FormatException(alien + "the header has no __metadata__: a safetensors file without "
+                    + "pdinfer's metadata?)");
+        }
         Object meta = header.remove("__metadata__");
         Map<String, String> metadata = new LinkedHashMap<>();
         if (!(meta instanceof Map)) {
-            throw new FormatException(where + ": __metadata__ is missing or holds non-string values");
+            throw new FormatException(where + ": __metadata__ is not an object or holds non-string values");
         }
         for (Map.Entry<String, Object> e : asMap(meta).entrySet()) {
             if (!(e.getValue() instanceof String)) {
-                throw new FormatException(where + ": __metadata__ is missing or holds non-string values");
+                throw new FormatException(where + ": __metadata__ is not an object or holds non-string values");
             }
             metadata.put(e.getKey(), (String) e.getValue());
+        }
+        String formatName = metadata.get("format");
+        if (formatName == null || !(formatName.equals(FORMAT_PREFIX) || formatName.startsWith(FORMAT_PREFIX + "-"))) {
+            throw new FormatException(alien + "metadata 'format' is " + (formatName == null ? "None" : "'"
+                    + formatName + "'") + ", not '" + FORMAT_PREFIX + "' or " + FORMAT_PREFIX + "-*)");
+        }
+        if ((8 + headerLength) % HEADER_ALIGN != 0) {
+            throw new FormatException(where + ": data section starts at byte " + (8 + headerLength)
+                    + ", not a multiple of " + HEADER_ALIGN);
         }
 
         List<Span> sorted = new ArrayList<>();
@@ -164,8 +200,8 @@ public final class Container {
         long expectedBegin = 0;
         for (Span span : sorted) {
             if (span.begin != expectedBegin) {
-                String kind = span.begin < expectedBegin ? "overlaps the previous tensor" : "leaves a gap before it";
-                throw new FormatException(where + ": tensor '" + span.name + "' at byte " + span.begin + " " + kind
+                String relation = span.begin < expectedBegin ? "overlaps the previous tensor" : "leaves a gap before it";
+                throw new FormatException(where + ": tensor '" + span.name + "' at byte " + span.begin + " " + relation
                         + " (expected it at byte " + expectedBegin + ")");
             }
             spans.put(span.name, span);
@@ -176,14 +212,55 @@ public final class Container {
                     + "(tensors cover " + expectedBegin + " of " + dataSize + " data bytes)");
         }
 
+        String declaredFile = metadata.get(FILE_CHECKSUM);
+        if (verifyChecksum && declaredFile != null) {
+            String fileDigest = fileChecksum(mapped.duplicate(), headerBytes, declaredFile, where);
+            if (!fileDigest.equals(declaredFile)) {
+                throw new FormatException(where + ": whole-file SHA-256 (header and data) mismatch: the file says "
+                        + declaredFile + ", its bytes hash to " + fileDigest + " (the file was changed or "
+                        + "corrupted after it was written)");
+            }
+        }
         String digest = sha256(data.duplicate());
-        String declared = metadata.get("data_sha256");
+        String declared = metadata.get(DATA_CHECKSUM);
         if (verifyChecksum && declared != null && !declared.equals(digest)) {
             throw new FormatException(where + ": data checksum mismatch: the file says " + declared
                     + ", the data hashes to " + digest + " (corrupted data section)");
         }
-        return new Container(where, Collections.unmodifiableMap(metadata), digest, data,
-                Collections.unmodifiableMap(spans));
+        return new Container(where, Collections.unmodifiableMap(metadata), digest, verifyChecksum && declaredFile != null,
+                data, Collections.unmodifiableMap(spans));
+    }
+
+    /**
+     * SHA-256 of the whole file with the 64 hex digits of {@code declared} replaced by '0'. The
+     * header must hold the bytes "file_sha256":"&lt;declared&gt;" exactly once.
+     */
+    private static String fileChecksum(ByteBuffer file, byte[] header, String declared, String where) {
+        if (!declared.matches("[0-9a-f]{64}")) {
+            throw new FormatException(where + ": metadata '" + FILE_CHECKSUM + "' must be 64 lowercase hex digits, got '"
+                    + declared + "'");
+        }
+        byte[] needle = ("\"" + FILE_CHECKSUM + "\":\"" + declared + "\"").getBytes(StandardCharsets.US_ASCII);
+        List<Integer> found = new ArrayList<>();
+        for (int i = 0; i + needle.length <= header.length; i++) {
+            if (Arrays.equals(header, i, i + needle.length, needle, 0, needle.length)) {
+                found.add(i);
+            }
+        }
+        if (found.size() != 1) {
+            throw new FormatException(where + ": the header must hold the bytes \"" + FILE_CHECKSUM
+                    + "\":\"<64 hex>\" exactly once (unescaped, no spaces), found them " + found.size() + " times");
+        }
+        int digits = 8 + found.get(0) + FILE_CHECKSUM.length() + 4; // after '"file_sha256":"', from the file start
+        try {
+            MessageDigest digest = MessageDigest.getInstance("SHA-256");
+            digest.update(file.slice(0, digits));
+            digest.update("0".repeat(64).getBytes(StandardCharsets.US_ASCII));
+            digest.update(file.slice(digits + 64, file.capacity() - digits - 64));
+            return HexFormat.of().formatHex(digest.digest());
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException("SHA-256 is missing from this JVM", e);
+        }
     }
 
     private static Span tensorEntry(String name, Object value, long dataSize, String where) {

@@ -9,27 +9,33 @@ import java.util.Set;
 
 /**
  * A golden bundle (docs/GOLDEN.md): per input i, `input.i`, `reference.i.<layer>` and optionally
- * `torch.i.<layer>`, with a JSON manifest. The same checks as pdinfer.golden.read_golden.
+ * `torch.i.<layer>` for the manifest's layers (every layer of the weights, or a subset), with a
+ * JSON manifest. The same checks as pdinfer.golden.read_golden. The file is memory-mapped and
+ * each tensor is copied out only when asked for, so a bundle is checked one input at a time.
  */
 public final class Golden {
     public static final String FORMAT_NAME = "pdinfer-golden";
-    public static final String FORMAT_VERSION = "1";
+    public static final String FORMAT_VERSION = "2";
 
     public final String path;
     public final Map<String, Object> manifest;
     public final List<String> inputKinds; // per input, e.g. "uniform", "zeros"
-    public final List<String> layers; // layer names in execution order
+    public final List<String> layers; // the bundle's layer names, in execution order
+    public final boolean subset; // true: not every layer of the weights is in the bundle
     public final boolean hasTorch;
     public final double torchAtolFactor;
     private final Container container;
+    private final Set<String> layerSet;
 
     private Golden(Container container, Map<String, Object> manifest, List<String> inputKinds, List<String> layers,
-                   boolean hasTorch, double torchAtolFactor) {
+                   boolean subset, boolean hasTorch, double torchAtolFactor) {
         this.path = container.path;
         this.container = container;
         this.manifest = manifest;
         this.inputKinds = inputKinds;
         this.layers = layers;
+        this.layerSet = Set.copyOf(layers);
+        this.subset = subset;
         this.hasTorch = hasTorch;
         this.torchAtolFactor = torchAtolFactor;
     }
@@ -40,6 +46,11 @@ public final class Golden {
 
     public Tensor input(int i) {
         return container.tensor("input." + i);
+    }
+
+    /** True if the bundle holds this layer's outputs. */
+    public boolean has(String layer) {
+        return layerSet.contains(layer);
     }
 
     public Tensor reference(int i, String layer) {
@@ -59,13 +70,13 @@ public final class Golden {
         Container container = Container.read(file, true);
         String where = container.path;
         Map<String, String> meta = container.metadata;
-        container.checkMetadata(FORMAT_NAME, FORMAT_VERSION, List.of("manifest"));
+        container.checkMetadata(FORMAT_NAME, FORMAT_VERSION, List.of("manifest", "file_sha256"));
         Object parsed = Json.parse(meta.get("manifest"), "metadata 'manifest'", where);
         if (!(parsed instanceof Map)) {
             throw new FormatException(where + ": manifest is not a JSON object");
         }
         Map<String, Object> manifest = Container.asMap(parsed);
-        for (String key : List.of("weights", "weights_sha256", "inputs", "layers", "torch_atol_factor")) {
+        for (String key : List.of("weights", "weights_sha256", "inputs", "layers", "subset", "torch_atol_factor")) {
             if (!manifest.containsKey(key)) {
                 throw new FormatException(where + ": manifest lacks the key '" + key + "'");
             }
@@ -76,10 +87,12 @@ public final class Golden {
             throw new FormatException(where + ": manifest 'inputs' must be a non-empty list");
         }
         for (Object item : (List<?>) inputs) {
-            if (!(item instanceof Map) || !("input." + kinds.size()).equals(Container.asMap(item).get("name"))) {
-                throw new FormatException(where + ": manifest 'inputs' must be {\"name\": \"input.<i>\", ...} in order");
+            if (!(item instanceof Map) || !("input." + kinds.size()).equals(Container.asMap(item).get("name"))
+                    || !(Container.asMap(item).get("kind") instanceof String)) {
+                throw new FormatException(where + ": manifest 'inputs' must be {\"name\": \"input.<i>\", \"kind\": ...} "
+                        + "in order");
             }
-            kinds.add(String.valueOf(Container.asMap(item).get("kind")));
+            kinds.add((String) Container.asMap(item).get("kind"));
         }
         Object layerList = manifest.get("layers");
         List<String> layers = new ArrayList<>();
@@ -94,6 +107,9 @@ public final class Golden {
         }
         if (layers.isEmpty()) {
             throw new FormatException(where + ": manifest 'layers' must be a non-empty list of unique layer names");
+        }
+        if (!(manifest.get("subset") instanceof Boolean)) {
+            throw new FormatException(where + ": manifest 'subset' must be true or false, got " + manifest.get("subset"));
         }
         Object factor = manifest.get("torch_atol_factor");
         double atolFactor = factor instanceof Double ? (Double) factor : factor instanceof Long ? (Long) factor : -1;
@@ -123,6 +139,7 @@ public final class Golden {
                     + " (e.g. " + missing.stream().sorted().limit(3).toList() + "), unexpected " + extra.size()
                     + " (e.g. " + extra.stream().sorted().limit(3).toList() + ")");
         }
-        return new Golden(container, manifest, List.copyOf(kinds), List.copyOf(layers), hasTorch, atolFactor);
+        return new Golden(container, manifest, List.copyOf(kinds), List.copyOf(layers), (Boolean) manifest.get("subset"),
+                hasTorch, atolFactor);
     }
 }

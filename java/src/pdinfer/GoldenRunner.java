@@ -15,11 +15,12 @@ import pdinfer.layers.Layer;
  *
  *   java -cp build pdinfer.GoldenRunner WEIGHTS.pdw GOLDEN.golden.pdw [--verbose]
  *
- * For every golden input, every layer runs twice: "per layer", fed the reference outputs of its
- * input layers from the bundle (a mismatch points at that layer), and "end to end", fed this
- * kit's own outputs from the input image on. Both must equal pdinfer's reference outputs bit
- * for bit, except that Sigmoid and Softmax (exp in double) may be 1 ulp off (counted). End-to-end
- * outputs must also be within the manifest's tolerance of PyTorch's, when the bundle has them.
+ * For every golden input, every layer of the bundle is checked twice: "per layer", run on the
+ * reference outputs of its input layers from the bundle (a mismatch points at that layer; only
+ * when the bundle holds those inputs), and "end to end", this kit's own graph run from the input
+ * image. Both must equal pdinfer's reference outputs bit for bit, except that Sigmoid and Softmax
+ * (exp in double) may be 1 ulp off (counted). End-to-end outputs must also be within the
+ * manifest's tolerance of PyTorch's, when the bundle has them. Inputs are read one at a time.
  * Prints a per-layer table; exits 0 if everything matches, 1 on a mismatch, 2 on an error.
  */
 public final class GoldenRunner {
@@ -29,6 +30,7 @@ public final class GoldenRunner {
     /** One layer's results over all inputs. */
     private static final class LayerResult {
         final Diff perLayer = new Diff();
+        boolean perLayerChecked; // false when an input layer's outputs are not in the bundle
         final Diff endToEnd = new Diff();
         double torchMaxAbs;
         double torchWorstRatio; // max over inputs of max|java - torch| / atol
@@ -66,51 +68,59 @@ public final class GoldenRunner {
                     + golden.manifest.get("weights_sha256") + " (" + golden.info("weights") + "), but " + weights
                     + " has SHA-256 " + sha256);
         }
-        if (!golden.layers.equals(graph.layerNames())) {
-            throw new PdinferException(goldenFile + ": the manifest's layer list differs from " + weights + "'s");
+        List<Layer> checked = graph.layers.stream().filter(layer -> golden.has(layer.name)).toList();
+        if (!golden.layers.equals(checked.stream().map(layer -> layer.name).toList())
+                || golden.subset != (checked.size() < graph.layers.size())) {
+            throw new PdinferException(goldenFile + ": the manifest's layers " + (golden.subset ? "(a subset) " : "")
+                    + "are not " + (golden.subset ? "some of " : "") + weights + "'s layers in execution order");
         }
         System.out.printf("weights %s (sha256 %s...)%ngolden  %s: %d inputs %s, pdinfer %s, torch %s%n",
                 weights, sha256.substring(0, 12), goldenFile, golden.inputCount(), golden.inputKinds,
                 golden.info("pdinfer_version"), golden.hasTorch ? golden.info("torch_version") : "none (reference only)");
 
         Map<String, LayerResult> results = new LinkedHashMap<>();
-        for (String name : graph.layerNames()) {
-            results.put(name, new LayerResult());
+        for (Layer layer : checked) {
+            results.put(layer.name, new LayerResult());
         }
         for (int i = 0; i < golden.inputCount(); i++) {
             Map<String, LayerResult> perInput = new LinkedHashMap<>();
-            for (String name : graph.layerNames()) {
-                perInput.put(name, new LayerResult());
+            for (Layer layer : checked) {
+                perInput.put(layer.name, new LayerResult());
             }
-            checkInput(graph, golden, i, perInput);
+            checkInput(graph, golden, i, checked, perInput);
             for (Map.Entry<String, LayerResult> e : perInput.entrySet()) {
                 merge(results.get(e.getKey()), e.getValue());
             }
             if (verbose) {
                 System.out.printf("%ninput.%d (%s)%n", i, golden.inputKinds.get(i));
-                printTable(graph, perInput, golden);
+                printTable(graph, checked, perInput, golden);
             }
         }
         System.out.printf("%nall %d inputs, worst case per layer%n", golden.inputCount());
-        return printTable(graph, results, golden);
+        return printTable(graph, checked, results, golden);
     }
 
-    /** Run one golden input per layer and end to end, folding the comparisons into `results`. */
-    private static void checkInput(Graph graph, Golden golden, int i, Map<String, LayerResult> results) {
+    /** Run one golden input per layer and end to end, folding the comparisons of the `checked`
+     *  layers into `results`. */
+    private static void checkInput(Graph graph, Golden golden, int i, List<Layer> checked,
+                                   Map<String, LayerResult> results) {
         Tensor image = golden.input(i);
         expectShape(image, graph.shapes.get(Graph.INPUT), golden, "input." + i);
         Map<String, Tensor> endToEnd = graph.trace(image);
-        for (Layer layer : graph.layers) {
+        for (Layer layer : checked) {
             LayerResult result = results.get(layer.name);
             int[] shape = graph.shapes.get(layer.name);
             Tensor reference = expectShape(golden.reference(i, layer.name), shape, golden, "reference." + i + "." + layer.name);
 
-            Tensor[] referenceInputs = new Tensor[layer.inputs.size()];
-            for (int k = 0; k < referenceInputs.length; k++) {
-                String in = layer.inputs.get(k);
-                referenceInputs[k] = in.equals(Graph.INPUT) ? image : golden.reference(i, in);
+            result.perLayerChecked = layer.inputs.stream().allMatch(in -> in.equals(Graph.INPUT) || golden.has(in));
+            if (result.perLayerChecked) {
+                Tensor[] referenceInputs = new Tensor[layer.inputs.size()];
+                for (int k = 0; k < referenceInputs.length; k++) {
+                    String in = layer.inputs.get(k);
+                    referenceInputs[k] = in.equals(Graph.INPUT) ? image : golden.reference(i, in);
+                }
+                result.perLayer.add(layer.forward(referenceInputs).data, reference.data);
             }
-            result.perLayer.add(layer.forward(referenceInputs).data, reference.data);
 
             float[] mine = endToEnd.get(layer.name).data;
             result.endToEnd.add(mine, reference.data);
@@ -135,21 +145,23 @@ public final class GoldenRunner {
 
     private static void merge(LayerResult into, LayerResult from) {
         into.perLayer.merge(from.perLayer);
+        into.perLayerChecked |= from.perLayerChecked;
         into.endToEnd.merge(from.endToEnd);
         into.torchChecked |= from.torchChecked;
         into.torchMaxAbs = Math.max(into.torchMaxAbs, from.torchMaxAbs);
         into.torchWorstRatio = Math.max(into.torchWorstRatio, from.torchWorstRatio);
     }
 
-    /** Print one row per layer and a verdict line; true if every layer passes. */
-    private static boolean printTable(Graph graph, Map<String, LayerResult> results, Golden golden) {
+    /** Print one row per checked layer and a verdict line; true if every layer passes. */
+    private static boolean printTable(Graph graph, List<Layer> checked, Map<String, LayerResult> results,
+                                      Golden golden) {
         String format = "%-22s %-13s %-16s | %9s %4s | %9s %4s | %9s %8s | %s%n";
         System.out.printf(format, "", "", "", "per layer", "", "end to end", "", "vs torch", "", "");
         System.out.printf(format, "layer", "type", "shape", "max|diff|", "ulp", "max|diff|", "ulp",
                 "max|diff|", "of atol", "status");
         int failed = 0;
         long oneUlpValues = 0;
-        for (Layer layer : graph.layers) {
+        for (Layer layer : checked) {
             LayerResult r = results.get(layer.name);
             boolean expLayer = EXP_LAYER_TYPES.contains(layer.type());
             boolean ok = r.passes(expLayer);
@@ -161,16 +173,19 @@ public final class GoldenRunner {
                 oneUlpValues += offByOne;
             }
             System.out.printf(format, layer.name, layer.type(), Tensor.shapeString(graph.shapes.get(layer.name)),
-                    number(r.perLayer.maxAbs), ulps(r.perLayer.maxUlp), number(r.endToEnd.maxAbs),
+                    r.perLayerChecked ? number(r.perLayer.maxAbs) : "-", r.perLayerChecked ? ulps(r.perLayer.maxUlp) : "-",
+                    number(r.endToEnd.maxAbs),
                     ulps(r.endToEnd.maxUlp), r.torchChecked ? number(r.torchMaxAbs) : "-",
                     r.torchChecked ? String.format("%.2f%%", 100 * r.torchWorstRatio) : "-", status);
         }
+        String layers = golden.subset ? checked.size() + " of " + graph.layers.size() + " layers in the bundle"
+                : checked.size() + " layers";
         if (failed == 0) {
-            System.out.printf("PASS: %d layers bit-exact with pdinfer's reference (%d Sigmoid/Softmax values 1 ulp "
-                    + "off)%s%n", graph.layers.size(), oneUlpValues,
+            System.out.printf("PASS: %s bit-exact with pdinfer's reference (%d Sigmoid/Softmax values 1 ulp "
+                    + "off)%s%n", layers, oneUlpValues,
                     golden.hasTorch ? String.format(", within %.0e x max(1, max|torch|) of torch", golden.torchAtolFactor) : "");
         } else {
-            System.out.printf("FAIL: %d of %d layers do not match%n", failed, graph.layers.size());
+            System.out.printf("FAIL: %d of %d layers do not match%n", failed, checked.size());
         }
         return failed == 0;
     }

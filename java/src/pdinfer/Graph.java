@@ -19,7 +19,11 @@ import pdinfer.layers.Layers;
  */
 public final class Graph {
     public static final String FORMAT_NAME = "pdinfer";
-    public static final String FORMAT_VERSION = "1";
+    public static final List<String> FORMAT_VERSIONS = List.of("1", "2");
+    /** The metadata keys every weight file has, by version; version 1 files have no whole-file checksum. */
+    public static final Map<String, List<String>> WEIGHT_KEYS = Map.of(
+            "1", List.of("layers", "input_shape", "classes", "data_sha256"),
+            "2", List.of("layers", "input_shape", "classes", "file_sha256"));
     public static final String INPUT = "input";
     public static final long MAX_VALUES = 1L << 27; // the most values any layer may output for one image
     private static final Set<String> LAYER_KEYS = Set.of("name", "type", "inputs", "params", "tensors");
@@ -29,24 +33,33 @@ public final class Graph {
     public final Map<String, int[]> shapes; // layer name (and "input") -> output shape with N = 1
     public final int[] inputShape; // (C, H, W)
     public final List<String> classes;
-    public final String dataSha256;
+    public final String dataSha256; // SHA-256 of the data section: the weights' identity
+    public final boolean headerVerified; // the whole file was checksummed (false for version 1 files)
 
     private Graph(String path, List<Layer> layers, Map<String, int[]> shapes, int[] inputShape,
-                  List<String> classes, String dataSha256) {
+                  List<String> classes, String dataSha256, boolean headerVerified) {
         this.path = path;
         this.layers = layers;
         this.shapes = shapes;
         this.inputShape = inputShape;
         this.classes = classes;
         this.dataSha256 = dataSha256;
+        this.headerVerified = headerVerified;
     }
 
     /** Read a weight file and check every layer, tensor, reference and shape in it. */
     public static Graph load(Path file) {
-        Container container = Container.read(file, true);
+        return load(file, true);
+    }
+
+    /** As {@link #load(Path)}; {@code verifyChecksum = false} skips the checksums (for fuzzing below them). */
+    public static Graph load(Path file, boolean verifyChecksum) {
+        Container container = Container.read(file, verifyChecksum);
         String where = container.path;
         Map<String, String> meta = container.metadata;
-        container.checkMetadata(FORMAT_NAME, FORMAT_VERSION, List.of("layers", "input_shape", "classes", "data_sha256"));
+        String version = meta.get("format_version");
+        container.checkMetadata(FORMAT_NAME, FORMAT_VERSIONS,
+                version == null ? List.of() : WEIGHT_KEYS.getOrDefault(version, List.of()));
         Object entries = Json.parse(meta.get("layers"), "metadata 'layers'", where);
         if (!(entries instanceof List) || ((List<?>) entries).isEmpty()) {
             throw new FormatException(where + ": metadata 'layers' must be a non-empty JSON array");
@@ -89,7 +102,8 @@ public final class Graph {
         if (classes.size() != outputs) {
             throw new FormatException(where + ": " + classes.size() + " class names for " + outputs + " output values");
         }
-        return new Graph(where, List.copyOf(layers), shapes, inputShape, List.copyOf(classes), container.dataSha256);
+        return new Graph(where, List.copyOf(layers), shapes, inputShape, List.copyOf(classes), container.dataSha256,
+                container.headerVerified);
     }
 
     private static int[] inputShape(String text, String where) {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Any
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -70,15 +70,22 @@ def tiny_model_layers() -> tuple[list[dict[str, Any]], dict[str, np.ndarray], tu
     return layers, tensors, (2, 9, 11)
 
 
-def warmup() -> float:
-    """Compile (or load from Numba's cache) every fast and reference kernel; returns seconds taken."""
+def warmup(progress: Optional[Callable[[int, int], None]] = None) -> float:
+    """Compile (or load from Numba's cache) every fast and reference kernel; returns seconds taken.
+
+    progress(done, total) is called after each step (loading, the fast kernels, the reference kernels).
+    """
     start = time.perf_counter()
     layers, tensors, input_shape = tiny_model_layers()
+    report = progress or (lambda done, total: None)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "warmup.pdw")
         write_weights(path, layers, tensors, input_shape=input_shape, classes=["a", "b", "c"])
         model = load(path)
+        report(1, 3)
         x = np.zeros((1, *input_shape), np.float32)
         model(x)
+        report(2, 3)
         model.trace(x)
+        report(3, 3)
     return time.perf_counter() - start

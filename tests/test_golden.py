@@ -154,7 +154,7 @@ def test_read_golden_rejects_a_weight_file_and_a_bundle_missing_a_tensor(model_f
 
 
 def test_cli_writes_reference_only_bundles_and_says_so(model_file, tmp_path, capsys):
-    assert cli_main(["golden", str(model_file), "--out", str(tmp_path), "--count", "1", "--no-torch"]) == 0
+    assert cli_main(["golden", str(model_file), "--out", str(tmp_path), "--count", "1"]) == 0
     assert "reference outputs only" in capsys.readouterr().out
     assert len(read_golden(tmp_path / "all_types.golden.pdw").inputs) == 1 + len(EDGE_KINDS)
 

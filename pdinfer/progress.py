@@ -2,7 +2,7 @@
 
 It draws only when its stream is a terminal (never into a file or a pipe) and only once the work
 has run for `delay` seconds, so quick commands print nothing. Call `clear()` before writing
-anything else to the terminal; the next update draws the bar again below it.
+anything else to the terminal; a later update draws the bar again below it.
 """
 
 from __future__ import annotations
@@ -58,7 +58,6 @@ class Progress:
             self.stream.write("\r" + " " * self._drawn + "\r")
             self.stream.flush()
             self._drawn = 0
-            self._last_draw = float("-inf")  # the next update redraws at once
 
     def __enter__(self) -> "Progress":
         return self

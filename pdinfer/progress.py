@@ -49,7 +49,7 @@ class Progress:
         """The bar's text, at most `columns` characters wide."""
         counts = f" {done}/{self.total} {elapsed:.1f} s"
         room = max(0, min(40, columns - len(self.label) - len(counts) - 3))
-        filled = room * done // self.total if self.total > 0 else room
+        filled = room * min(done, self.total) // self.total if self.total > 0 else room
         return f"{self.label} [{'#' * filled}{'.' * (room - filled)}]{counts}"[:max(0, columns)]
 
     def clear(self) -> None:

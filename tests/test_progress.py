@@ -70,7 +70,7 @@ def test_the_total_can_come_with_each_call(monkeypatch):
 
 
 @pytest.mark.parametrize("columns", [0, 5, 20, 40, 200])
-@pytest.mark.parametrize("done, total", [(0, 0), (0, 10), (3, 10), (10, 10), (12345, 99999)])
+@pytest.mark.parametrize("done, total", [(0, 0), (0, 10), (3, 10), (10, 10), (11, 10), (12345, 99999)])
 def test_render_fits_the_width_and_fills_in_proportion(columns, done, total):
     bar = Progress("warmup", total, stream=io.StringIO())
     text = bar.render(done, 1.25, columns)
@@ -79,5 +79,5 @@ def test_render_fits_the_width_and_fills_in_proportion(columns, done, total):
         assert text.endswith(f" {done}/{total} 1.2 s") or text.endswith(f" {done}/{total} 1.3 s")
         inside = text[text.index("[") + 1:text.index("]")]
         assert set(inside) <= {"#", "."}
-        expected = len(inside) * done // total if total else len(inside)
+        expected = len(inside) * min(done, total) // total if total else len(inside)
         assert inside.count("#") == expected

@@ -1,36 +1,53 @@
-"""`python -m exporter {pd_light,pd_model} OUT.pdw`: export a seed model to a weight file."""
+"""`python -m exporter {pd_light,pd_model} OUT.pdw`: export a seed model to a weight file.
+
+Run it from a pdinfer checkout with the development extra installed (pip install '.[dev]').
+An existing OUT.pdw is kept unless --force is given. Exit status 0 on success, 1 on any error
+(printed on stderr), 2 for a usage error.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import sys
 
-import torch
-
-from .convert import export
-from .models import INPUT_SHAPE, PDLightModel, PDModel, randomize_batchnorm
 from .synthetic import CLASSES
 
-SEED_MODELS = {"pd_light": PDLightModel, "pd_model": PDModel}
+SEED_MODELS = {"pd_light": "PDLightModel", "pd_model": "PDModel"}  # command name -> exporter.models class
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m exporter", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m exporter", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=sorted(SEED_MODELS))
     parser.add_argument("out", metavar="OUT.pdw")
     parser.add_argument("--classes", help=f"comma-separated class names (default: {','.join(CLASSES)})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random init (default 0)")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT.pdw if it exists")
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--state-dict", metavar="FILE.pt", help="load these weights instead")
     weights.add_argument("--random-bn", action="store_true",
                          help="randomise batch-norm statistics and affine values (seeded)")
     args = parser.parse_args(argv)
 
+    if os.path.lexists(args.out) and not (args.force and os.path.isfile(args.out)):
+        why = "is not a file" if not os.path.isfile(args.out) else "exists (give --force to overwrite it)"
+        print(f"error: {args.out} {why}", file=sys.stderr)
+        return 1
+    try:
+        from .convert import export  # first: its ImportError says how to install torch
+    except ImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    import torch
+
+    from . import models
+
     classes = args.classes.split(",") if args.classes else list(CLASSES)
     torch.manual_seed(args.seed)
-    model = SEED_MODELS[args.model](classes)
+    model = getattr(models, SEED_MODELS[args.model])(classes)
     if args.state_dict:
         try:
             model.load_state_dict(torch.load(args.state_dict, map_location="cpu", weights_only=True))
@@ -38,8 +55,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: cannot load {args.state_dict}: {e}", file=sys.stderr)
             return 1
     if args.random_bn:
-        randomize_batchnorm(model, args.seed)
-    export(model, args.out, input_shape=INPUT_SHAPE, classes=classes)
+        models.randomize_batchnorm(model, args.seed)
+    try:
+        export(model, args.out, input_shape=models.INPUT_SHAPE, classes=classes)
+    except (ValueError, OSError) as e:  # UnsupportedModelError is a ValueError
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {args.out} ({args.model}, {len(classes)} classes)")
     return 0
 

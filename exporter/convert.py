@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import math
 import os
+import sys
 import warnings
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError as e:  # torch is a development dependency, not one of pdinfer's
+    raise ImportError(f"the exporter needs PyTorch ({e}): install the development extra, "
+                      "pip install '.[dev]' in a pdinfer checkout") from None
 from torch import nn
 from torch.fx import GraphModule, Node, symbolic_trace
 from torch.fx.passes.shape_prop import ShapeProp
@@ -202,12 +210,22 @@ def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
 
 
 def _propagate_shapes(gm: GraphModule, input_shape: tuple[int, int, int]) -> None:
-    with torch.no_grad(), warnings.catch_warnings():
+    """Record every node's output shape; one ValueError naming the failing node if the model fails."""
+    # ShapeProp prints the traceback of a failing node to stderr before it re-raises: that is
+    # dropped; anything else written to stderr meanwhile (the model's warnings) is passed on.
+    held = io.StringIO()
+    with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stderr(held):
         warnings.filterwarnings("ignore", message="Implicit dimension choice")  # nn.Softmax()
         try:
             ShapeProp(gm).propagate(torch.zeros(_PROBE_BATCH, *input_shape))
         except Exception as e:
-            raise ValueError(f"the model does not run on input shape {input_shape}: {e}") from e
+            failed = next((n for n in gm.graph.nodes if "type" not in n.meta), None)  # ShapeProp sets "type"
+            where = ("" if failed is None else
+                     f" at module '{failed.target}'" if failed.op == "call_module" else f" at node '{failed.name}'")
+            cause = e.__cause__ or e
+            raise ValueError(f"the model does not run on input shape {input_shape}{where}: "
+                             f"{type(cause).__name__}: {cause}") from None
+    sys.stderr.write(held.getvalue())
 
 
 def to_layers(module: nn.Module, input_shape: Sequence[int]) -> LayerGraph:

@@ -225,10 +225,10 @@ def _conv2d(ctx: Context, node: Node, x: Node, m: nn.Conv2d) -> LayerSpec:
 def _batchnorm2d(ctx: Context, node: Node, x: Node, m: nn.BatchNorm2d) -> LayerSpec:
     if m.running_mean is None or m.running_var is None:
         raise Unsupported("track_running_stats=False (normalises with batch statistics)")
-    n = m.num_features
+    n = m.num_features  # affine=False, or BatchNorm2d(bias=False), leaves a parameter None
     return LayerSpec("BatchNorm2d", [x], {"num_features": n, "eps": float(m.eps)}, {
-        "weight": m.weight if m.affine else torch.ones(n),
-        "bias": m.bias if m.affine else torch.zeros(n),
+        "weight": torch.ones(n) if m.weight is None else m.weight,
+        "bias": torch.zeros(n) if m.bias is None else m.bias,
         "running_mean": m.running_mean, "running_var": m.running_var})
 
 

@@ -1,4 +1,4 @@
-"""The `pdinfer` command: run a model on images, describe a weight file."""
+"""The `pdinfer` command: run a model on images, describe a weight file, warm up, write golden bundles."""
 
 from __future__ import annotations
 
@@ -6,65 +6,97 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
+from . import __version__
 from .errors import PdinferError
 from .format import FORMAT_VERSION
 from .graph import load_graph
+from .image import image_files
 from .model import Model, load, run
+from .progress import Progress
 
-IMAGE_SUFFIXES = (".png", ".npy")
+EXIT_CODES = """\
+exit status:
+  0    every input was diagnosed (or the command succeeded)
+  1    some inputs failed; each is named on stderr, the others are printed
+  2    usage error, unreadable or invalid weight file, no inputs, or an output that cannot be written
+  130  interrupted (Ctrl-C)"""
+PLURALS = {"probability": "probabilities", "score": "scores", "logit": "logits"}  # Model.output_kind
 
 
-def _inputs(paths: Sequence[str]) -> Iterator[Path]:
-    """Files as given; directories expanded to their .png/.npy files, sorted."""
-    for name in paths:
+class UsageError(Exception):
+    """The command line asks for something that cannot be done (exit status 2)."""
+
+
+def _inputs(names: Sequence[str], recursive: bool) -> list[Path]:
+    """Files as given; directories expanded to their .png/.npy files, sorted (see image_files)."""
+    paths: list[Path] = []
+    for name in names:
         path = Path(name)
-        if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            yield path
+        if not path.is_dir():
+            paths.append(path)
+            continue
+        files, skipped = image_files(path, recursive)
+        for directory in skipped:
+            print(f"warning: {directory}: subdirectory not read (use --recursive)", file=sys.stderr)
+        paths += files
+    return paths
 
 
-def _row(name: str, width: int, model: Model, probs: np.ndarray) -> str:
-    """One table row: input name, top class, its probability, then every class's value."""
-    top = int(np.argmax(probs))
-    return (f"{name:<{width}}  {model.classes[top]:<12} {probs[top]:.4f}   "
-            + " ".join(f"{p:>{max(6, len(c))}.4f}" for c, p in zip(model.classes, probs)))
+def _labelled(model: Model, path: Path, out: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(row label, one image's flat output) for each image of a file: `file.npy[i]` for a batch."""
+    if out.ndim == len(model.output_shape):
+        return [(str(path), out.reshape(-1))]
+    return [(f"{path}[{i}]", row.reshape(-1)) for i, row in enumerate(out)]
+
+
+def _table(model: Model, rows: list[tuple[str, np.ndarray]]) -> list[str]:
+    """Aligned lines: input, top class, its value, then every class's value (widths from the cells)."""
+    cells = [["input", "class", model.output_kind, *model.classes]]
+    for name, out in rows:
+        top = int(np.argmax(out))
+        cells.append([name, model.classes[top], f"{out[top]:.4f}", *(f"{v:.4f}" for v in out)])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+            for row in cells]
+
+
+def _record(model: Model, name: str, out: np.ndarray) -> str:
+    """One JSON line: input, top class, its value and every class's, keyed by model.output_kind."""
+    top = int(np.argmax(out))
+    kind = model.output_kind
+    return json.dumps({"input": name, "class": model.classes[top], kind: float(out[top]),
+                       PLURALS[kind]: dict(zip(model.classes, map(float, out)))})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     model = load(args.weights)
-    paths = list(_inputs(args.inputs))
+    paths = _inputs(args.inputs, args.recursive)
     if not paths:
-        print("error: no .png or .npy inputs found", file=sys.stderr)
-        return 2
-    width = max(len("input"), *(len(str(p)) for p in paths))
-    if not args.json:
-        print(f"{'input':<{width}}  {'class':<12} {'prob':<6}   "
-              + " ".join(f"{c:>{max(6, len(c))}}" for c in model.classes))
-    show_progress = len(paths) > 20 and sys.stderr.isatty()
+        raise UsageError("no .png or .npy inputs found")
+    rows: list[tuple[str, np.ndarray]] = []  # the table is printed at the end, aligned to every label
     failures = 0
-    for n, path in enumerate(paths, 1):
-        try:
-            probs = run(model, path)
-        except PdinferError as e:
-            failures += 1
-            print(f"error: {e}" if str(path) in str(e) else f"error: {path}: {e}", file=sys.stderr)
-            continue
-        named = [(str(path), probs)] if probs.ndim == 1 else [(f"{path}[{i}]", p) for i, p in enumerate(probs)]
-        for name, p in named:
-            if args.json:
-                print(json.dumps({"input": name, "class": model.classes[int(np.argmax(p))],
-                                  "probabilities": dict(zip(model.classes, map(float, p)))}))
+    with Progress("run", len(paths)) as progress:
+        for n, path in enumerate(paths, 1):
+            try:
+                named = _labelled(model, path, run(model, path))
+            except PdinferError as e:
+                failures += 1
+                progress.clear()
+                print(f"error: {e}" if str(path) in str(e) else f"error: {path}: {e}", file=sys.stderr)
             else:
-                print(_row(name, width, model, p))
-        if show_progress:
-            print(f"\r{n}/{len(paths)}", end="", file=sys.stderr, flush=True)
-    if show_progress:
-        print(file=sys.stderr)
+                if args.json:
+                    progress.clear()
+                    for name, out in named:
+                        print(_record(model, name, out), flush=True)
+                else:
+                    rows += named
+            progress(n)
+    if rows:
+        print("\n".join(_table(model, rows)))
     return 1 if failures else 0
 
 
@@ -92,49 +124,85 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_warmup(args: argparse.Namespace) -> int:
     from .warmup import warmup
-    print(f"kernels compiled or loaded from the cache in {warmup():.1f} s")
+    with Progress("warmup", 0) as progress:
+        seconds = warmup(progress)
+    print(f"kernels compiled or loaded from the cache in {seconds:.1f} s")
     return 0
 
 
 def cmd_golden(args: argparse.Namespace) -> int:
-    from .golden import find_torch_tracer, write_golden
-    tracer, torch_version, why_not = (None, None, "--no-torch") if args.no_torch else find_torch_tracer(args.weights)
-    path = write_golden(args.weights, args.out, count=args.count, seed=args.seed,
-                        torch_tracer=tracer, torch_version=torch_version)
-    print(f"wrote {path} (reference outputs" + (f" and torch {torch_version} outputs)" if tracer else
-                                                f" only; no torch outputs: {why_not})"))
+    from .golden import write_golden
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a directory")
+    options = {}
+    if args.layers is not None:
+        options["layers"] = [name.strip() for name in args.layers.split(",")]
+        if not all(options["layers"]):
+            raise UsageError(f"--layers {args.layers!r}: empty layer name (give names separated by commas)")
+    with Progress("golden", 0) as progress:
+        if progress.enabled:
+            options["progress"] = progress
+        path = write_golden(args.weights, out, count=args.count, seed=args.seed, **options)
+    print(f"wrote {path} (reference outputs only; `python -m exporter.golden` adds PyTorch's, "
+          "from a pdinfer checkout)")
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="pdinfer", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="print each input's class probabilities")
-    run.add_argument("weights", help="a .pdw weight file")
-    run.add_argument("inputs", nargs="+", help=".png/.npy files or directories of them")
-    run.add_argument("--json", action="store_true", help="one JSON object per input")
-    run.set_defaults(handler=cmd_run)
-    info = commands.add_parser("info", help="describe a weight file: layers, shapes, MACs, classes")
+def _count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line (`pdinfer --help`)."""
+    top = argparse.ArgumentParser(prog="pdinfer", description=__doc__, epilog=EXIT_CODES,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--version", action="version", version=f"pdinfer {__version__}")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
+                                   epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    run_ = command("run", "print each input's class values (probability, score or logit: from the last layer)")
+    run_.add_argument("weights", help="a .pdw weight file")
+    run_.add_argument("inputs", nargs="+", help=".png/.npy files or directories of them")
+    run_.add_argument("--json", action="store_true", help="one JSON object per image, printed as it is done")
+    run_.add_argument("--recursive", "-r", action="store_true", help="read the subdirectories of directories too")
+    run_.set_defaults(handler=cmd_run)
+    info = command("info", "describe a weight file: layers, shapes, MACs, classes")
     info.add_argument("weights", help="a .pdw weight file")
     info.set_defaults(handler=cmd_info)
-    warm = commands.add_parser("warmup", help="compile every kernel now (cached on disk for later runs)")
+    warm = command("warmup", "compile every kernel now (cached on disk for later processes)")
     warm.set_defaults(handler=cmd_warmup)
-    golden = commands.add_parser("golden", help="write a golden bundle: inputs and every layer's output")
+    golden = command("golden", "write a golden bundle: inputs and every layer's reference output")
     golden.add_argument("weights", help="a .pdw weight file")
     golden.add_argument("--out", required=True, help="directory for WEIGHTS-STEM.golden.pdw")
-    golden.add_argument("--count", type=int, default=2, help="seeded random inputs (default 2)")
+    golden.add_argument("--count", type=_count, default=2, help="seeded random inputs (default 2)")
     golden.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
-    golden.add_argument("--no-torch", action="store_true", help="reference outputs only")
+    golden.add_argument("--layers", metavar="A,B,...", help="only these layers' outputs (a smaller bundle)")
     golden.set_defaults(handler=cmd_golden)
-    args = parser.parse_args(argv)
+    return top
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit status (see EXIT_CODES)."""
+    args = parser().parse_args(argv)
     try:
         return args.handler(args)
-    except PdinferError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except (PdinferError, UsageError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

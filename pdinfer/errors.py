@@ -19,3 +19,7 @@ class InputError(PdinferError, ValueError):
 
 class MissingExtraError(PdinferError, ImportError):
     """An optional dependency (an extra such as `pdinfer[image]`) is not installed."""
+
+
+class ConfigError(PdinferError, ValueError):
+    """A setting, such as the number of threads, has a bad value."""

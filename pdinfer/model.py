@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
-from .errors import FormatError, InputError, MissingExtraError, PdinferError
+from .errors import ConfigError, FormatError, InputError, PdinferError
 from .graph import INPUT, Graph, load_graph
+from .image import image_files, read_image
 from .plan import build_plan, run_plan
 
 _threads = 1
@@ -24,10 +25,17 @@ def set_num_threads(n: int) -> None:
     """Use up to n threads per call, each taking a slice of the batch (default 1).
 
     Kernels release the GIL, so the slices run in parallel; one image always runs on one thread.
+    More threads than usable cores (the CPU affinity, where the OS has one) are capped to that
+    number with a RuntimeWarning; anything but an integer >= 1 raises ConfigError.
     """
     global _threads, _pool
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"number of threads must be an integer >= 1, got {n!r}")
+        raise ConfigError(f"number of threads must be an integer >= 1, got {n!r}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if n > cores:
+        warnings.warn(f"set_num_threads({n}): only {cores} cores are usable, using {cores} threads",
+                      RuntimeWarning, stacklevel=2)
+        n = cores
     # The old pool is dropped, not shut down: a call running now may still submit work to it.
     # Its threads exit once the last such call returns and the pool is garbage.
     with _pool_lock:
@@ -50,6 +58,7 @@ class Model:
         self.output_shape: tuple[int, ...] = graph.output_shape[1:]  # per image
         self.data_sha256 = graph.data_sha256
         self.layer_names = [layer.name for layer in graph.layers]
+        self.output_kind = {"Softmax": "probability", "Sigmoid": "score"}.get(graph.layers[-1].type, "logit")
         self._plan = build_plan(graph)
 
     def __repr__(self) -> str:
@@ -134,46 +143,25 @@ def _cached_load(path: Union[str, os.PathLike]) -> Model:
     return model
 
 
-def read_image(path: Union[str, os.PathLike], channels: int = 0) -> np.ndarray:
-    """Read a .npy array as stored, or a PNG as float32 (C, H, W) in [0, 1] (needs Pillow).
-
-    PNG: 8-bit values / 255, 16-bit / 65535; with `channels` 1 a colour PNG becomes grayscale
-    (Pillow's "L" conversion), with 3 a grayscale one is repeated; alpha is dropped.
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":  # mapped, then copied: a header claiming more data than the file holds fails
-            return np.array(np.load(path, mmap_mode="r", allow_pickle=False))
-        if suffix == ".png":
-            try:
-                from PIL import Image
-            except ImportError:
-                raise MissingExtraError("reading PNG files needs Pillow: pip install 'pdinfer[image]'") from None
-            with Image.open(path) as image:
-                image.load()
-                if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    pixels = np.asarray(image, dtype=np.float32) / np.float32(65535)
-                else:
-                    mode = {1: "L", 3: "RGB"}.get(channels, "L" if image.mode in ("L", "LA", "1") else "RGB")
-                    if image.mode != mode:
-                        image = image.convert(mode)
-                    pixels = np.asarray(image, dtype=np.float32) / np.float32(255)
-            return pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
-    except PdinferError:
-        raise
-    except Exception as e:  # numpy and Pillow raise many types for a bad file
-        raise InputError(f"{path}: cannot read image: {e}") from None
-    raise InputError(f"{path}: unsupported image file type {suffix!r} (use .npy or .png)")
-
-
-def run(weights: Union[str, os.PathLike, Model], image: Union[str, os.PathLike, np.ndarray]) -> np.ndarray:
+def run(weights: Union[str, os.PathLike, Model], image: Union[str, os.PathLike, np.ndarray], *,
+        recursive: bool = False) -> Union[np.ndarray, dict[str, np.ndarray]]:
     """Diagnose `image` with `weights` (a path, cached after the first load, or a Model).
 
-    image: a path to .npy/.png, an (H, W) array for a one-channel model, (C, H, W), or (N, C, H, W).
-    Returns the class probabilities: (classes,) for one image, (N, classes) for a batch.
+    image: a .npy/.png path, an (H, W) array for a one-channel model, (C, H, W), (N, C, H, W), or a
+    directory: then every .png/.npy file in it (and, with `recursive`, in its subdirectories; else a
+    warning names the subdirectories left out), in sorted order.
+    Returns the model's output (model.output_kind): (classes,) for one image, (N, classes) for a
+    batch; for a directory a dict {file path as str: that output}.
     """
     model = weights if isinstance(weights, Model) else _cached_load(weights)
+    if isinstance(image, (str, os.PathLike)) and os.path.isdir(image):
+        files, skipped = image_files(image, recursive)
+        if skipped:
+            warnings.warn(f"{image}: subdirectories not walked (pass recursive=True): "
+                          + ", ".join(map(str, skipped)), UserWarning, stacklevel=2)
+        if not files:
+            raise InputError(f"{image}: no .png or .npy files in the directory")
+        return {str(path): run(model, path) for path in files}
     if isinstance(image, (str, os.PathLike)):
         image = read_image(image, model.input_shape[0])
     if isinstance(image, np.ndarray) and image.ndim == 2 and model.input_shape[0] == 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -12,13 +13,20 @@ from .builder import every_layer_type
 from .model import load
 
 
-def warmup() -> float:
-    """Compile (or load from Numba's cache) every fast and reference kernel; returns seconds taken."""
+def warmup(progress: Optional[Callable[[int, int], None]] = None) -> float:
+    """Compile (or load from Numba's cache) every fast and reference kernel; returns seconds taken.
+
+    progress(done, total) is called after each step (loading, the fast kernels, the reference kernels).
+    """
     start = time.perf_counter()
     layers, classes = every_layer_type()
+    report = progress or (lambda done, total: None)
     with tempfile.TemporaryDirectory() as tmp:
         model = load(layers.write(os.path.join(tmp, "warmup.pdw"), classes))
+        report(1, 3)
         x = np.zeros((1, *model.input_shape), np.float32)
         model(x)
+        report(2, 3)
         model.trace(x)
+        report(3, 3)
     return time.perf_counter() - start

@@ -1,15 +1,42 @@
-"""The `pdinfer` command on the shipped weights and samples."""
+"""The `pdinfer` command on the shipped weights and samples, and on small test models."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from pdinfer.cli import main
+import pdinfer
+from pdinfer import cli, golden as golden_module, progress as progress_module
+from pdinfer.cli import EXIT_CODES, main
+from small_model import sample_images, small_layers, write_small_model
+from terminal import Terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "weights" / "samples"
 WEIGHTS = ["pd_light.pdw", "pd_model.pdw"]
+LIGHT = str(ROOT / "weights" / "pd_light.pdw")
+
+
+@pytest.fixture
+def bar_at_once(monkeypatch):
+    """Progress bars draw from the first step and on every step."""
+    monkeypatch.setattr(progress_module, "DELAY", 0)
+    monkeypatch.setattr(progress_module, "REDRAW_INTERVAL", 0)
+
+
+def small_model_ending_in(tmp_path, last: str | None) -> str:
+    """The small model with its Softmax replaced by `last` (a layer type) or dropped (None)."""
+    layers = small_layers()  # ends in Softmax
+    if last is None:
+        layers.pop()
+    elif last != "Softmax":
+        layers[-1]["type"] = last
+        layers[-1]["params"] = {}
+    return str(write_small_model(tmp_path / f"ends_in_{last}.pdw", layers))
 
 
 @pytest.mark.parametrize("weights", WEIGHTS)
@@ -25,11 +52,135 @@ def test_run_table_reports_bad_inputs_and_goes_on(tmp_path, capsys):
     bad = tmp_path / "a_bad.npy"
     bad.write_bytes(b"not a numpy file")
     good = SAMPLES / "void_1.npy"
-    assert main(["run", str(ROOT / "weights" / "pd_light.pdw"), str(bad), str(good)]) == 1
+    assert main(["run", LIGHT, str(bad), str(good)]) == 1
     out, err = capsys.readouterr()
     assert str(bad) in err and "cannot read image" in err
-    assert out.splitlines()[0].split()[:3] == ["input", "class", "prob"]
+    assert out.splitlines()[0].split()[:3] == ["input", "class", "probability"]
     assert out.splitlines()[1].split()[:2] == [str(good), "void"]
+
+
+@pytest.mark.parametrize("last, kind, plural", [("Softmax", "probability", "probabilities"),
+                                                ("Sigmoid", "score", "scores"), (None, "logit", "logits")])
+def test_the_value_column_is_named_from_the_last_layer(tmp_path, capsys, last, kind, plural):
+    weights = small_model_ending_in(tmp_path, last)
+    np.save(tmp_path / "one.npy", sample_images(1)[0])
+    model = pdinfer.load(weights)
+    assert model.output_kind == kind
+    expected = model(sample_images(1)[0])
+    assert main(["run", weights, str(tmp_path / "one.npy")]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["input", "class", kind, "corona", "void", "surface"]
+    assert row.split()[2:] == [f"{v:.4f}" for v in (expected.max(), *expected)]
+    assert main(["run", "--json", weights, str(tmp_path / "one.npy")]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert set(record) == {"input", "class", kind, plural}
+    assert record[kind] == float(expected.max())
+    assert record[plural] == dict(zip(model.classes, map(float, expected)))
+
+
+def test_batch_rows_keep_the_table_aligned(tmp_path, capsys):
+    np.save(tmp_path / "batch.npy", sample_images(12))
+    np.save(tmp_path / "b.npy", sample_images(1)[0])
+    logits = small_model_ending_in(tmp_path, None)  # negative values are wider
+    assert main(["run", logits, str(tmp_path / "b.npy"), str(tmp_path / "batch.npy")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + 1 + 12 and lines[-1].startswith(f"{tmp_path / 'batch.npy'}[11] ")
+    assert len({len(line) for line in lines}) == 1, lines
+    header = lines[0]
+    class_start = header.index("class")
+    number_ends = [header.index(f" {word}") + 1 + len(word) for word in ("logit", "corona", "void", "surface")]
+    for line in lines[1:]:
+        assert line[class_start - 2:class_start] == "  " and line[class_start] != " ", line
+        for end in number_ends:  # numbers end under the end of their titles
+            assert line[end - 1].isdigit() and line[end:end + 1] in ("", " "), line
+
+
+def test_directories_report_subdirectories_or_walk_them(tmp_path, capsys):
+    np.save(tmp_path / "a.npy", np.load(SAMPLES / "void_1.npy"))
+    (tmp_path / "more").mkdir()
+    np.save(tmp_path / "more" / "b.npy", np.load(SAMPLES / "corona_1.npy"))
+    assert main(["run", "--json", LIGHT, str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["input"] for line in out.splitlines()] == [str(tmp_path / "a.npy")]
+    assert f"warning: {tmp_path / 'more'}: subdirectory not read (use --recursive)" in err
+    assert main(["run", "--json", "--recursive", LIGHT, str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["class"] for line in out.splitlines()] == ["void", "corona"]
+    assert err == ""
+
+
+def test_progress_goes_to_a_terminal_stderr_and_never_into_rows(monkeypatch, bar_at_once):
+    term = Terminal()  # stdout and stderr on one terminal, as in an interactive shell
+    monkeypatch.setattr(sys, "stdout", term)
+    monkeypatch.setattr(sys, "stderr", term)
+    for args in (["run", "--json", LIGHT, str(SAMPLES)], ["run", LIGHT, str(SAMPLES)]):
+        term.seek(0)
+        term.truncate()
+        assert main(args) == 0
+        assert "run [" in term.getvalue()  # the bar was drawn ...
+        lines = term.screen()
+        assert lines[-1] == ""  # ... and erased: the rows alone are left on the screen
+        rows = lines[:-1] if "--json" in args else lines[1:-1]
+        assert len(rows) == 36 and all("run [" not in line for line in lines)
+        if "--json" in args:
+            assert all(json.loads(line)["class"] == Path(json.loads(line)["input"]).name.split("_")[0]
+                       for line in rows)
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(monkeypatch, capsys, bar_at_once):
+    assert main(["run", LIGHT, str(SAMPLES)]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and "\r" not in out
+
+
+def test_version_and_help_give_the_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out == f"pdinfer {pdinfer.__version__}\n"
+    for args in (["--help"], ["run", "--help"], ["golden", "--help"]):
+        with pytest.raises(SystemExit):
+            main(args)
+        assert EXIT_CODES in capsys.readouterr().out
+    assert EXIT_CODES in (ROOT / "README.md").read_text()
+
+
+def test_exit_codes(tmp_path, capsys):
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"x")
+    assert main(["run", LIGHT, str(SAMPLES / "void_1.npy")]) == 0
+    assert main(["run", LIGHT, str(SAMPLES / "void_1.npy"), str(bad)]) == 1
+    assert main(["run", LIGHT, str(tmp_path / "empty")]) == 1  # a missing input is a failed input
+    (tmp_path / "empty").mkdir()
+    assert main(["run", LIGHT, str(tmp_path / "empty")]) == 2
+    assert main(["run", str(SAMPLES / "void_1.png"), str(SAMPLES / "void_1.npy")]) == 2  # not weights
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", LIGHT])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: no .png or .npy inputs found" in err and "Traceback" not in err
+
+
+def test_corrupt_weights_exit_2_with_message(tmp_path, capsys):
+    broken = tmp_path / "broken.pdw"
+    broken.write_bytes((ROOT / "weights" / "pd_light.pdw").read_bytes()[:1000])
+    assert main(["run", str(broken), str(SAMPLES)]) == 2
+    assert "broken.pdw" in capsys.readouterr().err
+
+
+def test_interrupt_exits_130_and_clears_the_bar(monkeypatch, bar_at_once):
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    calls = []
+
+    def interrupted(model, path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return model(np.zeros(model.input_shape, np.float32))
+
+    monkeypatch.setattr(cli, "run", interrupted)
+    assert main(["run", "--json", LIGHT, str(SAMPLES)]) == 130
+    assert term.screen()[-2:] == ["interrupted", ""]
 
 
 def test_info_lists_layers_shapes_and_macs(capsys):
@@ -39,8 +190,83 @@ def test_info_lists_layers_shapes_and_macs(capsys):
     assert "corona, floating, particle, void, surface, noise" in out
 
 
-def test_corrupt_weights_exit_2_with_message(tmp_path, capsys):
-    broken = tmp_path / "broken.pdw"
-    broken.write_bytes((ROOT / "weights" / "pd_light.pdw").read_bytes()[:1000])
-    assert main(["run", str(broken), str(SAMPLES)]) == 2
-    assert "broken.pdw" in capsys.readouterr().err
+def test_warmup_shows_a_bar_on_a_terminal(monkeypatch, capsys, bar_at_once):
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["warmup"]) == 0
+    assert "kernels compiled or loaded from the cache in" in capsys.readouterr().out
+    assert " 3/3 " in term.getvalue() and term.screen() == [""]
+
+
+# ----------------------------------------------------------------------------- golden
+
+@pytest.fixture
+def fake_write_golden(monkeypatch, tmp_path):
+    """Records write_golden's arguments; reports progress on 3 inputs if asked to."""
+    calls = []
+
+    def write_golden(weights, out_dir, **options):
+        calls.append((weights, out_dir, options))
+        for done in range(1, 4):
+            if "progress" in options:
+                options["progress"](done, 3)
+        return Path(out_dir) / "x.golden.pdw"
+
+    monkeypatch.setattr(golden_module, "write_golden", write_golden)
+    return calls
+
+
+def test_golden_passes_only_what_was_asked_for(tmp_path, capsys, fake_write_golden):
+    assert main(["golden", LIGHT, "--out", str(tmp_path)]) == 0
+    assert fake_write_golden == [(LIGHT, tmp_path, {"count": 2, "seed": 0})]
+    assert "reference outputs only" in capsys.readouterr().out
+
+
+def test_golden_layers_and_progress(tmp_path, monkeypatch, capsys, fake_write_golden, bar_at_once):
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert main(["golden", LIGHT, "--out", str(tmp_path), "--count", "5", "--seed", "7",
+                 "--layers", "classifier.1, classifier.3"]) == 0
+    [(_, _, options)] = fake_write_golden
+    assert options.pop("layers") == ["classifier.1", "classifier.3"]
+    assert isinstance(options.pop("progress"), progress_module.Progress)
+    assert options == {"count": 5, "seed": 7}
+    assert "golden [" in term.getvalue() and " 3/3 " in term.getvalue() and term.screen() == [""]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "a,,b"], "--layers 'a,,b': empty layer name"),
+    (["--count", "-1"], None),
+])
+def test_golden_usage_errors(tmp_path, capsys, fake_write_golden, args, message):
+    if message is None:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["golden", LIGHT, "--out", str(tmp_path), *args])
+        assert exit_info.value.code == 2 and "must be >= 0" in capsys.readouterr().err
+    else:
+        assert main(["golden", LIGHT, "--out", str(tmp_path), *args]) == 2
+        assert f"error: {message}" in capsys.readouterr().err
+    assert fake_write_golden == []
+
+
+def test_golden_out_must_not_be_a_file(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    assert main(["golden", LIGHT, "--out", str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --out {tmp_path / 'taken'}: exists and is not a directory\n"
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_golden_writes_a_reference_bundle_without_torch_or_the_exporter(tmp_path):
+    weights = write_small_model(tmp_path / "small.pdw")
+    script = ("import sys; sys.modules['torch'] = None; sys.modules['exporter'] = None\n"
+              "from pdinfer.cli import main\n"
+              f"code = main(['golden', {str(weights)!r}, '--out', {str(tmp_path / 'out')!r}, '--count', '1'])\n"
+              "assert not any(m.split('.')[0] in ('torch', 'exporter') for m in sys.modules if sys.modules[m])\n"
+              "sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "reference outputs only" in result.stdout
+    bundle = golden_module.read_golden(tmp_path / "out" / "small.golden.pdw")
+    assert bundle.torch is None and len(bundle.inputs) == 1 + len(golden_module.EDGE_KINDS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import operator
+import sys
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from torch.nn import functional as F  # noqa: E402
 from exporter import (INPUT_SHAPE, PDLightModel, PDModel, UnsupportedModelError,  # noqa: E402
                       export, randomize_batchnorm, to_layers)
 from exporter.__main__ import main as cli_main  # noqa: E402
+from helpers import check_against_torch  # noqa: E402
 from exporter.tiny_example import main as tiny_main  # noqa: E402
 from pdinfer.format import FORMAT_VERSION  # noqa: E402
 
@@ -219,6 +221,24 @@ def test_batchnorm_without_affine_is_written_with_unit_weight():
     np.testing.assert_array_equal(graph.tensors["bn.bias"], np.zeros(2, np.float32))
 
 
+@pytest.mark.parametrize("options", [{}, {"bias": False}, {"affine": False}], ids=["affine", "no-bias", "no-affine"])
+def test_batchnorm_with_any_parameters_matches_torch(options):
+    bn = nn.BatchNorm2d(3, eps=1e-3, **options)  # bias=False: an affine weight and no bias
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        bn.running_mean.normal_(0, 1, generator=generator)
+        bn.running_var.uniform_(0.5, 2, generator=generator)
+        if bn.weight is not None:
+            bn.weight.normal_(1, 0.5, generator=generator)
+        if bn.bias is not None:
+            bn.bias.normal_(0, 0.5, generator=generator)
+    model = Net(lambda m, x: m.bn(m.c(x)), c=nn.Conv2d(2, 3, 3, padding=1), bn=bn)
+    graph = to_layers(model, SHAPE)
+    if bn.bias is None:
+        np.testing.assert_array_equal(graph.tensors["bn.bias"], np.zeros(3, np.float32))
+    check_against_torch(model, SHAPE)
+
+
 def test_a_reused_module_gets_a_layer_per_call():
     graph = to_layers(Net(lambda m, x: m.c(m.r(m.c(x))), c=conv(), r=nn.ReLU()), SHAPE)
     assert [layer["name"] for layer in graph.layers] == ["c", "r", "c_1"]
@@ -317,7 +337,40 @@ def test_bad_arguments():
         export(Net(lambda m, x: x.relu()), "unused.pdw", input_shape=SHAPE, classes=["a", "b", "c"])
 
 
+def test_a_model_that_does_not_run_on_the_input_shape_gives_one_message(capfd):
+    model = Net(lambda m, x: m.head(m.c(x).flatten(1)), c=conv(), head=nn.Linear(FEATURES, 3))
+    with pytest.raises(ValueError) as info:
+        to_layers(model, (2, 6, 7))
+    message = str(info.value)
+    assert message.startswith("the model does not run on input shape (2, 6, 7) at module 'head': RuntimeError: ")
+    assert "mat1 and mat2 shapes cannot be multiplied" in message and "\n" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no chained torch traceback
+    out, err = capfd.readouterr()  # ShapeProp printed the torch traceback to stderr before
+    assert out == "" and err == ""
+
+
+def test_what_the_model_writes_to_stderr_is_still_shown(capfd):
+    def forward(m, x):
+        print("from the model", file=sys.stderr)
+        return m.c(x)
+
+    to_layers(Net(forward, c=conv()), SHAPE)
+    assert "from the model" in capfd.readouterr().err
+
+
 # ---------------------------------------------------------------------------- command line, tiny example
+
+def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
+    out = tmp_path / "light.pdw"
+    out.write_bytes(b"a trained model")
+    assert cli_main(["pd_light", str(out)]) == 1
+    assert capsys.readouterr().err == f"error: {out} exists (give --force to overwrite it)\n"
+    assert out.read_bytes() == b"a trained model"
+    assert cli_main(["pd_light", str(tmp_path)]) == 1
+    assert f"{tmp_path} is not a file" in capsys.readouterr().err
+    assert cli_main(["pd_light", str(out), "--force"]) == 0
+    assert json.loads(read_file(out)[0]["classes"])[0] == "corona"
+
 
 def test_cli_random_batchnorm(tmp_path, capsys):
     out = tmp_path / "light.pdw"

@@ -24,6 +24,7 @@ import pdinfer
 import pdinfer.golden
 from pdinfer.errors import FormatError, InputError
 from pdinfer.format import read_container, write_container, write_weights
+from pdinfer.cli import main as cli_main
 from pdinfer.graph import load_graph
 from pdinfer.golden import (EDGE_KINDS, GOLDEN_FORMAT, GOLDEN_VERSION, TORCH_ATOL_FACTOR, file_sha256,
                             make_inputs, read_golden, write_golden)
@@ -287,6 +288,12 @@ def test_the_engine_never_imports_torch_or_the_exporter(model_file, tmp_path):
     assert result.stdout.strip() == "[]"
     source = (ROOT / "pdinfer" / "golden.py").read_text()
     assert not re.search(r"^\s*(from|import) (torch|exporter)", source, re.M)
+
+
+def test_cli_writes_reference_only_bundles_and_says_so(model_file, tmp_path, capsys):
+    assert cli_main(["golden", str(model_file), "--out", str(tmp_path), "--count", "1"]) == 0
+    assert "reference outputs only" in capsys.readouterr().out
+    assert len(read_golden(tmp_path / "all_types.golden.pdw")) == 1 + len(EDGE_KINDS)
 
 
 # ----------------------------------------------------------------------------- the Java kit

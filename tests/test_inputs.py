@@ -3,16 +3,20 @@ wrong, or the correct answer; odd but valid arrays give the same bits as a plain
 
 from __future__ import annotations
 
+import os
 import pickle
+import struct
 import sys
 import tracemalloc
+import warnings
+import zlib
 
 import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 
 import pdinfer
-from pdinfer import FormatError, InputError, MissingExtraError, PdinferError
+from pdinfer import ConfigError, FormatError, InputError, MissingExtraError, PdinferError
 from small_model import INPUT_SHAPE, sample_images, small_layers, small_tensors, write_small_model
 
 IMAGES = sample_images(5)  # (5, 1, 10, 12) float32 in [0, 1)
@@ -241,12 +245,46 @@ def test_bad_image_files(tmp_path, weights, name, content, match):
     assert peak < 4 << 20, f"reading {name} allocated {peak} bytes"
 
 
-def test_directories_are_not_images(tmp_path, weights):
-    with pytest.raises(InputError, match="unsupported image file type ''"):
+def test_a_directory_gives_every_image_in_it_sorted(tmp_path, weights, model):
+    np.save(tmp_path / "b.npy", IMAGES[:3])
+    with open(tmp_path / "a.NPY", "wb") as f:  # np.save(path) would append ".npy"
+        np.save(f, IMAGES[4])
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "z.npy").mkdir()  # a subdirectory, whatever its name
+    np.save(tmp_path / "z.npy" / "c.npy", IMAGES[0])
+    with pytest.warns(UserWarning, match=r"subdirectories not walked \(pass recursive=True\): .*z\.npy"):
+        out = pdinfer.run(weights, tmp_path)
+    assert list(out) == [str(tmp_path / "a.NPY"), str(tmp_path / "b.npy")]
+    assert np.array_equal(out[str(tmp_path / "b.npy")], model(IMAGES[:3]))
+    assert np.array_equal(out[str(tmp_path / "a.NPY")], model(IMAGES[4]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # recursive: nothing left out, no warning
+        deep = pdinfer.run(model, str(tmp_path), recursive=True)
+    assert list(deep) == [str(tmp_path / "a.NPY"), str(tmp_path / "b.npy"), str(tmp_path / "z.npy" / "c.npy")]
+    assert np.array_equal(deep[str(tmp_path / "z.npy" / "c.npy")], model(IMAGES[0]))
+
+
+def test_a_directory_without_images_or_with_a_bad_one(tmp_path, weights):
+    with pytest.raises(InputError, match="no .png or .npy files in the directory"):
         pdinfer.run(weights, tmp_path)
-    (tmp_path / "folder.npy").mkdir()
-    with pytest.raises(InputError, match="folder.npy: cannot read image"):
-        pdinfer.run(weights, tmp_path / "folder.npy")
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(InputError, match="bad.npy: cannot read image"):
+        pdinfer.run(weights, tmp_path)
+
+
+def test_a_linked_directory_is_reported_not_followed(tmp_path, weights):
+    (tmp_path / "top").mkdir()
+    np.save(tmp_path / "top" / "a.npy", IMAGES[0])
+    (tmp_path / "top" / "loop").symlink_to(tmp_path / "top")
+    with pytest.warns(UserWarning, match="loop"):
+        assert list(pdinfer.run(weights, tmp_path / "top", recursive=True)) == [str(tmp_path / "top" / "a.npy")]
+
+
+def test_a_pipe_is_not_read(tmp_path, weights):
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)  # opening it would block until a writer comes
+    with pytest.raises(InputError, match="pipe.npy: cannot read image: not a regular file"):
+        pdinfer.read_image(fifo)
 
 
 class _Tripwire:
@@ -316,6 +354,49 @@ def test_gray_png_for_a_three_channel_model(tmp_path):
         pdinfer.run(rgb_model, as_float)
 
 
+def write_png(path, pixels: np.ndarray) -> None:
+    """A PNG written byte by byte (Pillow cannot write 16-bit colour): pixels (H, W) gray,
+    (H, W, 2) gray+alpha, (H, W, 3) RGB or (H, W, 4) RGBA, uint8 or uint16."""
+    channels = pixels.shape[2] if pixels.ndim == 3 else 1
+    color_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    big_endian = pixels.astype(pixels.dtype.newbyteorder(">"))
+    rows = b"".join(b"\0" + row.tobytes() for row in big_endian)  # filter type 0 on every row
+    header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], 8 * pixels.itemsize, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))
+
+
+def test_16_bit_grayscale_png_is_value_over_65535(tmp_path, weights, model):
+    pytest.importorskip("PIL.Image")
+    deep = np.random.default_rng(6).integers(0, 65536, (10, 12), dtype=np.uint16)
+    deep[0, :3] = [0, 1, 65535]
+    write_png(tmp_path / "deep.png", deep)
+    expected = (deep.astype(np.float32) / np.float32(65535))[None]
+    assert np.array_equal(pdinfer.read_image(tmp_path / "deep.png"), expected)
+    assert np.array_equal(pdinfer.read_image(tmp_path / "deep.png", 3), np.repeat(expected, 3, axis=0))
+    assert np.array_equal(pdinfer.run(weights, tmp_path / "deep.png"), model(expected))
+
+
+def test_8_bit_pngs_written_by_hand_read_as_pillow_writes_them(tmp_path):
+    pytest.importorskip("PIL.Image")
+    rgb = np.random.default_rng(7).integers(0, 256, (10, 12, 3), dtype=np.uint8)
+    write_png(tmp_path / "rgb.png", rgb)
+    assert np.array_equal(pdinfer.read_image(tmp_path / "rgb.png", 3), rgb.transpose(2, 0, 1) / np.float32(255))
+
+
+@pytest.mark.parametrize("channels", [3, 2, 4])  # RGB, gray + alpha, RGBA
+def test_16_bit_colour_png_is_refused(tmp_path, weights, channels):
+    pytest.importorskip("PIL.Image")
+    write_png(tmp_path / "colour16.png", np.full((10, 12, channels), 40000, np.uint16))
+    with pytest.raises(InputError, match="colour16.png: 16-bit colour PNGs are not supported "
+                                         r"\(Pillow reads only their top 8 bits\)"):
+        pdinfer.run(weights, tmp_path / "colour16.png")
+
+
 def test_png_without_pillow_names_the_extra(tmp_path, weights, monkeypatch):
     (tmp_path / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     monkeypatch.setitem(sys.modules, "PIL", None)  # makes `from PIL import Image` raise ImportError
@@ -325,3 +406,36 @@ def test_png_without_pillow_names_the_extra(tmp_path, weights, monkeypatch):
     assert isinstance(info.value, ImportError) and isinstance(info.value, PdinferError)
     np.save(tmp_path / "image.npy", IMAGES[0])  # .npy needs no Pillow
     assert pdinfer.run(weights, tmp_path / "image.npy").shape == (3,)
+
+
+# -- set_num_threads -----------------------------------------------------------------------------
+
+@pytest.fixture
+def restore_threads():
+    yield
+    pdinfer.set_num_threads(1)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, 2.0, "2", None, True, np.int64(2)])
+def test_bad_thread_counts_raise_config_error(bad, restore_threads):
+    with pytest.raises(ConfigError, match=r"number of threads must be an integer >= 1, got") as info:
+        pdinfer.set_num_threads(bad)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, PdinferError)
+    assert pdinfer.get_num_threads() == 1
+
+
+def test_more_threads_than_usable_cores_are_capped_with_a_warning(monkeypatch, restore_threads, model, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3}, raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pdinfer.set_num_threads(2)
+    assert pdinfer.get_num_threads() == 2
+    with pytest.warns(RuntimeWarning, match=r"set_num_threads\(9\): only 2 cores are usable, using 2 threads"):
+        pdinfer.set_num_threads(9)
+    assert pdinfer.get_num_threads() == 2
+    assert np.array_equal(model(IMAGES), expected)
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS, Windows: the CPU count
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    with pytest.warns(RuntimeWarning, match="only 3 cores"):
+        pdinfer.set_num_threads(4)
+    assert pdinfer.get_num_threads() == 3

@@ -269,4 +269,4 @@ def test_golden_writes_a_reference_bundle_without_torch_or_the_exporter(tmp_path
     assert result.returncode == 0, result.stderr
     assert "reference outputs only" in result.stdout
     bundle = golden_module.read_golden(tmp_path / "out" / "small.golden.pdw")
-    assert bundle.torch is None and len(bundle.inputs) == 1 + len(golden_module.EDGE_KINDS)
+    assert not bundle.has_torch and len(bundle) == 1 + len(golden_module.EDGE_KINDS)

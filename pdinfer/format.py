@@ -12,9 +12,10 @@ import hashlib
 import json
 import math
 import os
+import itertools
 import re
 import struct
-import tempfile
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -210,8 +211,8 @@ def read_container(path: str | os.PathLike, *, verify_checksum: bool = True,
     tensors: dict[str, np.ndarray] = {}
     for (begin, end, shape), name in spans:
         if begin != expected_begin:
-            kind_of_gap = "overlaps the previous tensor" if begin < expected_begin else "leaves a gap before it"
-            raise FormatError(f"{where}: tensor {name!r} at byte {begin} {kind_of_gap} "
+            relation = "overlaps the previous tensor" if begin < expected_begin else "leaves a gap before it"
+            raise FormatError(f"{where}: tensor {name!r} at byte {begin} {relation} "
                               f"(expected it at byte {expected_begin})")
         array = np.frombuffer(data, dtype="<f4", count=(end - begin) // 4, offset=begin).reshape(shape)
         tensors[name] = array
@@ -233,6 +234,9 @@ def read_container(path: str | os.PathLike, *, verify_checksum: bool = True,
         raise FormatError(f"{where}: data checksum mismatch: the file says {declared}, "
                           f"the data hashes to {digest} (corrupted data section)")
     return Container(where, metadata, tensors, digest, verify_checksum and declared_file is not None)
+
+
+_temporary_names = itertools.count()
 
 
 class ContainerWriter:
@@ -271,12 +275,17 @@ class ContainerWriter:
         head = struct.pack("<Q", len(text)) + text
         # json.dumps escapes every '"' inside strings, so this is the checksum's own entry.
         self._digest_at = head.index(f'"{FILE_CHECKSUM}":"{"0" * 64}"'.encode()) + len(FILE_CHECKSUM) + 4
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._tmp = Path(tmp)
-        self._file = os.fdopen(fd, "wb")
+        # A new name in the target's directory (for an atomic rename), created with the umask's
+        # permissions like any other file.
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{next(_temporary_names)}.tmp")
+        self._file = os.fdopen(os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
         self._hash = hashlib.sha256(head)
         self._next = 0
-        self._file.write(head)
+        try:
+            self._file.write(head)
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
 
     def __enter__(self) -> "ContainerWriter":
         return self

@@ -53,6 +53,9 @@ def new_activations(draw) -> nn.Module:
         f"F.hardtanh_(x, {low}, {high})": lambda x: F.hardtanh_(x, low, high),
         f"ELU({alpha})": nn.ELU(alpha), f"F.elu(x, {alpha})": lambda x: F.elu(x, alpha),
         f"F.elu_(x, {alpha})": lambda x: F.elu_(x, alpha),
+        f"torch.clamp(x, {low}, {high})": lambda x: torch.clamp(x, low, high),
+        f"x.clamp(min={low}, max={high})": lambda x: x.clamp(min=low, max=high),
+        f"x.clip_({low}, {high})": lambda x: x.clip_(low, high),
     }
     return draw(spelled(spellings))
 
@@ -207,6 +210,8 @@ SPELLINGS = {
     "hardtanh-default": (Net(lambda m, x: F.hardtanh(x)), ["Hardtanh"], {"min_val": -1.0, "max_val": 1.0}),
     "gelu-tanh": (Net(lambda m, x: m.g(x), g=nn.GELU(approximate="tanh")), ["GELU"], {"approximate": "tanh"}),
     "elu-default": (Net(lambda m, x: F.elu(x)), ["ELU"], {"alpha": 1.0}),
+    "clamp-0-6": (Net(lambda m, x: x.clamp(0, 6)), ["ReLU6"], {}),
+    "clamp-int": (Net(lambda m, x: torch.clip(x, -1, 2)), ["Hardtanh"], {"min_val": -1.0, "max_val": 2.0}),
     "prelu": (Net(lambda m, x: m.p(x), p=nn.PReLU(3)), ["PReLU"], {"num_parameters": 3}),
     "global-mean-kept": (Net(lambda m, x: m.p(x), p=nn.AdaptiveAvgPool2d((1, 1))), ["GlobalAvgPool"],
                          {"keepdim": True}),
@@ -242,6 +247,8 @@ def test_prelu_weight_is_exported():
     (lambda m, x: F.pad(x, (1, 1), value=-0.0), "only zeros"),
     (lambda m, x: F.pad(x.flatten(1), (1, 1)), "only of (N, C, H, W)"),
     (lambda m, x: x.mean(1), "without keepdim"),
+    (lambda m, x: x.clamp(min=0), "only with two numbers"),
+    (lambda m, x: torch.clamp(x, x.relu(), x.relu() + x), "only with two numbers"),
     (lambda m, x: x.mean((1, 2), keepdim=True), "over the channels alone"),
     (lambda m, x: torch.amax(x, 1), "without keepdim"),
     (lambda m, x: torch.amax(x, (1, 2), keepdim=True), "only over the channels"),

@@ -87,6 +87,8 @@ def _hardtanh(x: Node, min_val: float, max_val: float) -> LayerSpec:
     """ReLU6 for (0, 6), else a general Hardtanh."""
     if (min_val, max_val) == (0, 6):
         return LayerSpec("ReLU6", [x])
+    if not all(abs(v) <= 1e30 for v in (min_val, max_val)):
+        raise Unsupported(f"hardtanh/clamp bounds ({min_val}, {max_val}); only finite bounds within ±1e30")
     return LayerSpec("Hardtanh", [x], {"min_val": float(min_val), "max_val": float(max_val)})
 
 
@@ -430,7 +432,7 @@ def _f_pad(ctx, node, input, pad, mode="constant", value=None):
 
 def _channel_max(ctx: Context, input: Node, dim: Any, keepdim: bool) -> LayerSpec:
     rank = len(ctx.shape(input))
-    if rank != 4 or not isinstance(dim, int) or isinstance(dim, bool) or dim % rank != 1 or not -4 <= dim < 4:
+    if rank != 4 or not (isinstance(dim, int) and not isinstance(dim, bool) and dim in (1, -3)):
         raise Unsupported(f"max over dim={dim!r} of shape {ctx.shape(input)}; only over the channels "
                           "(dim 1) of (N, C, H, W)")
     if not keepdim:

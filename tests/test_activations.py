@@ -248,6 +248,7 @@ def test_prelu_weight_is_exported():
     (lambda m, x: F.pad(x.flatten(1), (1, 1)), "only of (N, C, H, W)"),
     (lambda m, x: x.mean(1), "without keepdim"),
     (lambda m, x: x.clamp(min=0), "only with two numbers"),
+    (lambda m, x: x.clamp(0, float("inf")), "only finite bounds"),
     (lambda m, x: torch.clamp(x, x.relu(), x.relu() + x), "only with two numbers"),
     (lambda m, x: x.mean((1, 2), keepdim=True), "over the channels alone"),
     (lambda m, x: torch.amax(x, 1), "without keepdim"),

@@ -329,3 +329,21 @@ def test_hardtanh_and_elu_scalars_are_float32(tmp_path):
     x = np.array([[[[-1.0, 0.2, 1.0]]]], np.float32)
     assert pdinfer.load(path).trace(x)["x"].ravel().tolist() == [np.float32(-0.1), np.float32(0.2), np.float32(0.3)]
     assert json.loads(pdinfer.format.read_container(path).metadata["layers"])[0]["params"]["min_val"] == -0.1
+
+
+# ------------------------------------------------------------------------------------- model heads
+
+def test_alexnet_and_vgg_style_heads_on_a_pd_image():
+    """torchvision's AlexNet/VGG shape on a 1x60x120 PD image, channels cut down: the adaptive
+    average pool shrinks (AlexNet's 6x6 from 7x14) or grows (VGG's 7x7 from 1x3) the feature map."""
+    torch.manual_seed(0)
+    alexnet = nn.Sequential(
+        nn.Conv2d(1, 8, 11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(8, 8, 5, padding=2), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
+        nn.Dropout(0.5), nn.Linear(8 * 6 * 6, 16), nn.ReLU(inplace=True), nn.Linear(16, 6))
+    check_against_torch(alexnet, (1, 60, 120))
+    vgg = nn.Sequential(
+        *[layer for cin, cout in ((1, 4), (4, 8), (8, 8), (8, 8), (8, 8))
+          for layer in (nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, 2))],
+        nn.AdaptiveAvgPool2d((7, 7)), nn.Flatten(), nn.Linear(8 * 7 * 7, 6))
+    check_against_torch(vgg, (1, 60, 120))

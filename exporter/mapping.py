@@ -44,11 +44,14 @@ class MeanChain:
 
 @dataclass
 class Context:
-    """What handlers share: means over part of H and W, the nodes holding sizes, max results."""
+    """What handlers share: means over part of H and W, the nodes holding sizes, channel reductions."""
 
     partial_means: dict[Node, MeanChain] = field(default_factory=dict)
     size_values: set[Node] = field(default_factory=set)
-    max_results: dict[Node, LayerSpec] = field(default_factory=dict)  # x.max(1, keepdim=True) -> its values
+    max_results: dict[Node, LayerSpec] = field(default_factory=dict)  # x.max(1, ...) -> its values' layer
+    max_keepdim: dict[Node, bool] = field(default_factory=dict)  # x.max(1, ...) -> its keepdim
+    # A mean or max over the channels without keepdim, (N, H, W): a layer where unsqueeze(1) restores it.
+    squeezed_channels: dict[Node, LayerSpec] = field(default_factory=dict)
 
     @staticmethod
     def shape(value: Any) -> tuple[int, ...]:
@@ -197,6 +200,25 @@ def _zero_pad(ctx: Context, x: Node, pad: Any, mode: str = "constant", value: fl
     return LayerSpec("ZeroPad2d", [x], {"padding": [top, left, bottom, right]})
 
 
+def _is_unsqueeze_1(node: Node) -> bool:
+    """True for `t.unsqueeze(1)`, `t.unsqueeze(-3)` or `torch.unsqueeze(t, 1)` (t of rank 3)."""
+    if not (node.op == "call_method" and node.target == "unsqueeze" or node.target is torch.unsqueeze):
+        return False
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    return _is_int(dim, 1, -3)
+
+
+def _channel_reduction(ctx: Context, node: Node, spec: LayerSpec, keepdim: bool) -> LayerSpec | None:
+    """`spec` (ChannelMean or ChannelMax) with keepdim; without, remembered for its unsqueeze(1)."""
+    if keepdim:
+        return spec
+    if not node.users or not all(_is_unsqueeze_1(user) for user in node.users):
+        raise Unsupported("a mean or max over the channel dimension without keepdim; only with keepdim=True "
+                          "or followed by unsqueeze(1)")
+    ctx.squeezed_channels[node] = spec
+    return None
+
+
 def _global_mean(ctx: Context, node: Node, chain: MeanChain, dim: Any, keepdim: bool) -> LayerSpec | None:
     """Apply one mean to the chain; a layer once H and W are both reduced, else remember it."""
     rank = len(chain.axes)
@@ -205,9 +227,7 @@ def _global_mean(ctx: Context, node: Node, chain: MeanChain, dim: Any, keepdim: 
         raise Unsupported(f"mean over dim={dim!r}")
     picked = {d % rank for d in dims}
     if picked == {1} and len(chain.axes) == 4 and not any(reduced for _, reduced in chain.axes):
-        if not keepdim:
-            raise Unsupported("mean over the channel dimension without keepdim; only with keepdim=True")
-        return LayerSpec("ChannelMean", [chain.source])
+        return _channel_reduction(ctx, node, LayerSpec("ChannelMean", [chain.source]), keepdim)
     if any(chain.axes[i][0] < 2 for i in picked):
         raise Unsupported("mean over the batch dimension, or over channels with other dimensions; "
                           "only over H and W, or over the channels alone")
@@ -430,27 +450,36 @@ def _f_pad(ctx, node, input, pad, mode="constant", value=None):
     return _zero_pad(ctx, input, pad, mode, value)
 
 
-def _channel_max(ctx: Context, input: Node, dim: Any, keepdim: bool) -> LayerSpec:
-    rank = len(ctx.shape(input))
-    if rank != 4 or not (isinstance(dim, int) and not isinstance(dim, bool) and dim in (1, -3)):
+def _channel_max(ctx: Context, input: Node, dim: Any) -> LayerSpec:
+    if len(ctx.shape(input)) != 4 or not _is_int(dim, 1, -3):
         raise Unsupported(f"max over dim={dim!r} of shape {ctx.shape(input)}; only over the channels "
                           "(dim 1) of (N, C, H, W)")
-    if not keepdim:
-        raise Unsupported("max over the channel dimension without keepdim; only with keepdim=True")
     return LayerSpec("ChannelMax", [input])
 
 
 def _amax(ctx, node, input, dim=(), keepdim=False):
     dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
-    return _channel_max(ctx, input, dims[0] if len(dims) == 1 else dims, keepdim)
+    return _channel_reduction(ctx, node, _channel_max(ctx, input, dims[0] if len(dims) == 1 else dims), keepdim)
 
 
 def _max(ctx, node, input, dim=None, keepdim=False):
     """`x.max(1, keepdim=True)`: (values, indices); the values become a layer where they are read."""
     if dim is None or isinstance(dim, Node):
         raise Unsupported("max of a whole tensor or of two tensors; only over the channels with keepdim")
-    ctx.max_results[node] = _channel_max(ctx, input, dim, keepdim)
+    ctx.max_results[node] = _channel_max(ctx, input, dim)
+    ctx.max_keepdim[node] = keepdim
     return None
+
+
+def _max_values(ctx: Context, node: Node, result: Node) -> LayerSpec | None:
+    """`x.max(1, ...)[0]` or `.values`: the ChannelMax layer."""
+    return _channel_reduction(ctx, node, ctx.max_results[result], ctx.max_keepdim[result])
+
+
+def _unsqueeze(ctx, node, input, dim):
+    if input not in ctx.squeezed_channels or not _is_int(dim, 1, -3):
+        raise Unsupported(f"unsqueeze({dim!r}); only of a mean or max over the channels, at dim 1")
+    return ctx.squeezed_channels[input]
 
 
 def _mean(ctx, node, input, dim=None, keepdim=False, *, dtype=None):
@@ -500,7 +529,7 @@ def _size(ctx, node, input, dim=None):
 
 def _getattr(ctx, node, obj, name):
     if obj in ctx.max_results and name == "values":
-        return ctx.max_results[obj]
+        return _max_values(ctx, node, obj)
     if name != "shape":
         raise Unsupported(f"attribute {name!r} of a tensor")
     return _size_value(ctx, node)
@@ -508,7 +537,7 @@ def _getattr(ctx, node, obj, name):
 
 def _getitem(ctx, node, obj, index):
     if obj in ctx.max_results and _is_int(index, 0):
-        return ctx.max_results[obj]
+        return _max_values(ctx, node, obj)
     if obj not in ctx.size_values:
         raise Unsupported("indexing or slicing; only a size may be indexed")
     return _size_value(ctx, node)
@@ -528,7 +557,7 @@ FUNCTIONS: dict[Any, Handler] = {
     F.max_pool2d: _f_max_pool2d, torch.max_pool2d: _f_max_pool2d,
     F.avg_pool2d: _f_avg_pool2d,
     F.adaptive_avg_pool2d: _f_adaptive_avg_pool2d, F.adaptive_max_pool2d: _f_adaptive_max_pool2d,
-    F.pad: _f_pad, torch.amax: _amax, torch.max: _max,
+    F.pad: _f_pad, torch.amax: _amax, torch.max: _max, torch.unsqueeze: _unsqueeze,
     torch.mean: _mean,
     torch.flatten: _flatten_call, torch.reshape: _torch_reshape,
     F.dropout: _f_dropout,
@@ -539,7 +568,7 @@ FUNCTIONS: dict[Any, Handler] = {
 METHODS: dict[str, Handler] = {
     "relu": _relu, "relu_": _relu, "sigmoid": _sigmoid, "sigmoid_": _sigmoid,
     "softmax": _f_softmax, "mean": _mean, "flatten": _flatten_call,
-    "tanh": _tanh, "tanh_": _tanh, "amax": _amax, "max": _max,
+    "tanh": _tanh, "tanh_": _tanh, "amax": _amax, "max": _max, "unsqueeze": _unsqueeze,
     "clamp": _clamp, "clamp_": _clamp, "clip": _clamp, "clip_": _clamp,
     "view": _view, "reshape": _view, "add": _add, "add_": _add, "size": _size,
 }
@@ -547,8 +576,8 @@ METHODS: dict[str, Handler] = {
 _INPLACE_FUNCTIONS = {torch.relu_, F.leaky_relu_, F.hardtanh_, operator.iadd, torch.tanh_, F.elu_,
                       torch.clamp_, torch.clip_}
 _VIEW_MODULES = (nn.Identity, nn.Dropout, nn.Flatten)
-_VIEW_FUNCTIONS = {F.dropout, torch.flatten, torch.reshape}
-_VIEW_METHODS = {"view", "reshape", "flatten"}
+_VIEW_FUNCTIONS = {F.dropout, torch.flatten, torch.reshape, torch.unsqueeze}
+_VIEW_METHODS = {"view", "reshape", "flatten", "unsqueeze"}
 
 
 # ---------------------------------------------------------------------------- dispatch

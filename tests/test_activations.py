@@ -140,6 +140,11 @@ CHANNEL_REDUCTIONS: Spellings = {
     "torch.max(x, 1, True)[0]": lambda x: torch.max(x, 1, True)[0],
     "torch.amax(x, 1, keepdim=True)": lambda x: torch.amax(x, 1, keepdim=True),
     "x.amax(dim=(1,), keepdim=True)": lambda x: x.amax(dim=(1,), keepdim=True),
+    # CBAM's own ChannelPool: the reduction without keepdim, then unsqueeze(1)
+    "torch.max(x, 1)[0].unsqueeze(1)": lambda x: torch.max(x, 1)[0].unsqueeze(1),
+    "torch.mean(x, 1).unsqueeze(1)": lambda x: torch.mean(x, 1).unsqueeze(1),
+    "torch.unsqueeze(x.amax(1), -3)": lambda x: torch.unsqueeze(x.amax(1), -3),
+    "x.max(dim=1).values.unsqueeze(dim=1)": lambda x: x.max(dim=1).values.unsqueeze(dim=1),
 }
 
 
@@ -243,6 +248,17 @@ def test_prelu_weight_is_exported():
     np.testing.assert_array_equal(graph.tensors["p.weight"], prelu.weight.detach().numpy())
 
 
+def test_an_in_place_change_of_one_unsqueeze_is_seen_by_the_other():
+    def forward(m, x):
+        mean = x.mean(1)
+        a, b = mean.unsqueeze(1), mean.unsqueeze(1)
+        a.relu_()
+        return a + b
+
+    with pytest.raises(UnsupportedModelError, match="shares its storage"):
+        to_layers(Net(forward), SHAPE)
+
+
 @pytest.mark.parametrize("forward, reason", [
     (lambda m, x: F.pad(x, (1, -1)), "negative amounts crop"),
     (lambda m, x: F.pad(x, (1, 1, 1, 1, 1, 1)), "only (left, right) or (left, right, top, bottom)"),
@@ -250,6 +266,9 @@ def test_prelu_weight_is_exported():
     (lambda m, x: F.pad(x, (1, 1), value=-0.0), "only zeros"),
     (lambda m, x: F.pad(x.flatten(1), (1, 1)), "only of (N, C, H, W)"),
     (lambda m, x: x.mean(1), "without keepdim"),
+    (lambda m, x: x.mean(1).unsqueeze(2), "or followed by unsqueeze(1)"),
+    (lambda m, x: x.max(1)[0].relu(), "or followed by unsqueeze(1)"),
+    (lambda m, x: x.unsqueeze(1), "only of a mean or max over the channels"),
     (lambda m, x: x.clamp(min=0), "only with two numbers"),
     (lambda m, x: x.clamp(0, float("inf")), "only finite bounds"),
     (lambda m, x: torch.clamp(x, x.relu(), x.relu() + x), "only with two numbers"),

@@ -476,7 +476,8 @@ def _max_values(ctx: Context, node: Node, result: Node) -> LayerSpec | None:
     return _channel_reduction(ctx, node, ctx.max_results[result], ctx.max_keepdim[result])
 
 
-def _unsqueeze(ctx, node, input, dim):
+def _unsqueeze_channels(ctx, node, input, dim):
+    """`m.unsqueeze(1)` of a channel mean or max taken without keepdim: that layer (CBAM's ChannelPool)."""
     if input not in ctx.squeezed_channels or not _is_int(dim, 1, -3):
         raise Unsupported(f"unsqueeze({dim!r}); only of a mean or max over the channels, at dim 1")
     return ctx.squeezed_channels[input]
@@ -557,7 +558,7 @@ FUNCTIONS: dict[Any, Handler] = {
     F.max_pool2d: _f_max_pool2d, torch.max_pool2d: _f_max_pool2d,
     F.avg_pool2d: _f_avg_pool2d,
     F.adaptive_avg_pool2d: _f_adaptive_avg_pool2d, F.adaptive_max_pool2d: _f_adaptive_max_pool2d,
-    F.pad: _f_pad, torch.amax: _amax, torch.max: _max, torch.unsqueeze: _unsqueeze,
+    F.pad: _f_pad, torch.amax: _amax, torch.max: _max, torch.unsqueeze: _unsqueeze_channels,
     torch.mean: _mean,
     torch.flatten: _flatten_call, torch.reshape: _torch_reshape,
     F.dropout: _f_dropout,
@@ -568,7 +569,7 @@ FUNCTIONS: dict[Any, Handler] = {
 METHODS: dict[str, Handler] = {
     "relu": _relu, "relu_": _relu, "sigmoid": _sigmoid, "sigmoid_": _sigmoid,
     "softmax": _f_softmax, "mean": _mean, "flatten": _flatten_call,
-    "tanh": _tanh, "tanh_": _tanh, "amax": _amax, "max": _max, "unsqueeze": _unsqueeze,
+    "tanh": _tanh, "tanh_": _tanh, "amax": _amax, "max": _max, "unsqueeze": _unsqueeze_channels,
     "clamp": _clamp, "clamp_": _clamp, "clip": _clamp, "clip_": _clamp,
     "view": _view, "reshape": _view, "add": _add, "add_": _add, "size": _size,
 }

@@ -18,14 +18,14 @@ import pdinfer.layers.Layer;
  * For every golden input, every layer of the bundle is checked twice: "per layer", run on the
  * reference outputs of its input layers from the bundle (a mismatch points at that layer; only
  * when the bundle holds those inputs), and "end to end", this kit's own graph run from the input
- * image. Both must equal pdinfer's reference outputs bit for bit, except that Sigmoid and Softmax
- * (exp in double) may be 1 ulp off (counted). End-to-end outputs must also be within the
+ * image. Both must equal pdinfer's reference outputs bit for bit, except that the EXP_LAYER_TYPES
+ * (exp, expm1, tanh in double) may be 1 ulp off (counted). End-to-end outputs must also be within the
  * manifest's tolerance of PyTorch's, when the bundle has them. Inputs are read one at a time.
  * Prints a per-layer table; exits 0 if everything matches, 1 on a mismatch, 2 on an error.
  */
 public final class GoldenRunner {
-    /** Layers whose reference calls exp: the only ones allowed to differ, by at most 1 ulp. */
-    static final Set<String> EXP_LAYER_TYPES = Set.of("Sigmoid", "Softmax");
+    /** Layers whose reference calls exp, expm1 or tanh: the only ones allowed to differ, by at most 1 ulp. */
+    static final Set<String> EXP_LAYER_TYPES = Set.of("Sigmoid", "Softmax", "SiLU", "Tanh", "GELU", "ELU");
 
     /** One layer's results over all inputs. */
     private static final class LayerResult {
@@ -181,8 +181,8 @@ public final class GoldenRunner {
         String layers = golden.subset ? checked.size() + " of " + graph.layers.size() + " layers in the bundle"
                 : checked.size() + " layers";
         if (failed == 0) {
-            System.out.printf("PASS: %s bit-exact with pdinfer's reference (%d Sigmoid/Softmax values 1 ulp "
-                    + "off)%s%n", layers, oneUlpValues,
+            System.out.printf("PASS: %s bit-exact with pdinfer's reference (%d values of exp/tanh "
+                    + "layers 1 ulp off)%s%n", layers, oneUlpValues,
                     golden.hasTorch ? String.format(", within %.0e x max(1, max|torch|) of torch", golden.torchAtolFactor) : "");
         } else {
             System.out.printf("FAIL: %d of %d layers do not match%n", failed, checked.size());

@@ -21,7 +21,20 @@ public final class Layers {
             Map.entry("GlobalAvgPool", GlobalAvgPool::new),
             Map.entry("Flatten", Flatten::new),
             Map.entry("Dropout", Dropout::new),
-            Map.entry("Add", Add::new));
+            Map.entry("Add", Add::new),
+            Map.entry("Hardswish", Hardswish::new),
+            Map.entry("Hardsigmoid", Hardsigmoid::new),
+            Map.entry("SiLU", SiLU::new),
+            Map.entry("GELU", GELU::new),
+            Map.entry("Tanh", Tanh::new),
+            Map.entry("Hardtanh", Hardtanh::new),
+            Map.entry("ELU", ELU::new),
+            Map.entry("PReLU", PReLU::new),
+            Map.entry("AdaptiveAvgPool2d", AdaptiveAvgPool2d::new),
+            Map.entry("AdaptiveMaxPool2d", AdaptiveMaxPool2d::new),
+            Map.entry("ChannelMean", ChannelMean::new),
+            Map.entry("ChannelMax", ChannelMax::new),
+            Map.entry("ZeroPad2d", ZeroPad2d::new));
 
     private Layers() {
     }

@@ -58,7 +58,7 @@ def new_layers_model(path: Path) -> Path:
 
 def test_java_is_bit_exact_on_the_new_layers(java_build, tmp_path):  # noqa: F811
     weights = new_layers_model(tmp_path / "new_layers.pdw")
-    assert cli_main(["golden", str(weights), "--out", str(tmp_path), "--no-torch"]) == 0
+    assert cli_main(["golden", str(weights), "--out", str(tmp_path)]) == 0
     result = java(java_build, "GoldenRunner", weights, tmp_path / "new_layers.golden.pdw")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"PASS: {len(load_graph(weights).layers)} layers bit-exact" in result.stdout, result.stdout
@@ -127,7 +127,7 @@ def test_libm_and_strictmath_agree_in_float32_on_many_values(java_build, tmp_pat
                "scale.bias": np.array([0, -0.5, -10, 0, 1], np.float32)}
     weights = tmp_path / "many.pdw"
     write_weights(weights, layers, tensors, input_shape=(1, 200, 250), classes=list("abcde"), producer="tests")
-    assert cli_main(["golden", str(weights), "--out", str(tmp_path), "--no-torch", "--count", "10"]) == 0
+    assert cli_main(["golden", str(weights), "--out", str(tmp_path), "--count", "10"]) == 0
     result = java(java_build, "GoldenRunner", weights, tmp_path / "many.golden.pdw")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(0 values of exp/tanh layers 1 ulp off)" in result.stdout, result.stdout

@@ -233,6 +233,20 @@ def test_format_md_example_matches_docs_tiny_pdw():
     assert f"| pdinfer (reference and fast path) | {out[0, 0].item()!r} | {out[0, 1].item()!r} |" in text
 
 
+def test_format_md_dump_is_what_tiny_example_prints(tmp_path, capsys):
+    """FORMAT.md section 5 shows exactly what `python -m exporter.tiny_example` prints, and the
+    file it writes is docs/tiny.pdw; its example names pdinfer's value and torch's apart."""
+    from exporter import tiny_example  # torch
+
+    assert tiny_example.main([str(tmp_path / "tiny.pdw")]) == 0
+    printed = capsys.readouterr().out
+    assert (tmp_path / "tiny.pdw").read_bytes() == (ROOT / "docs" / "tiny.pdw").read_bytes()
+    section = (ROOT / "docs" / "FORMAT.md").read_text().split("## 5. Example")[1]
+    assert section.split("```\n")[1] == printed
+    out = pdinfer.load(ROOT / "docs" / "tiny.pdw")(np.array(tiny_example.EXAMPLE_INPUT, np.float32))
+    assert f"pdinfer (this file): {out.tolist()}" in printed
+
+
 def test_not_a_pdinfer_file(tmp_path):
     """A PNG, a text file, a safetensors file without pdinfer's metadata: one clear message."""
     safetensors.numpy.save_file({"x": np.zeros(3, np.float32)}, tmp_path / "plain.safetensors")

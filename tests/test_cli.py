@@ -188,6 +188,13 @@ def test_info_lists_layers_shapes_and_macs(capsys):
     out = capsys.readouterr().out
     assert "conv.0" in out and "32x60x120" in out and "MACs per image: 99,7" in out
     assert "corona, floating, particle, void, surface, noise" in out
+    assert "format version 2)" in out and "checksum:   the whole file (header and data) verified" in out
+
+
+def test_info_flags_a_version_1_file(capsys):
+    assert main(["info", str(ROOT / "tests" / "data" / "tiny_v1.pdw")]) == 0
+    out = capsys.readouterr().out
+    assert "format version 1)" in out and "data section only (version 1)" in out and "whole file" not in out
 
 
 def test_warmup_shows_a_bar_on_a_terminal(monkeypatch, capsys, bar_at_once):

@@ -3,7 +3,10 @@
 `read_container` and `ContainerWriter` (or its wrapper `write_container`) move tensors and string
 metadata in and out of a file; they know nothing of layers. Every file they write carries
 `file_sha256`, a SHA-256 of the whole file, which the reader verifies whenever it is present.
-`read_weights`/`write_weights` add the weight-file metadata.
+One parser checks a container through a byte source: `read_container` reads the file into memory
+(weight files), `open_container` checks a file of any size in one streaming pass and reads its
+tensors one at a time when asked (golden bundles). `read_weights`/`write_weights` add the
+weight-file metadata.
 """
 
 from __future__ import annotations

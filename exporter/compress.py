@@ -25,7 +25,8 @@ INT8_LEVELS = 127  # symmetric: q in [-127, 127], zero point 0
 
 def to_f16(weight: np.ndarray) -> np.ndarray:
     """float32 -> float16, round to nearest even (IEEE). weight: any shape; returns float16."""
-    half = weight.astype(np.float16)
+    with np.errstate(over="ignore"):
+        half = weight.astype(np.float16)
     if not np.isfinite(half).all():
         raise ValueError(f"a weight of magnitude {float(np.abs(weight).max()):.4g} overflows float16")
     return half

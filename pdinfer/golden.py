@@ -303,10 +303,13 @@ def map_container(path: str | os.PathLike) -> Container:
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise FormatError(f"{where}: __metadata__ is missing or is not an object of string values")
     data = memoryview(mapped)[8 + header_len:]
-    spans = sorted((_tensor_entry(name, entry, len(data), where), name) for name, entry in header.items())
+    spans = sorted(((_tensor_entry(name, entry, len(data), where), name) for name, entry in header.items()),
+                   key=lambda span: (span[0][:2], span[1]))
     tensors: dict[str, np.ndarray] = {}
     expected_begin = 0
-    for (begin, end, shape), name in spans:
+    for (begin, end, shape, dtype), name in spans:
+        if dtype != np.float32:
+            raise FormatError(f"{where}: tensor {name!r} is not F32 (a golden bundle holds float32 outputs)")
         if begin != expected_begin:
             gap = "overlaps the previous tensor" if begin < expected_begin else "leaves a gap before it"
             raise FormatError(f"{where}: tensor {name!r} at byte {begin} {gap} (expected it at byte {expected_begin})")

@@ -356,8 +356,8 @@ def _with_entry(original: bytes, name: str, **changes) -> bytes:
 
 
 TENSOR_ENTRY_CASES = [
-    ({"dtype": "F16"}, "only 'F32'"), ({"dtype": "F64"}, "only 'F32'"), ({"dtype": "f32"}, "only 'F32'"),
-    ({"dtype": 32}, "only 'F32'"), ({"dtype": None}, "exactly dtype"),
+    ({"dtype": "F16"}, "of F16 needs"), ({"dtype": "I8"}, "of I8 needs"), ({"dtype": "F64"}, "supported: 'F32'"),
+    ({"dtype": "f32"}, "supported: 'F32'"), ({"dtype": 32}, "supported: 'F32'"), ({"dtype": None}, "exactly dtype"),
     ({"shape": [4, 1, 3, 4]}, "needs"), ({"shape": [36]}, "order|roles|shape"),
     ({"shape": [4, 1, 3, 0]}, "invalid shape"), ({"shape": [-4, -1, 3, 3]}, "invalid shape"),
     ({"shape": [True, 1, 36]}, "invalid shape"), ({"shape": [4.0, 1, 3, 3]}, "invalid shape"),

@@ -23,7 +23,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The .pdw container (docs/FORMAT.md, sections 1 and 4): string metadata and float32 tensors.
+ * The .pdw container (docs/FORMAT.md, sections 1 and 4): string metadata and tensors of the
+ * types in {@link #ELEMENT_BYTES} (F32, F16, BF16, I8), handed out widened to float32.
  *
  * Every rule pdinfer.format.read_container checks is checked here, in the same order, including
  * the whole-file checksum `file_sha256` whenever it is present. The file is memory-mapped
@@ -36,6 +37,8 @@ public final class Container {
     public static final String FORMAT_PREFIX = "pdinfer";
     public static final String FILE_CHECKSUM = "file_sha256";
     public static final String DATA_CHECKSUM = "data_sha256";
+    /** The tensor types (safetensors dtype) and their element sizes in bytes. */
+    public static final Map<String, Integer> ELEMENT_BYTES = Map.of("F32", 4, "F16", 2, "BF16", 2, "I8", 1);
 
     public final String path;
     public final Map<String, String> metadata;
@@ -44,7 +47,7 @@ public final class Container {
     private final ByteBuffer data; // the data section, little-endian
     private final Map<String, Span> spans; // tensor name -> where it lies, in data order
 
-    private record Span(String name, long begin, long end, int[] shape) {
+    private record Span(String name, long begin, long end, int[] shape, String dtype) {
     }
 
     private Container(String path, Map<String, String> metadata, String dataSha256, boolean headerVerified,
@@ -70,13 +73,52 @@ public final class Container {
         return span(name).shape.clone();
     }
 
-    /** A copy of one tensor's values. */
+    /** The stored type of one tensor: a key of {@link #ELEMENT_BYTES}. */
+    public String dtype(String name) {
+        return span(name).dtype;
+    }
+
+    /**
+     * A copy of one tensor's values as float32: F32 as stored, F16 and BF16 widened exactly, I8 as
+     * the integers q (the caller applies the scale: docs/KERNELS.md, "Compressed weights").
+     */
     public Tensor tensor(String name) {
         Span span = span(name);
-        float[] values = new float[(int) ((span.end - span.begin) / 4)];
-        data.slice((int) span.begin, (int) (span.end - span.begin)).order(ByteOrder.LITTLE_ENDIAN)
-                .asFloatBuffer().get(values);
+        ByteBuffer bytes = data.slice((int) span.begin, (int) (span.end - span.begin)).order(ByteOrder.LITTLE_ENDIAN);
+        float[] values = new float[(int) ((span.end - span.begin) / ELEMENT_BYTES.get(span.dtype))];
+        switch (span.dtype) {
+            case "F32" -> bytes.asFloatBuffer().get(values);
+            case "BF16" -> {
+                for (int i = 0; i < values.length; i++) {
+                    values[i] = Float.intBitsToFloat((bytes.getShort(2 * i) & 0xFFFF) << 16);
+                }
+            }
+            case "F16" -> {
+                for (int i = 0; i < values.length; i++) {
+                    values[i] = halfToFloat(bytes.getShort(2 * i) & 0xFFFF);
+                }
+            }
+            default -> { // I8
+                for (int i = 0; i < values.length; i++) {
+                    values[i] = bytes.get(i);
+                }
+            }
+        }
         return new Tensor(span.shape, values);
+    }
+
+    /** An IEEE binary16 value (its 16 bits) as the float32 of the same value (exact). */
+    static float halfToFloat(int bits) {
+        int sign = (bits >> 15) << 31;
+        int exponent = (bits >> 10) & 0x1F;
+        int mantissa = bits & 0x3FF;
+        if (exponent == 0) { // zero or subnormal: mantissa * 2^-24, exact in float32
+            return Float.intBitsToFloat(sign | Float.floatToRawIntBits(mantissa * 0x1p-24f));
+        }
+        if (exponent == 0x1F) { // infinity or NaN
+            return Float.intBitsToFloat(sign | 0x7F800000 | (mantissa << 13));
+        }
+        return Float.intBitsToFloat(sign | ((exponent + 112) << 23) | (mantissa << 13));
     }
 
     private Span span(String name) {
@@ -269,8 +311,9 @@ public final class Container {
             throw new FormatException(prefix + " must have exactly dtype, shape and data_offsets");
         }
         Map<String, Object> entry = asMap(value);
-        if (!"F32".equals(entry.get("dtype"))) {
-            throw new FormatException(prefix + " has dtype " + entry.get("dtype") + "; only 'F32' is supported");
+        Object dtype = entry.get("dtype");
+        if (!(dtype instanceof String) || !ELEMENT_BYTES.containsKey(dtype)) {
+            throw new FormatException(prefix + " has dtype " + dtype + "; supported: 'F32', 'F16', 'BF16', 'I8'");
         }
         Object shapeValue = entry.get("shape");
         if (!(shapeValue instanceof List) || ((List<?>) shapeValue).isEmpty()
@@ -279,7 +322,7 @@ public final class Container {
                     + " dimensions, each >= 1)");
         }
         List<?> dims = (List<?>) shapeValue;
-        BigInteger bytes = BigInteger.valueOf(4);
+        BigInteger bytes = BigInteger.valueOf(ELEMENT_BYTES.get(dtype));
         for (Object d : dims) {
             if (!(d instanceof Long || d instanceof BigInteger) || signum(d) < 1) {
                 throw new FormatException(prefix + " has invalid shape " + shapeValue + " (1 to "
@@ -309,7 +352,7 @@ public final class Container {
         }
         // Every dimension now fits an int: their product times 4 is at most the data size.
         int[] shape = dims.stream().mapToInt(d -> (int) (long) (Long) d).toArray();
-        return new Span(name, begin, end, shape);
+        return new Span(name, begin, end, shape, (String) dtype);
     }
 
     private static int signum(Object integer) {

@@ -584,6 +584,18 @@ def build_plan(graph: Graph) -> Plan:
     return Plan(steps, output, max(1, PASS_BYTES // largest))
 
 
+def packed_bytes(plan: Plan) -> int:
+    """The bytes of the arrays the plan's steps keep (packed weights, biases, scales)."""
+    total = 0
+    for step in plan.steps:
+        for value in vars(step.kernel).values() if dataclasses.is_dataclass(step.kernel) else ():
+            if isinstance(value, PackedWeight):
+                total += value.data.nbytes + value.scale.nbytes
+            elif isinstance(value, np.ndarray):
+                total += value.nbytes
+    return total
+
+
 def _run_pass(plan: Plan, x: np.ndarray) -> np.ndarray:
     values = {INPUT: np.ascontiguousarray(x.transpose(0, 2, 3, 1))}
     for step in plan.steps:

@@ -22,7 +22,7 @@ from torch import nn
 
 import exporter
 import pdinfer
-from exporter.compress import WEIGHT_STORAGE, compress, to_bf16, to_f16, to_int8
+from exporter.compress import WEIGHT_STORAGE, compress, metadata, to_bf16, to_f16, to_int8
 from helpers import assert_close
 from pdinfer.builder import LayerList, conv2d_params, every_layer_type
 from pdinfer.cli import main as cli_main
@@ -266,3 +266,50 @@ def test_java_is_bit_exact_on_compressed_files(java_build, tmp_path, storage):  
     result = java(java_build, "GoldenRunner", weights, tmp_path / f"every_{storage}.golden.pdw")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"PASS: {len(load_graph(weights).layers)} layers bit-exact" in result.stdout, result.stdout
+
+
+# ----------------------------------------------------------------------------- files and tools
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_any_safetensors_reader_opens_compressed_files(tmp_path, storage):
+    """safetensors (torch framework: it has bfloat16) reads every tensor with the values pdinfer
+    reads; the metadata says the storage and that BatchNorm was folded."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    layers, classes = every_layer_type(seed=2)
+    path = tmp_path / "m.pdw"
+    write_weights(path, *compress(layers.entries, layers.tensors, storage), input_shape=layers.input_shape,
+                  classes=classes, metadata=metadata(storage))
+    container, _ = read_weights(path)
+    loaded = load_file(path)
+    assert set(loaded) == set(container.tensors)
+    for name, array in container.tensors.items():
+        expected = array.view(np.uint16).astype(np.int32) if storage == "bf16" and array.dtype == np.uint16 else array
+        got = loaded[name].view(torch.int16).numpy().view(np.uint16).astype(np.int32) \
+            if loaded[name].dtype == torch.bfloat16 else loaded[name].numpy()
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata()
+    assert meta.get("weights") == (None if storage == "f32" else storage)
+    assert meta.get("batchnorm_folded") == (None if storage == "f32" else "true")
+
+
+def test_exporter_cli_and_compress_file_write_the_same_tensors(tmp_path):
+    """`python -m exporter pd_light --weights int8` and rewriting its f32 export with
+    `python -m exporter.compress` give the same layers and tensors, and the same outputs."""
+    from exporter.__main__ import main as export_main
+    from exporter.compress import main as compress_main
+
+    assert export_main(["pd_light", str(tmp_path / "f32.pdw"), "--random-bn"]) == 0
+    assert export_main(["pd_light", str(tmp_path / "int8.pdw"), "--random-bn", "--weights", "int8"]) == 0
+    assert compress_main([str(tmp_path / "f32.pdw"), "--weights", "int8", "--out", str(tmp_path / "c.pdw")]) == 0
+    assert compress_main([str(tmp_path / "c.pdw"), "--weights", "f16", "--out", str(tmp_path / "cc.pdw")]) == 1
+    (direct, direct_layers), (rewritten, rewritten_layers) = read_weights(tmp_path / "int8.pdw"), read_weights(tmp_path / "c.pdw")
+    assert direct_layers == rewritten_layers and "BatchNorm2d" not in {layer["type"] for layer in direct_layers}
+    assert direct.tensors.keys() == rewritten.tensors.keys()
+    assert all(np.array_equal(direct.tensors[n], rewritten.tensors[n]) for n in direct.tensors)
+    assert direct.metadata["weights"] == "int8" and direct.metadata["batchnorm_folded"] == "true"
+    x = np.random.default_rng(0).random((2, 1, 60, 120), dtype=np.float32)
+    f32, int8 = pdinfer.load(tmp_path / "f32.pdw")(x), pdinfer.load(tmp_path / "int8.pdw")(x)
+    assert np.abs(f32 - int8).max() < 0.05 and (f32.argmax(1) == int8.argmax(1)).all()

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", help=f"comma-separated class names (default: {','.join(CLASSES)})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random init (default 0)")
     parser.add_argument("--force", action="store_true", help="overwrite OUT.pdw if it exists")
+    parser.add_argument("--weights", choices=("f32", "f16", "bf16", "int8"), default="f32",
+                        help="storage of the Conv2d and Linear weights (default f32); a compressed "
+                             "file has its BatchNorm folded into the convolutions")
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--state-dict", metavar="FILE.pt", help="load these weights instead")
     weights.add_argument("--random-bn", action="store_true",
@@ -57,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.random_bn:
         models.randomize_batchnorm(model, args.seed)
     try:
-        export(model, args.out, input_shape=models.INPUT_SHAPE, classes=classes)
+        export(model, args.out, input_shape=models.INPUT_SHAPE, classes=classes, weights=args.weights)
     except (ValueError, OSError) as e:  # UnsupportedModelError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out} ({args.model}, {len(classes)} classes)")
+    print(f"wrote {args.out} ({args.model}, {len(classes)} classes, {args.weights} weights)")
     return 0
 
 

@@ -24,6 +24,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from pdinfer.format import write_weights
 
+from .compress import compress, metadata
 from .mapping import Context, LayerSpec, Unsupported, convert, mutated_input, returned_input
 
 # ShapeProp runs the model on a batch of 2, so a view that hard-codes the batch size shows.
@@ -248,15 +249,18 @@ def to_layers(module: nn.Module, input_shape: Sequence[int]) -> LayerGraph:
 
 
 def export(module: nn.Module, path: str | os.PathLike, *, input_shape: Sequence[int],
-           classes: Sequence[str] | None = None) -> None:
+           classes: Sequence[str] | None = None, weights: str = "f32") -> None:
     """Write `module` (eval mode) for images of `input_shape` (C, H, W) to a .pdw file.
 
-    `classes` names the output values; None names them "0", "1", ...
+    `classes` names the output values; None names them "0", "1", ... `weights` stores the Conv2d
+    and Linear weights as "f32", "f16", "bf16" or "int8" (per output channel); a compressed file
+    has its BatchNorm2d layers folded into the convolutions before them (exporter/compress.py).
     """
     graph = to_layers(module, input_shape)
+    layers, tensors = compress(graph.layers, graph.tensors, weights)
     size = math.prod(graph.output_shape)
     names = [str(i) for i in range(size)] if classes is None else [str(c) for c in classes]
     if len(names) != size:
         raise ValueError(f"{len(names)} class names for {size} output values")
-    write_weights(path, graph.layers, graph.tensors, input_shape=list(input_shape), classes=names,
-                  producer=f"pdinfer exporter (torch {torch.__version__})")
+    write_weights(path, layers, tensors, input_shape=list(input_shape), classes=names,
+                  producer=f"pdinfer exporter (torch {torch.__version__})", metadata=metadata(weights))

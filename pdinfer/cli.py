@@ -101,25 +101,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from .format import storage
+    from .plan import packed_bytes
     graph = load_graph(args.weights)
-    rows = [("layer", "type", "inputs", "output", "MACs", "params")]
+    rows = [("layer", "type", "inputs", "output", "MACs", "weights", "params")]
     total_macs = 0
     for layer in graph.layers:
         shape = graph.shapes[layer.name]
         macs = layer.macs(shape)
         total_macs += macs
+        has_tensors = any(isinstance(a, np.ndarray) for a in vars(layer).values())
+        stored = storage(getattr(layer, "weight")) if layer.compressible else "F32" if has_tensors else "-"
         rows.append((layer.name, layer.type, ",".join(layer.inputs), "x".join(map(str, shape[1:])),
-                     f"{macs:,}", layer.describe()))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+                     f"{macs:,}", stored, layer.describe()))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])
-    n_params = sum(int(np.prod(a.shape)) for layer in graph.layers
-                   for a in vars(layer).values() if isinstance(a, np.ndarray))
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[6])
+    arrays = [a for layer in graph.layers for a in vars(layer).values() if isinstance(a, np.ndarray)]
+    n_params = sum(int(np.prod(a.shape)) for a in arrays)
+    stored_bytes, packed = sum(a.nbytes for a in arrays), packed_bytes(Model(graph)._plan)
     version = read_container(args.weights, verify_checksum=False).metadata["format_version"]
     print(f"\nfile:       {graph.path} ({Path(graph.path).stat().st_size:,} bytes, format version {version})")
     print("checksum:   " + ("the whole file (header and data) verified" if graph.header_verified else
                             "data section only (version 1): the header (layers, classes) is not protected; "
                             "rewrite the file as version 2 (docs/FORMAT.md, section 6)"))
+    print(f"resident:   {stored_bytes + packed:,} bytes of weights: {stored_bytes:,} as stored "
+          f"+ {packed:,} packed for the fast kernels")
     print(f"input:      {'x'.join(map(str, graph.input_shape))} (C x H x W)")
     print(f"layers:     {len(graph.layers)}, parameters: {n_params:,}, MACs per image: {total_macs:,}")
     print(f"classes:    {', '.join(graph.classes)}")

@@ -40,11 +40,20 @@ HEADER_ALIGN = 64
 MAX_HEADER_BYTES = 16 << 20
 MAX_JSON_DEPTH = 64
 MAX_TENSOR_RANK = 4
+# The tensor types (safetensors dtype -> the numpy dtype a tensor is read as). BF16 has no numpy
+# type: its tensors are uint16 arrays of the bit patterns (reference.dequantize converts them).
+DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"), "I8": np.dtype("i1")}
+
+
+def storage(array: np.ndarray) -> str:
+    """The safetensors dtype a tensor read as `array` is stored as (F32 for any other dtype)."""
+    return next((name for name, dtype in DTYPES.items() if dtype == array.dtype), "F32")
 
 
 @dataclass(frozen=True)
 class Container:
-    """What a container file holds: string metadata and read-only float32 tensors in data order."""
+    """What a container file holds: string metadata and read-only tensors in data order (numpy
+    dtypes as DTYPES maps them)."""
 
     path: str
     metadata: dict[str, str]
@@ -54,11 +63,12 @@ class Container:
 
 
 class _Span(NamedTuple):
-    """Where a tensor lies: byte offsets in the data section, and its shape."""
+    """Where a tensor lies: byte offsets in the data section, its shape and its dtype."""
 
     begin: int
     end: int
     shape: tuple[int, ...]
+    dtype: str  # a DTYPES key
 
 
 class _Layout(NamedTuple):
@@ -138,8 +148,10 @@ def is_int(value: Any) -> bool:
 def _tensor_entry(name: str, entry: Any, data_size: int, where: str) -> _Span:
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise FormatError(f"{where}: tensor {name!r} must have exactly dtype, shape and data_offsets")
-    if entry["dtype"] != "F32":
-        raise FormatError(f"{where}: tensor {name!r} has dtype {entry['dtype']!r}; only 'F32' is supported")
+    if not isinstance(entry["dtype"], str) or entry["dtype"] not in DTYPES:
+        raise FormatError(f"{where}: tensor {name!r} has dtype {entry['dtype']!r}; supported: "
+                          f"{', '.join(map(repr, DTYPES))}")
+    dtype = DTYPES[entry["dtype"]]  # a str key: checked above
     shape, offsets = entry["shape"], entry["data_offsets"]
     if (not isinstance(shape, list) or not 1 <= len(shape) <= MAX_TENSOR_RANK
             or not all(is_int(d) and d >= 1 for d in shape)):
@@ -151,15 +163,18 @@ def _tensor_entry(name: str, entry: Any, data_size: int, where: str) -> _Span:
     if not 0 <= begin <= end <= data_size:
         raise FormatError(f"{where}: tensor {name!r} data_offsets {offsets} lie outside the "
                           f"{data_size}-byte data section")
-    if end - begin != 4 * int(np.prod(shape, dtype=object)):
+    needed = dtype.itemsize * int(np.prod(shape, dtype=object))
+    if end - begin != needed:
         raise FormatError(f"{where}: tensor {name!r} has {end - begin} bytes but shape {shape} "
-                          f"needs {4 * int(np.prod(shape, dtype=object))}")
-    return _Span(begin, end, tuple(shape))
+                          f"of {entry['dtype']} needs {needed}")
+    return _Span(begin, end, tuple(shape), entry["dtype"])
 
 
 def _array(buffer: Any, offset: int, span: _Span) -> np.ndarray:
     """The tensor of `span` as a read-only array over `buffer` (bytes-like), starting at byte `offset`."""
-    return np.frombuffer(buffer, dtype="<f4", count=(span.end - span.begin) // 4, offset=offset).reshape(span.shape)
+    dtype = DTYPES[span.dtype]
+    return np.frombuffer(buffer, dtype=dtype, count=(span.end - span.begin) // dtype.itemsize,
+                         offset=offset).reshape(span.shape)
 
 
 def _file_digest(prefix: bytes, header: bytes, declared: str, where: str) -> "hashlib._Hash":
@@ -229,7 +244,9 @@ def _parse_container(read_at: ReadAt, file_size: int, where: str, *, verify_chec
 
     spans: dict[str, _Span] = {}
     expected_begin = 0
-    for span, name in sorted((_tensor_entry(name, entry, data_size, where), name) for name, entry in header.items()):
+    entries = sorted(((_tensor_entry(name, entry, data_size, where), name) for name, entry in header.items()),
+                     key=lambda item: (item[0].begin, item[0].end, item[1]))
+    for span, name in entries:
         if span.begin != expected_begin:
             relation = "overlaps the previous tensor" if span.begin < expected_begin else "leaves a gap before it"
             raise FormatError(f"{where}: tensor {name!r} at byte {span.begin} {relation} "
@@ -349,24 +366,32 @@ def open_container(path: str | os.PathLike, *, kind: str) -> Container:
 _temporary_names = itertools.count()
 
 
-def _header(metadata: Mapping[str, str], layout: Sequence[tuple[str, tuple[int, ...]]]) -> bytes:
+Layout = Sequence[tuple[str, tuple[int, ...]] | tuple[str, tuple[int, ...], str]]  # (name, shape[, dtype])
+
+
+def _normalized(layout: Layout) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape of ints, dtype) for each entry; the dtype defaults to F32."""
+    return [(entry[0], tuple(int(d) for d in entry[1]), entry[2] if len(entry) > 2 else "F32") for entry in layout]
+
+
+def _header(metadata: Mapping[str, str], layout: Sequence[tuple[str, tuple[int, ...], str]]) -> bytes:
     """The length prefix and padded header ContainerWriter writes, file_sha256 all zeros."""
     meta = {k: str(v) for k, v in metadata.items() if k not in (FILE_CHECKSUM, DATA_CHECKSUM)}
     header: dict[str, Any] = {"__metadata__": {**meta, FILE_CHECKSUM: "0" * 64}}
     offset = 0
-    for name, shape in layout:
-        nbytes = 4 * int(np.prod(shape, dtype=object))
-        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+    for name, shape, dtype in layout:
+        nbytes = DTYPES[dtype].itemsize * int(np.prod(shape, dtype=object))
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
         offset += nbytes
     text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     text += b" " * (-(8 + len(text)) % HEADER_ALIGN)
     return struct.pack("<Q", len(text)) + text
 
 
-def header_size(metadata: Mapping[str, str], layout: Sequence[tuple[str, tuple[int, ...]]]) -> int:
-    """The header length ContainerWriter would write for this metadata and (name, shape) layout
-    (readers refuse more than MAX_HEADER_BYTES)."""
-    return len(_header(metadata, [(name, tuple(int(d) for d in shape)) for name, shape in layout])) - 8
+def header_size(metadata: Mapping[str, str], layout: Layout) -> int:
+    """The header length ContainerWriter would write for this metadata and layout (readers
+    refuse more than MAX_HEADER_BYTES)."""
+    return len(_header(metadata, _normalized(layout))) - 8
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -386,6 +411,9 @@ class ContainerWriter:
         with ContainerWriter(path, metadata, [(name, shape), ...]) as w:
             w.write(name, array)   # in layout order; anything float32-convertible of that shape
 
+    A layout entry may add a dtype, `(name, shape, "I8")`: that tensor must then be written as an
+    array of exactly the numpy dtype DTYPES gives (F32, the default, converts anything).
+
     The header (metadata plus `file_sha256`, which the writer computes: checksum keys given in
     `metadata` are replaced) is written first with a placeholder digest, the tensors are hashed
     as they are written, and on a clean exit the digest is patched in and the temporary file is
@@ -394,16 +422,18 @@ class ContainerWriter:
     """
 
     def __init__(self, path: str | os.PathLike, metadata: Mapping[str, str],
-                 layout: Sequence[tuple[str, tuple[int, ...]]]) -> None:
+                 layout: Layout) -> None:
         self.path = Path(path)
-        self._layout = [(name, tuple(int(d) for d in shape)) for name, shape in layout]
-        names = [name for name, _ in self._layout]
+        self._layout = _normalized(layout)
+        names = [name for name, _, _ in self._layout]
         if len(set(names)) != len(names) or "__metadata__" in names:
             raise FormatError(f"{path}: tensor names must be unique and not '__metadata__'")
-        for name, shape in self._layout:
+        for name, shape, dtype in self._layout:
             if not 1 <= len(shape) <= MAX_TENSOR_RANK or min(shape) < 1:
                 raise FormatError(f"{path}: tensor {name!r} has shape {list(shape)}; the format allows "
                                   f"1 to {MAX_TENSOR_RANK} dimensions, each >= 1")
+            if dtype not in DTYPES:
+                raise FormatError(f"{path}: tensor {name!r} has dtype {dtype!r}; supported: {', '.join(DTYPES)}")
         head = _header(metadata, self._layout)
         if len(head) - 8 > MAX_HEADER_BYTES:
             raise FormatError(f"{path}: the header of {len(self._layout)} tensors would be {len(head) - 8} bytes, "
@@ -426,15 +456,19 @@ class ContainerWriter:
         return self
 
     def write(self, name: str, array: Any) -> None:
-        """Append the next tensor of the layout (converted to little-endian float32)."""
+        """Append the next tensor of the layout (F32: converted to little-endian float32)."""
         if self._next >= len(self._layout) or self._layout[self._next][0] != name:
             expected = self._layout[self._next][0] if self._next < len(self._layout) else "no more tensors"
             raise FormatError(f"{self.path}: tensor {name!r} written out of layout order "
                               f"(expected {expected!r})")
-        values = np.ascontiguousarray(array, dtype="<f4")
-        if values.shape != self._layout[self._next][1]:
+        _, shape, dtype = self._layout[self._next]
+        if dtype != "F32" and np.asarray(array).dtype != DTYPES[dtype]:
+            raise FormatError(f"{self.path}: tensor {name!r} is {np.asarray(array).dtype}, the layout says "
+                              f"{dtype} ({DTYPES[dtype]})")
+        values = np.ascontiguousarray(array, dtype=DTYPES[dtype])
+        if values.shape != shape:
             raise FormatError(f"{self.path}: tensor {name!r} has shape {list(values.shape)}, the layout "
-                              f"says {list(self._layout[self._next][1])}")
+                              f"says {list(shape)}")
         chunk = memoryview(values).cast("B")
         self._hash.update(chunk)
         self._file.write(chunk)
@@ -460,8 +494,11 @@ class ContainerWriter:
 
 def write_container(path: str | os.PathLike, metadata: Mapping[str, str],
                     tensors: Sequence[tuple[str, np.ndarray]]) -> None:
-    """Write tensors (in the given order, as float32) and metadata; adds `file_sha256`."""
-    with ContainerWriter(path, metadata, [(name, np.shape(t)) for name, t in tensors]) as writer:
+    """Write tensors (in the given order) and metadata; adds `file_sha256`. An array of a DTYPES
+    numpy dtype is stored as that type (float16 as F16, uint16 as BF16 bits, int8 as I8), anything
+    else as F32."""
+    layout = [(name, np.shape(t), storage(np.asarray(t))) for name, t in tensors]
+    with ContainerWriter(path, metadata, layout) as writer:
         for name, t in tensors:
             writer.write(name, t)
 
@@ -494,10 +531,12 @@ def read_weights(path: str | os.PathLike, *, verify_checksum: bool = True) -> tu
 
 def write_weights(path: str | os.PathLike, layers: Sequence[Mapping[str, Any]],
                   tensors: Mapping[str, np.ndarray], *, input_shape: Sequence[int],
-                  classes: Sequence[str], producer: str = "") -> None:
-    """Write a weight file: tensors in layer order, roles in the order each layer lists them."""
+                  classes: Sequence[str], producer: str = "", metadata: Mapping[str, str] | None = None) -> None:
+    """Write a weight file: tensors in layer order, roles in the order each layer lists them
+    (each stored as write_container says); `metadata` adds informational keys."""
     ordered = [(name, tensors[name]) for layer in layers for name in layer.get("tensors", {}).values()]
-    metadata = {
+    header = {
+        **(metadata or {}),
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "layers": json.dumps(list(layers), separators=(",", ":"), allow_nan=False),
@@ -505,5 +544,5 @@ def write_weights(path: str | os.PathLike, layers: Sequence[Mapping[str, Any]],
         "classes": json.dumps([str(c) for c in classes]),
     }
     if producer:
-        metadata["producer"] = producer
-    write_container(path, metadata, ordered)
+        header["producer"] = producer
+    write_container(path, header, ordered)

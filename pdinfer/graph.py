@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FormatError, UnsupportedLayerError
-from .format import Container, is_int, parse_json, read_weights
+from .format import Container, is_int, parse_json, read_weights, storage
 from .layers import LAYER_TYPES, Layer, Shape
 
 INPUT = "input"
@@ -50,6 +50,13 @@ def _classes(text: str, where: str) -> list[str]:
     return classes
 
 
+def _finite(array: np.ndarray) -> bool:
+    """No NaN or infinity in a tensor of any stored type (BF16: bit patterns, I8: always)."""
+    if storage(array) == "BF16":
+        return bool(((array & 0x7F80) != 0x7F80).all())
+    return array.dtype == np.int8 or bool(np.isfinite(array).all())
+
+
 def _build_layer(entry: Any, index: int, shapes: dict[str, Shape], container: Container,
                  used: dict[str, str]) -> Layer:
     """Check one layer-list entry against everything before it and return the loaded layer."""
@@ -80,8 +87,15 @@ def _build_layer(entry: Any, index: int, shapes: dict[str, Shape], container: Co
         expected = layer.tensor_shapes()
     except FormatError as e:
         raise type(e)(f"{container.path}: {e}") from None
+    weight = container.tensors.get(tensor_names.get("weight")) if isinstance(tensor_names.get("weight"), str) else None
+    int8 = layer.compressible and weight is not None and storage(weight) == "I8"
+    if int8:
+        expected["weight_scale"] = (expected["weight"][0],)
     if set(tensor_names) != set(expected):
-        raise FormatError(f"{where}: tensors must have the roles {sorted(expected)}, got {sorted(tensor_names)}")
+        hint = (" (an I8 weight needs its weight_scale)" if int8 else
+                " (weight_scale goes only with an I8 weight)" if "weight_scale" in tensor_names else "")
+        raise FormatError(f"{where}: tensors must have the roles {sorted(expected)}, got "
+                          f"{sorted(tensor_names)}{hint}")
     arrays = {}
     for role, tensor in tensor_names.items():
         if not isinstance(tensor, str) or tensor not in container.tensors:
@@ -92,8 +106,15 @@ def _build_layer(entry: Any, index: int, shapes: dict[str, Shape], container: Co
         if array.shape != expected[role]:
             raise FormatError(f"{where}: tensor {tensor!r} ({role}) has shape {list(array.shape)}, "
                               f"expected {list(expected[role])}")
-        if not np.isfinite(array).all():
+        kind = storage(array)
+        if kind != "F32" and not (role == "weight" and layer.compressible):
+            raise FormatError(f"{where}: tensor {tensor!r} ({role}) is stored as {kind}; only the weight "
+                              f"of Conv2d and Linear may be F16, BF16 or I8")
+        if not _finite(array):
             raise FormatError(f"{where}: tensor {tensor!r} holds NaN or infinite values")
+        if role == "weight_scale" and not (array > 0).all():
+            raise FormatError(f"{where}: tensor {tensor!r} (weight_scale) must be > 0 for every output "
+                              f"channel, holds {float(array.min())!r}")
         used[tensor] = name
         arrays[role] = array
     try:

@@ -9,7 +9,10 @@ Two passes turn a checked Graph into the steps `run_plan` calls:
    take its input directly). It then places zero borders: a value whose only reader is a padded
    convolution is written with that padding around each image, so the reader needs no copy.
 2. `lower(group, graph)` packs each group's weights for its kernel and returns a Step holding
-   them and the kernel's parameter structs (pdinfer/kernels/params.py).
+   them and the kernel's parameter structs (pdinfer/kernels/params.py). A compressed weight (F16,
+   BF16, I8) stays compressed in its packed layout (`PackedWeight`); each call dequantizes it into
+   a temporary float32 array for the float32 kernel, so only one layer's float32 weight is alive
+   at a time. (A compressed convolution followed by a BatchNorm2d is folded, hence float32.)
 
 Tensors of rank 4 flow between steps as NHWC; rank-2 tensors as (N, features). A batch runs
 through the steps a few images at a time, so that each pass stays in the L2 cache. The plan is
@@ -25,6 +28,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from .format import storage
 from .graph import INPUT, Graph
 from .kernels import fast, reference
 from .kernels.params import (ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_RELU6, NO_BORDER, POINTWISE, Border,
@@ -277,6 +281,54 @@ def _pad_columns(matrix: np.ndarray) -> np.ndarray:
     return padded
 
 
+@dataclass(frozen=True)
+class PackedWeight:
+    """A weight in its kernel's layout, float32 or as stored: int8 with the scale of each column of
+    each group, or the bit patterns of F16/BF16 values. `floats()` gives the kernel's float32 array,
+    exactly as reference.dequantize would."""
+
+    data: np.ndarray  # the kernel's layout, (..., C): float32, int8 or uint16 (16-bit float bits)
+    storage: str  # format.DTYPES key
+    scale: np.ndarray  # I8: (A, C) float32, A groups of C columns (the last axis); else (0, 0)
+
+    def floats(self) -> np.ndarray:
+        if self.storage == "F32":
+            return self.data
+        if self.storage == "I8":
+            groups, columns = self.scale.shape
+            return fast.int8_to_float32(self.data.reshape(groups, -1, columns), self.scale).reshape(self.data.shape)
+        return fast.half_to_float32(self.data.reshape(-1), self.storage == "BF16").reshape(self.data.shape)
+
+
+_NO_SCALE = np.empty((0, 0), dtype=np.float32)
+
+
+def _packed(stored: np.ndarray, scale: Optional[np.ndarray], pack, groups: int = 1,
+            pad: bool = True) -> PackedWeight:
+    """Pack a weight as stored (float64 counts as float32) with `pack`, a layout change from
+    (O, ...) to (..., O') on NumPy arrays: padded to (K, padded_channels(O)), or with `pad` off
+    a grouped layout whose last axis holds O / groups channels.
+
+    stored: (O, ...) float32/float64, float16, uint16 (BF16 bits) or int8
+    scale:  (O,) float32 for an int8 weight, else None
+    """
+    kind = storage(stored)
+    if kind == "F32":
+        data = pack(stored)
+        return PackedWeight(_pad_columns(data) if pad else np.ascontiguousarray(data, np.float32), kind, _NO_SCALE)
+    bits = stored if kind == "I8" else stored.view(np.uint16)
+    data = pack(bits)
+    if pad:
+        padded = np.zeros((data.shape[0], fast.padded_channels(data.shape[1])), dtype=bits.dtype)
+        padded[:, :data.shape[1]] = data
+        data = padded
+    if kind == "I8":
+        columns = np.zeros(data.shape[-1] if pad else scale.size, dtype=np.float32)
+        columns[:scale.size] = scale
+        return PackedWeight(np.ascontiguousarray(data), kind, columns.reshape(groups, -1))
+    return PackedWeight(np.ascontiguousarray(data), kind, _NO_SCALE)
+
+
 _NO_RESIDUAL = np.empty((0, 0, 0, 0), dtype=np.float32)
 _POINTWISE, _NO_BORDER = tuple(POINTWISE), tuple(NO_BORDER)
 
@@ -285,7 +337,7 @@ _POINTWISE, _NO_BORDER = tuple(POINTWISE), tuple(NO_BORDER)
 class DenseConv:
     """fast.conv2d: a one-group convolution as a register-tiled matrix product."""
 
-    weight: np.ndarray  # (KH * KW * Ci, padded_channels(Co))
+    weight: PackedWeight  # (KH * KW * Ci, padded_channels(Co))
     bias: np.ndarray  # (padded_channels(Co),)
     activation: tuple  # params.Activation
     window: tuple  # params.Window
@@ -293,7 +345,7 @@ class DenseConv:
     border: tuple  # params.Border
 
     def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
-        return fast.conv2d(x, self.weight, self.bias, residual, self.activation, self.window, *self.out_hwc,
+        return fast.conv2d(x, self.weight.floats(), self.bias, residual, self.activation, self.window, *self.out_hwc,
                            self.border)
 
 
@@ -301,7 +353,7 @@ class DenseConv:
 class DepthwiseConv:
     """fast.depthwise_conv2d."""
 
-    weight: np.ndarray  # (KH * KW, padded_channels(C))
+    weight: PackedWeight  # (KH * KW, padded_channels(C))
     bias: np.ndarray  # (padded_channels(C),)
     activation: tuple  # params.Activation
     window: tuple  # params.Window
@@ -309,7 +361,7 @@ class DepthwiseConv:
     border: tuple  # params.Border
 
     def __call__(self, x: Values) -> Values:
-        return fast.depthwise_conv2d(x, self.weight, self.bias, self.activation, self.window, *self.out_hw,
+        return fast.depthwise_conv2d(x, self.weight.floats(), self.bias, self.activation, self.window, *self.out_hw,
                                      self.border)
 
 
@@ -317,40 +369,41 @@ class DepthwiseConv:
 class GroupedConv:
     """fast.grouped_conv2d: 1 < groups, not depthwise."""
 
-    weight: np.ndarray  # (G, KH, KW, Ci/G, Co/G)
+    weight: PackedWeight  # (G, KH, KW, Ci/G, Co/G)
     bias: np.ndarray  # (Co,)
     activation: tuple  # params.Activation
     window: tuple  # params.Window
     out_hw: tuple[int, int]
 
     def __call__(self, x: Values) -> Values:
-        return fast.grouped_conv2d(x, self.weight, self.bias, self.activation, self.window, *self.out_hw)
+        return fast.grouped_conv2d(x, self.weight.floats(), self.bias, self.activation, self.window, *self.out_hw)
 
 
 def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseConv, GroupedConv]:
-    """Fold the BatchNorm into the weight and bias (in float64), pack for the conv's kernel."""
+    """Fold the BatchNorm into the weight and bias (in float64), pack for the conv's kernel; a
+    compressed weight without a BatchNorm is packed as stored."""
     conv = group.conv
-    weight = conv.weight.astype(np.float64)  # (Co, Ci/G, KH, KW)
     bias = conv.bias.astype(np.float64) if conv.has_bias else np.zeros(conv.out_channels)
+    stored, stored_scale = conv.weight, conv.weight_scale  # (Co, Ci/G, KH, KW), (Co,) or None
     if group.bn is not None:
         scale, shift = group.bn.scale_shift()
-        weight = weight * scale[:, None, None, None]
+        stored, stored_scale = conv.float_weight().astype(np.float64) * scale[:, None, None, None], None
         bias = bias * scale + shift
     act = _activation(group.act)
     window = tuple(unpadded(conv.window) if group.input_padded else conv.window)
     out_c, out_h, out_w = graph.shapes[conv.name][1:]
     (kh, kw), groups = conv.kernel_size, conv.groups
     if groups == 1:
-        packed = _pad_columns(weight.transpose(2, 3, 1, 0).reshape(-1, out_c))
+        packed = _packed(stored, stored_scale, lambda w: w.transpose(2, 3, 1, 0).reshape(-1, out_c))
         return DenseConv(packed, _pad_columns(bias[None])[0], act, window, (out_h, out_w, out_c),
                          tuple(group.border))
     if conv.is_depthwise:
-        packed = _pad_columns(weight[:, 0].reshape(out_c, kh * kw).T)
+        packed = _packed(stored, stored_scale, lambda w: w[:, 0].reshape(out_c, kh * kw).T)
         return DepthwiseConv(packed, _pad_columns(bias[None])[0], act, window, (out_h, out_w),
                              tuple(group.border))
     g_out, g_in = out_c // groups, conv.in_channels // groups
-    packed = np.ascontiguousarray(weight.reshape(groups, g_out, g_in, kh, kw).transpose(0, 3, 4, 2, 1),
-                                  dtype=np.float32)
+    packed = _packed(stored, stored_scale, lambda w: w.reshape(groups, g_out, g_in, kh, kw).transpose(0, 3, 4, 2, 1),
+                     groups, pad=False)
     return GroupedConv(packed, bias.astype(np.float32), act, window, (out_h, out_w))
 
 
@@ -358,14 +411,14 @@ def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseCon
 class LinearAsConv:
     """Linear + activation as fast.conv2d's 1x1 convolution over (N, 1, 1, I)."""
 
-    weight: np.ndarray  # (I, padded_channels(O))
+    weight: PackedWeight  # (I, padded_channels(O))
     bias: np.ndarray  # (padded_channels(O),)
     activation: tuple  # params.Activation
     out_features: int
 
     def __call__(self, x: Values) -> Values:  # x: (N, I) or, with a folded Flatten, (N, H, W, C)
         n = x.shape[0]
-        out = fast.conv2d(x.reshape(n, 1, 1, -1), self.weight, self.bias, _NO_RESIDUAL, self.activation,
+        out = fast.conv2d(x.reshape(n, 1, 1, -1), self.weight.floats(), self.bias, _NO_RESIDUAL, self.activation,
                           _POINTWISE, 1, 1, self.out_features, _NO_BORDER)
         return out.reshape(n, self.out_features)
 
@@ -374,11 +427,15 @@ def _lower_linear(group: LinearGroup, graph: Graph) -> LinearAsConv:
     """Pack the weight transposed; with a folded Flatten, its columns reordered from PyTorch's
     channel-major order to the NHWC order of the input."""
     linear = group.linear
-    weight = linear.weight  # (O, I)
-    if group.flattened_chw is not None:
-        weight = weight.reshape(linear.out_features, *group.flattened_chw).transpose(0, 2, 3, 1)
-    packed = _pad_columns(weight.reshape(linear.out_features, -1).T)
-    bias = _pad_columns(linear.bias[None])[0] if linear.has_bias else np.zeros(packed.shape[1], np.float32)
+    chw = group.flattened_chw
+
+    def pack(weight: np.ndarray) -> np.ndarray:  # (O, I) -> (I, O)
+        if chw is not None:
+            weight = weight.reshape(linear.out_features, *chw).transpose(0, 2, 3, 1)
+        return weight.reshape(linear.out_features, -1).T
+
+    packed = _packed(linear.weight, linear.weight_scale, pack)
+    bias = _pad_columns(linear.bias[None])[0] if linear.has_bias else np.zeros(packed.data.shape[1], np.float32)
     return LinearAsConv(packed, bias, _activation(group.act), linear.out_features)
 
 
@@ -525,6 +582,18 @@ def build_plan(graph: Graph) -> Plan:
                   for i, group in enumerate(groups))
     largest = max(4 * int(np.prod(shape)) for shape in graph.shapes.values())  # bytes, one image
     return Plan(steps, output, max(1, PASS_BYTES // largest))
+
+
+def packed_bytes(plan: Plan) -> int:
+    """The bytes of the arrays the plan's steps keep (packed weights, biases, scales)."""
+    total = 0
+    for step in plan.steps:
+        for value in vars(step.kernel).values() if dataclasses.is_dataclass(step.kernel) else ():
+            if isinstance(value, PackedWeight):
+                total += value.data.nbytes + value.scale.nbytes
+            elif isinstance(value, np.ndarray):
+                total += value.nbytes
+    return total
 
 
 def _run_pass(plan: Plan, x: np.ndarray) -> np.ndarray:

@@ -474,7 +474,7 @@ CORRUPTIONS = {
     "huge float": (_edit_header(_meta_replace("layers", '"negative_slope":0.1', '"negative_slope":1e999')),
                    "out of the range of a double"),
     "lone surrogate": (_edit_header(_meta("classes", '["\\ud800", "b", "c", "d"]')), "lone UTF-16 surrogate"),
-    "dtype": (_edit_header(_tensor_entry("conv.bias", dtype="F16")), "only 'F32'"),
+    "dtype": (_edit_header(_tensor_entry("conv.bias", dtype="F64")), "supported: 'F32'"),
     "rank 5": (_edit_header(_tensor_entry("conv.bias", shape=[1, 1, 1, 1, 6])), "invalid shape"),
     "gap": (_edit_header(_tensor_entry("conv.weight", data_offsets=[4, 148])), "gap|overlaps"),
     "version": (_edit_header(_meta("format_version", "3")), "not supported"),

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -30,9 +31,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 import pdinfer
+from exporter.compress import WEIGHT_STORAGE, compress, to_bf16
 from pdinfer import FormatError, UnsupportedLayerError
 from pdinfer.builder import every_layer_type
-from pdinfer.format import HEADER_ALIGN, MAX_HEADER_BYTES, MAX_JSON_DEPTH, write_container
+from pdinfer.format import (DTYPES, HEADER_ALIGN, MAX_HEADER_BYTES, MAX_JSON_DEPTH, storage, write_container,
+                            write_weights)
 from pdinfer.graph import load_graph
 from pdinfer.layers import LAYER_TYPES
 from small_model import (CLASSES, INPUT_SHAPE, TENSOR_ORDER, reseal, sample_images, small_layers,
@@ -274,7 +277,8 @@ def check_data_flip_unverified(work: Path, original: bytes, offset: int, bit: in
         return
     header, data = split(bytes(blob))
     metadata = header.pop("__metadata__")
-    tensors = [(name, np.frombuffer(data, "<f4", (end - begin) // 4, begin).reshape(entry["shape"]))
+    tensors = [(name, np.frombuffer(data, DTYPES[entry["dtype"]], (end - begin) // DTYPES[entry["dtype"]].itemsize,
+                                    begin).reshape(entry["shape"]))
                for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"])
                for begin, end in [entry["data_offsets"]]]
     write_container(work / "rewritten.pdw", metadata, tensors)
@@ -392,8 +396,8 @@ def _with_entry(original: bytes, name: str, **changes) -> bytes:
 
 
 TENSOR_ENTRY_CASES = [
-    ({"dtype": "F16"}, "only 'F32'"), ({"dtype": "F64"}, "only 'F32'"), ({"dtype": "f32"}, "only 'F32'"),
-    ({"dtype": 32}, "only 'F32'"), ({"dtype": None}, "exactly dtype"),
+    ({"dtype": "F16"}, "of F16 needs"), ({"dtype": "I8"}, "of I8 needs"), ({"dtype": "F64"}, "supported: 'F32'"),
+    ({"dtype": "f32"}, "supported: 'F32'"), ({"dtype": 32}, "supported: 'F32'"), ({"dtype": None}, "exactly dtype"),
     ({"shape": [4, 1, 3, 4]}, "needs"), ({"shape": [36]}, "order|roles|shape"),
     ({"shape": [4, 1, 3, 0]}, "invalid shape"), ({"shape": [-4, -1, 3, 3]}, "invalid shape"),
     ({"shape": [True, 1, 36]}, "invalid shape"), ({"shape": [4.0, 1, 3, 3]}, "invalid shape"),
@@ -925,3 +929,131 @@ def test_works_from_a_read_only_package_directory(tmp_path):
         assert [json.loads(o) for o, _ in outputs] + [json.loads(out)] == [expected] * 3
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(install), str(no_home)], check=True)
+
+
+# -- compressed weights: F16, BF16, I8 with weight_scale (issue 10) ---------------------------
+
+def compressed_small_model(storage: str) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """The small model as the exporter writes it with --weights `storage` (BatchNorm folded)."""
+    return compress(small_layers(), small_tensors(), storage)
+
+
+def write_compressed(path: Path, layers: list[dict], tensors: dict[str, np.ndarray]) -> Path:
+    write_weights(path, layers, tensors, input_shape=INPUT_SHAPE, classes=CLASSES, producer="tests")
+    return path
+
+
+def _put_tensor(name: str, value):
+    def edit(layers: list[dict], tensors: dict) -> None:
+        tensors[name] = value(tensors[name]) if callable(value) else value
+    return edit
+
+
+def _entry_at(index: int, value):
+    def edit(tensors: np.ndarray) -> np.ndarray:
+        changed = np.array(tensors)
+        changed.reshape(-1)[index] = value
+        return changed
+    return edit
+
+
+def _role(layer: str, role: str, tensor: str | None, value=None):
+    """Give `layer` the role `role` (holding `value`), or with `tensor` None remove the role."""
+    def edit(layers: list[dict], tensors: dict) -> None:
+        entry = next(e for e in layers if e["name"] == layer)
+        if tensor is None:
+            del tensors[entry["tensors"].pop(role)]
+        else:
+            entry["tensors"][role] = tensor
+            tensors[tensor] = value
+    return edit
+
+
+# name -> (storage, edit(layers, tensors), what pdinfer's FormatError says)
+BAD_COMPRESSED = {
+    "zero scale": ("int8", _put_tensor("pw.weight_scale", _entry_at(1, 0.0)), "weight_scale\\) must be > 0"),
+    "negative scale": ("int8", _put_tensor("fc.weight_scale", _entry_at(0, -0.5)), "must be > 0"),
+    "NaN scale": ("int8", _put_tensor("conv0.weight_scale", _entry_at(2, np.nan)), "NaN or infinite"),
+    "infinite scale": ("int8", _put_tensor("dw.weight_scale", _entry_at(3, np.inf)), "NaN or infinite"),
+    "scale too long": ("int8", _put_tensor("pw.weight_scale", np.ones(9, np.float32)), "has shape \\[9\\]"),
+    "scale 2-d": ("int8", _put_tensor("pw.weight_scale", np.ones((8, 1), np.float32)), "has shape \\[8, 1\\]"),
+    "F16 scale": ("int8", _put_tensor("pw.weight_scale", lambda s: s.astype(np.float16)), "stored as F16"),
+    "I8 scale": ("int8", _put_tensor("pw.weight_scale", np.ones(8, np.int8)), "stored as I8"),
+    "I8 weight without scale": ("int8", _role("fc", "weight_scale", None), "needs its weight_scale"),
+    "scale with an F16 weight": ("f16", _role("pw", "weight_scale", "pw.weight_scale", np.ones(8, np.float32)),
+                                 "goes only with an I8 weight"),
+    "scale with an F32 weight": ("f32", _role("pw", "weight_scale", "pw.weight_scale", np.ones(8, np.float32)),
+                                 "goes only with an I8 weight"),
+    "F16 bias": ("f16", _put_tensor("pw.bias", lambda b: b.astype(np.float16)), "\\(bias\\) is stored as F16"),
+    "BF16 bias": ("bf16", _put_tensor("fc.bias", lambda b: to_bf16(b)), "\\(bias\\) is stored as BF16"),
+    "I8 BatchNorm weight": ("f32", _put_tensor("bn0.weight", np.ones(4, np.int8)), "\\(weight\\) is stored as I8"),
+    "F16 infinity": ("f16", _put_tensor("dw.weight", _entry_at(5, np.inf)), "NaN or infinite"),
+    "BF16 NaN": ("bf16", _put_tensor("conv0.weight", _entry_at(0, 0x7FC0)), "NaN or infinite"),
+    "BF16 infinity": ("bf16", _put_tensor("fc.weight", _entry_at(4, 0xFF80)), "NaN or infinite"),
+}
+
+
+def bad_compressed_files(directory: Path) -> dict[str, tuple[Path, str]]:
+    files = {}
+    for name, (storage, edit, match) in BAD_COMPRESSED.items():
+        layers, tensors = compressed_small_model(storage)
+        edit(layers, tensors)
+        files[name] = (write_compressed(directory / f"bad-{name.replace(' ', '_')}.pdw", layers, tensors), match)
+    return files
+
+
+@pytest.mark.parametrize("case", sorted(BAD_COMPRESSED))
+def test_bad_compressed_weights_are_rejected(tmp_path, case):
+    path, match = bad_compressed_files(tmp_path)[case]
+    with pytest.raises(FormatError, match=match):
+        load_graph(path)
+
+
+@pytest.mark.parametrize("storage", ["f16", "bf16", "int8"])
+def test_compressed_files_truncated_or_flipped_are_rejected(tmp_path, storage):
+    """Every truncation is rejected; every flipped data bit is caught by the checksum, and with the
+    checksum off is rejected (a NaN/infinite weight or a bad scale) or loads a model that runs."""
+    original = write_compressed(tmp_path / "c.pdw", *compressed_small_model(storage)).read_bytes()
+    assert storage_types(load_graph(tmp_path / "c.pdw")) == {"F32", WEIGHT_STORAGE[storage]}
+    for length in range(len(original)):
+        with pytest.raises(FormatError):
+            load_blob(tmp_path / "cut.pdw", original[:length])
+    for i in range(8 + header_length(original), len(original)):
+        blob = original[:i] + bytes([original[i] ^ 1 << (i % 8)]) + original[i + 1:]
+        rejected(tmp_path / "flip.pdw", blob, WHOLE_FILE)
+        try:
+            check_mutant(tmp_path / "flip.pdw", blob, verify=False)
+        except FormatError as e:
+            assert re.search("NaN or infinite|must be > 0", str(e)), e
+
+
+def storage_types(graph) -> set[str]:
+    return {storage(getattr(layer, role)) for layer in graph.layers
+            for role in layer.tensor_shapes() if hasattr(layer, role)}
+
+
+def test_java_rejects_the_compressed_files_pdinfer_rejects(java_classes, tmp_path):
+    """The Java checker accepts the compressed small models and rejects every bad one above, and
+    every truncation and checksum-off data flip of the int8 model exactly when pdinfer does."""
+    good = [write_compressed(tmp_path / f"good-{s}.pdw", *compressed_small_model(s)) for s in ("f16", "bf16", "int8")]
+    bad = [path for path, _ in bad_compressed_files(tmp_path).values()]
+    original = good[-1].read_bytes()
+    mutants = []
+    for i in range(len(original)):
+        mutants.append(tmp_path / f"cut-{i}.pdw")
+        mutants[-1].write_bytes(original[:i])
+    for i in range(8 + header_length(original), len(original)):
+        mutants.append(tmp_path / f"flip-{i}.pdw")
+        mutants[-1].write_bytes(original[:i] + bytes([original[i] ^ 1 << (i % 8)]) + original[i + 1:])
+    paths = good + bad + mutants
+    for verify in (True, False):
+        result = subprocess.run(["java", "-cp", str(java_classes), "pdinfer.Check", *([] if verify else ["--no-verify"])],
+                                input="".join(f"{p}\n" for p in paths), capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        java = result.stdout.splitlines()
+        python = [python_verdict(path, verify) for path in paths]
+        assert java[:3] == python[:3] == ["OK"] * 3, java[:3]
+        differ = [f"{path.name}:\n  pdinfer: {p}\n  Java:    {j}" for path, p, j in zip(paths, python, java)
+                  if (p == "OK") != (j == "OK") or j.startswith("CRASH")]
+        assert not differ, f"verify={verify}: " + "\n".join(differ[:20])
+        assert all(j.startswith("REJECTED") for j in java[3:3 + len(bad)])

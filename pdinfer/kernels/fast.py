@@ -427,3 +427,44 @@ def global_avg_pool(x):
         for c in range(channels):
             acc[c] = acc[c] / d
     return out
+
+
+@jit
+def int8_to_float32(q, scale):
+    """Dequantize a packed int8 weight: float32(q) * scale of its column, one float32 multiply each.
+
+    q:     (A, K, C) int8 (A = groups, 1 for the one-group layouts; C = output channels per group)
+    scale: (A, C) float32
+    returns (A, K, C) float32
+    """
+    out = np.empty(q.shape, dtype=np.float32)
+    for a in range(q.shape[0]):
+        for k in range(q.shape[1]):
+            for c in range(q.shape[2]):
+                out[a, k, c] = np.float32(q[a, k, c]) * scale[a, c]
+    return out
+
+
+@jit
+def half_to_float32(bits, brain):
+    """Widen 16-bit floats exactly: bfloat16 (`brain`) or IEEE float16, given as their bit patterns.
+
+    bits: (K,) uint16; returns (K,) float32
+    """
+    out = np.empty(bits.size, dtype=np.uint32)
+    for i in range(bits.size):
+        b = np.uint32(bits[i])
+        if brain:
+            out[i] = b << 16
+            continue
+        sign, exponent, mantissa = (b >> 15) << 31, (b >> 10) & 0x1F, b & 0x3FF
+        if exponent == 0:  # zero, or subnormal mantissa * 2^-24: normalised, a float32 normal
+            top = 0
+            while mantissa >> (top + 1):
+                top += 1
+            out[i] = sign if mantissa == 0 else sign | ((top + 103) << 23) | ((mantissa << (23 - top)) & 0x7FFFFF)
+        elif exponent == 0x1F:  # infinity or NaN (a loaded file has none)
+            out[i] = sign | np.uint32(0x7F800000) | (mantissa << 13)
+        else:
+            out[i] = sign | ((exponent + 112) << 23) | (mantissa << 13)
+    return out.view(np.float32)

@@ -8,12 +8,13 @@ Fast execution is planned separately (pdinfer/plan.py) from the same objects.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
 from ..errors import FormatError, UnsupportedLayerError
 from ..format import is_int
+from ..kernels import reference
 
 Shape = tuple[int, ...]
 
@@ -27,6 +28,10 @@ class Layer:
     type: ClassVar[str]
     param_names: ClassVar[tuple[str, ...]] = ()
     num_inputs: ClassVar[int] = 1
+    # True for layers whose `weight` may be stored compressed (F16, BF16, or I8 with a float32
+    # `weight_scale` per output channel); every other tensor is F32 (docs/FORMAT.md, section 1.2).
+    compressible: ClassVar[bool] = False
+    weight_scale: Optional[np.ndarray] = None  # (O,) float32, with an I8 weight only
 
     def __init__(self, name: str, inputs: list[str]) -> None:
         self.name = name
@@ -53,6 +58,10 @@ class Layer:
         """Keep the layer's tensors (already checked against `tensor_shapes` by the loader)."""
         for role, array in tensors.items():
             setattr(self, role, array)
+
+    def float_weight(self) -> np.ndarray:
+        """The `weight` as float32, dequantized from its stored type (reference.dequantize)."""
+        return reference.dequantize(getattr(self, "weight"), self.weight_scale)
 
     # -- forward ---------------------------------------------------------------------------
     def output_shape(self, in_shapes: list[Shape]) -> Shape:

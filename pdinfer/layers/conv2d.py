@@ -15,7 +15,8 @@ class Conv2d(Layer):
     type = "Conv2d"
     param_names = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
                    "groups", "bias")
-    weight: np.ndarray  # (Co, Ci/groups, KH, KW)
+    compressible = True
+    weight: np.ndarray  # (Co, Ci/groups, KH, KW), as stored (float32, float16, BF16 bits or int8)
     bias: np.ndarray  # (Co,), present only if has_bias
 
     def load_param(self, params: dict[str, Any]) -> None:
@@ -65,4 +66,4 @@ class Conv2d(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         _, _, out_h, out_w = self.output_shape([x.shape])
         bias = self.bias if self.has_bias else np.zeros(0, np.float32)
-        return reference.conv2d(x, self.weight, bias, self.has_bias, self.window, self.groups, out_h, out_w)
+        return reference.conv2d(x, self.float_weight(), bias, self.has_bias, self.window, self.groups, out_h, out_w)

@@ -13,7 +13,8 @@ from .base import Layer, Shape
 class Linear(Layer):
     type = "Linear"
     param_names = ("in_features", "out_features", "bias")
-    weight: np.ndarray  # (O, I)
+    compressible = True
+    weight: np.ndarray  # (O, I), as stored (float32, float16, BF16 bits or int8)
     bias: np.ndarray  # (O,), present only if has_bias
 
     def load_param(self, params: dict[str, Any]) -> None:
@@ -40,4 +41,4 @@ class Linear(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         bias = self.bias if self.has_bias else np.zeros(0, np.float32)
-        return reference.linear(x, self.weight, bias, self.has_bias)
+        return reference.linear(x, self.float_weight(), bias, self.has_bias)

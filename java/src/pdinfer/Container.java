@@ -26,7 +26,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * The .pdw container (docs/FORMAT.md, sections 1 and 4): string metadata and float32 tensors.
+ * The .pdw container (docs/FORMAT.md, sections 1 and 4): string metadata and tensors of the
+ * types in {@link #ELEMENT_BYTES} (F32, F16, BF16, I8), handed out widened to float32.
  *
  * Every rule pdinfer.format.read_container checks is checked here, in the same order, including
  * the whole-file checksum `file_sha256` whenever it is present, hashed in one streaming pass.
@@ -41,6 +42,8 @@ public final class Container {
     public static final String FORMAT_PREFIX = "pdinfer";
     public static final String FILE_CHECKSUM = "file_sha256";
     public static final String DATA_CHECKSUM = "data_sha256";
+    /** The tensor types (safetensors dtype) and their element sizes in bytes. */
+    public static final Map<String, Integer> ELEMENT_BYTES = Map.of("F32", 4, "F16", 2, "BF16", 2, "I8", 1);
     private static final int HASH_BLOCK = 1 << 20; // bytes hashed per read in the checksum pass
 
     public final String path;
@@ -52,7 +55,7 @@ public final class Container {
     private final long dataBegin; // file offset of the data section
     private final Map<String, Span> spans; // tensor name -> where it lies in the data section, in data order
 
-    private record Span(String name, long begin, long end, int[] shape) {
+    private record Span(String name, long begin, long end, int[] shape, String dtype) {
     }
 
     /** What must not change between checking a file and reading from it. */
@@ -88,7 +91,16 @@ public final class Container {
         return span(name).shape.clone();
     }
 
-    /** One tensor's values, read from the file now (FormatException if the file changed since it was checked). */
+    /** The stored type of one tensor: a key of {@link #ELEMENT_BYTES}. */
+    public String dtype(String name) {
+        return span(name).dtype;
+    }
+
+    /**
+     * One tensor's values as float32, read from the file now (FormatException if the file changed
+     * since it was checked): F32 as stored, F16 and BF16 widened exactly, I8 as the integers q (the
+     * caller applies the scale: docs/KERNELS.md, "Compressed weights").
+     */
     public Tensor tensor(String name) {
         Span span = span(name);
         long length = span.end - span.begin;
@@ -104,9 +116,40 @@ public final class Container {
         } catch (IOException e) {
             throw new FormatException(path + ": cannot read tensor '" + name + "': " + e.getMessage());
         }
-        float[] values = new float[(int) (length / 4)];
-        bytes.asFloatBuffer().get(values);
+        float[] values = new float[(int) (length / ELEMENT_BYTES.get(span.dtype))];
+        switch (span.dtype) {
+            case "F32" -> bytes.asFloatBuffer().get(values);
+            case "BF16" -> {
+                for (int i = 0; i < values.length; i++) {
+                    values[i] = Float.intBitsToFloat((bytes.getShort(2 * i) & 0xFFFF) << 16);
+                }
+            }
+            case "F16" -> {
+                for (int i = 0; i < values.length; i++) {
+                    values[i] = halfToFloat(bytes.getShort(2 * i) & 0xFFFF);
+                }
+            }
+            default -> { // I8
+                for (int i = 0; i < values.length; i++) {
+                    values[i] = bytes.get(i);
+                }
+            }
+        }
         return new Tensor(span.shape, values);
+    }
+
+    /** An IEEE binary16 value (its 16 bits) as the float32 of the same value (exact). */
+    static float halfToFloat(int bits) {
+        int sign = (bits >> 15) << 31;
+        int exponent = (bits >> 10) & 0x1F;
+        int mantissa = bits & 0x3FF;
+        if (exponent == 0) { // zero or subnormal: mantissa * 2^-24, exact in float32
+            return Float.intBitsToFloat(sign | Float.floatToRawIntBits(mantissa * 0x1p-24f));
+        }
+        if (exponent == 0x1F) { // infinity or NaN
+            return Float.intBitsToFloat(sign | 0x7F800000 | (mantissa << 13));
+        }
+        return Float.intBitsToFloat(sign | ((exponent + 112) << 23) | (mantissa << 13));
     }
 
     private void checkUnchanged() throws IOException {
@@ -330,8 +373,9 @@ public final class Container {
             throw new FormatException(prefix + " must have exactly dtype, shape and data_offsets");
         }
         Map<String, Object> entry = asMap(value);
-        if (!"F32".equals(entry.get("dtype"))) {
-            throw new FormatException(prefix + " has dtype " + entry.get("dtype") + "; only 'F32' is supported");
+        Object dtype = entry.get("dtype");
+        if (!(dtype instanceof String) || !ELEMENT_BYTES.containsKey(dtype)) {
+            throw new FormatException(prefix + " has dtype " + dtype + "; supported: 'F32', 'F16', 'BF16', 'I8'");
         }
         Object shapeValue = entry.get("shape");
         if (!(shapeValue instanceof List) || ((List<?>) shapeValue).isEmpty()
@@ -340,7 +384,7 @@ public final class Container {
                     + " dimensions, each >= 1)");
         }
         List<?> dims = (List<?>) shapeValue;
-        BigInteger bytes = BigInteger.valueOf(4);
+        BigInteger bytes = BigInteger.valueOf(ELEMENT_BYTES.get(dtype));
         for (Object d : dims) {
             if (!(d instanceof Long || d instanceof BigInteger) || signum(d) < 1) {
                 throw new FormatException(prefix + " has invalid shape " + shapeValue + " (1 to "
@@ -370,7 +414,7 @@ public final class Container {
         }
         // Every dimension now fits an int: their product times 4 is at most the data size.
         int[] shape = dims.stream().mapToInt(d -> (int) (long) (Long) d).toArray();
-        return new Span(name, begin, end, shape);
+        return new Span(name, begin, end, shape, (String) dtype);
     }
 
     private static int signum(Object integer) {

@@ -27,6 +27,8 @@ public final class Graph {
     public static final String INPUT = "input";
     public static final long MAX_VALUES = 1L << 27; // the most values any layer may output for one image
     private static final Set<String> LAYER_KEYS = Set.of("name", "type", "inputs", "params", "tensors");
+    /** The layer types whose weight may be stored as F16, BF16 or I8 (docs/FORMAT.md, section 1.2). */
+    private static final Set<String> COMPRESSIBLE = Set.of("Conv2d", "Linear");
 
     public final String path;
     public final List<Layer> layers;
@@ -132,6 +134,17 @@ public final class Graph {
     }
 
     /** Check one layer-list entry against everything before it and return the loaded layer. */
+    /**
+     * An I8 weight in place: q * scale[o], one float32 multiply per value (docs/KERNELS.md).
+     * weight: (O, ...) the integers q as floats; scale: (O,).
+     */
+    static void dequantize(float[] weight, float[] scale) {
+        int perChannel = weight.length / scale.length;
+        for (int i = 0; i < weight.length; i++) {
+            weight[i] = weight[i] * scale[i / perChannel];
+        }
+    }
+
     private static Layer buildLayer(Object entry, int index, Map<String, int[]> shapes, Container container,
                                     Map<String, String> used) {
         String where = container.path + ": layer " + index;
@@ -175,16 +188,25 @@ public final class Graph {
         Map<String, int[]> expected;
         try {
             layer.loadParam(Container.asMap(params));
-            expected = layer.tensorShapes();
+            expected = new LinkedHashMap<>(layer.tensorShapes());
         } catch (UnsupportedLayerException ex) {
             throw new UnsupportedLayerException(container.path + ": " + ex.getMessage());
         } catch (FormatException ex) {
             throw new FormatException(container.path + ": " + ex.getMessage());
         }
         Map<String, Object> roles = Container.asMap(tensorNames);
+        boolean compressible = COMPRESSIBLE.contains(type);
+        Object weightName = roles.get("weight");
+        boolean int8 = compressible && weightName instanceof String && container.has((String) weightName)
+                && "I8".equals(container.dtype((String) weightName));
+        if (int8) {
+            expected.put("weight_scale", new int[] {expected.get("weight")[0]});
+        }
         if (!roles.keySet().equals(expected.keySet())) {
+            String hint = int8 ? " (an I8 weight needs its weight_scale)"
+                    : roles.containsKey("weight_scale") ? " (weight_scale goes only with an I8 weight)" : "";
             throw new FormatException(where + ": tensors must have the roles " + expected.keySet() + ", got "
-                    + roles.keySet());
+                    + roles.keySet() + hint);
         }
         Map<String, Tensor> arrays = new LinkedHashMap<>();
         for (Map.Entry<String, Object> role : roles.entrySet()) {
@@ -203,13 +225,25 @@ public final class Graph {
                         + Tensor.shapeString(array.shape) + ", expected "
                         + Tensor.shapeString(expected.get(role.getKey())));
             }
+            String dtype = container.dtype((String) tensor);
+            if (!dtype.equals("F32") && !(role.getKey().equals("weight") && compressible)) {
+                throw new FormatException(where + ": tensor '" + tensor + "' (" + role.getKey() + ") is stored as "
+                        + dtype + "; only the weight of Conv2d and Linear may be F16, BF16 or I8");
+            }
             for (float v : array.data) {
                 if (!Float.isFinite(v)) {
                     throw new FormatException(where + ": tensor '" + tensor + "' holds NaN or infinite values");
                 }
+                if (role.getKey().equals("weight_scale") && !(v > 0)) {
+                    throw new FormatException(where + ": tensor '" + tensor + "' (weight_scale) must be > 0 for "
+                            + "every output channel, holds " + v);
+                }
             }
             used.put((String) tensor, (String) name);
             arrays.put(role.getKey(), array);
+        }
+        if (int8) {
+            dequantize(arrays.get("weight").data, arrays.remove("weight_scale").data);
         }
         int[] shape;
         try {

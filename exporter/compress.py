@@ -1,0 +1,206 @@
+"""Compressed weight files: BatchNorm folding and F16 / BF16 / I8 weights (docs/FORMAT.md, 1.2).
+
+NumPy only (no torch), so tests and tools can compress hand-made layer lists and float32 files:
+
+    layers, tensors = compress(layers, tensors, "int8")   # FORMAT.md layer dicts, float32 tensors
+
+    python -m exporter.compress weights/pd_light.pdw --weights int8 --out weights/pd_light.int8.pdw
+    python -m exporter.compress weights/pd_light.pdw --accuracy   # held-out accuracy, every type
+
+Every compressed file has its BatchNorm2d layers folded into the Conv2d before them (as the fast
+path of pdinfer/plan.py folds them, in float64), so that the engine keeps only compressed weights;
+then the `weight` of every Conv2d and Linear is stored compressed, everything else stays F32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from pdinfer.errors import PdinferError
+from pdinfer.format import read_weights, storage, write_weights
+from pdinfer.layers.batchnorm2d import BatchNorm2d
+
+# exporter option -> safetensors dtype of the compressed weights
+WEIGHT_STORAGE = {"f32": "F32", "f16": "F16", "bf16": "BF16", "int8": "I8"}
+COMPRESSIBLE = ("Conv2d", "Linear")  # the layer types whose weight is compressed
+INT8_LEVELS = 127  # symmetric: q in [-127, 127], zero point 0
+
+
+def to_f16(weight: np.ndarray) -> np.ndarray:
+    """float32 -> float16, round to nearest even (IEEE). weight: any shape; returns float16."""
+    with np.errstate(over="ignore"):
+        half = weight.astype(np.float16)
+    if not np.isfinite(half).all():
+        raise ValueError(f"a weight of magnitude {float(np.abs(weight).max()):.4g} overflows float16")
+    return half
+
+
+def to_bf16(weight: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (uint16), round to nearest even. weight: any shape."""
+    bits = np.ascontiguousarray(weight, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+    if ((rounded & 0x7F80) == 0x7F80).any():
+        raise ValueError(f"a weight of magnitude {float(np.abs(weight).max()):.4g} overflows bfloat16")
+    return rounded
+
+
+def to_int8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-output-channel int8: scale = max|w| / 127 (float32; 1 for an all-zero
+    channel), q = clamp(round_half_even(w / scale), -127, 127).
+
+    weight: (O, ...) float32; returns q (O, ...) int8 and scale (O,) float32
+    """
+    flat = weight.reshape(weight.shape[0], -1).astype(np.float64)
+    largest = np.abs(flat).max(axis=1)
+    scale = np.where(largest > 0, largest / INT8_LEVELS, 1.0).astype(np.float32)
+    q = np.clip(np.rint(flat / scale.astype(np.float64)[:, None]), -INT8_LEVELS, INT8_LEVELS)
+    return q.astype(np.int8).reshape(weight.shape), scale
+
+
+def fold_batchnorm(layers: Sequence[Mapping[str, Any]],
+                   tensors: Mapping[str, np.ndarray]) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """Fold every BatchNorm2d whose input is a Conv2d read by nothing else into that Conv2d (which
+    gets a bias); later layers read the Conv2d instead. Other BatchNorm2d layers are kept."""
+    readers: dict[str, int] = {}
+    for layer in layers:
+        for name in layer["inputs"]:
+            readers[name] = readers.get(name, 0) + 1
+    by_name = {layer["name"]: dict(layer) for layer in layers}
+    out_tensors = dict(tensors)
+    renamed: dict[str, str] = {}
+    kept: list[dict[str, Any]] = []
+    for layer in layers:
+        conv = by_name.get(layer["inputs"][0]) if layer["inputs"] else None
+        if (layer["type"] != "BatchNorm2d" or conv is None or conv["type"] != "Conv2d"
+                or readers[conv["name"]] != 1):
+            kept.append(by_name[layer["name"]])
+            continue
+        bn = BatchNorm2d(layer["name"], layer["inputs"])
+        bn.load_param(layer["params"])
+        bn.load_model({role: np.asarray(tensors[t], np.float32) for role, t in layer["tensors"].items()})
+        scale, shift = bn.scale_shift()
+        weight_name = conv["tensors"]["weight"]
+        bias = tensors[conv["tensors"]["bias"]].astype(np.float64) if conv["params"]["bias"] else 0.0
+        out_tensors[weight_name] = (tensors[weight_name].astype(np.float64)
+                                    * scale[:, None, None, None]).astype(np.float32)
+        bias_name = conv["tensors"].get("bias", f"{conv['name']}.bias")
+        out_tensors[bias_name] = (bias * scale + shift).astype(np.float32)
+        conv["params"] = {**conv["params"], "bias": True}
+        conv["tensors"] = {"weight": weight_name, "bias": bias_name}
+        for tensor in layer["tensors"].values():
+            del out_tensors[tensor]
+        renamed[layer["name"]] = conv["name"]
+    for layer in kept:
+        layer["inputs"] = [renamed.get(name, name) for name in layer["inputs"]]
+    return kept, out_tensors
+
+
+def compress(layers: Sequence[Mapping[str, Any]], tensors: Mapping[str, np.ndarray],
+             weights: str) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+    """The layers and tensors of a `weights` file ("f32", "f16", "bf16" or "int8"): for a compressed
+    type, BatchNorm folded, then each Conv2d and Linear weight converted (int8: its weight_scale
+    added as the role after `weight`)."""
+    if weights not in WEIGHT_STORAGE:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHT_STORAGE)}, got {weights!r}")
+    if weights == "f32":
+        return [dict(layer) for layer in layers], dict(tensors)
+    layers, tensors = fold_batchnorm(layers, tensors)
+    for layer in layers:
+        if layer["type"] not in COMPRESSIBLE:
+            continue
+        name = layer["tensors"]["weight"]
+        weight = np.asarray(tensors[name], np.float32)
+        if weights == "int8":
+            tensors[name], tensors[f"{name}_scale"] = to_int8(weight)
+            roles = {"weight": name, "weight_scale": f"{name}_scale"}
+            layer["tensors"] = {**roles, **{r: t for r, t in layer["tensors"].items() if r != "weight"}}
+        else:
+            tensors[name] = to_f16(weight) if weights == "f16" else to_bf16(weight)
+    return layers, tensors
+
+
+def metadata(weights: str) -> dict[str, str]:
+    """The metadata keys a compressed file adds (none for f32): the storage of its Conv2d and
+    Linear weights, and that its BatchNorm2d layers were folded into their convolutions."""
+    return {} if weights == "f32" else {"weights": weights, "batchnorm_folded": "true"}
+
+
+def compress_file(src: str | os.PathLike, dst: str | os.PathLike, weights: str) -> None:
+    """Write the float32 weight file `src` again as a `weights` file `dst` (no torch needed)."""
+    container, layers = read_weights(src)
+    if any(storage(t) != "F32" for t in container.tensors.values()):
+        raise ValueError(f"{src} is already compressed (compress its float32 original)")
+    layers, tensors = compress(layers, {name: np.array(t) for name, t in container.tensors.items()}, weights)
+    meta = container.metadata
+    producer = f"{meta.get('producer', 'unknown')}; exporter.compress --weights {weights}"
+    write_weights(dst, layers, tensors, input_shape=json.loads(meta["input_shape"]),
+                  classes=json.loads(meta["classes"]), producer=producer, metadata=metadata(weights))
+
+
+def heldout_accuracy(src: str | os.PathLike) -> list[dict[str, Any]]:
+    """Top-1 accuracy on the held-out set of exporter.train (600 images) of the float32 file `src`
+    and of its f16, bf16 and int8 versions, their top-1 agreement with it and their largest
+    output difference from it; one row per storage."""
+    import pdinfer
+
+    from .synthetic import generate
+    from .train import HELDOUT_SEED, N_HELDOUT
+
+    x, labels = generate(N_HELDOUT, HELDOUT_SEED)
+    reference = pdinfer.load(src)(x)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for weights in WEIGHT_STORAGE:
+            path = Path(src) if weights == "f32" else Path(tmp) / f"{weights}.pdw"
+            if weights != "f32":
+                compress_file(src, path, weights)
+            out = pdinfer.load(path)(x)
+            rows.append({"weights": weights, "bytes": path.stat().st_size,
+                         "accuracy": float((out.argmax(1) == labels).mean()),
+                         "agreement": float((out.argmax(1) == reference.argmax(1)).mean()),
+                         "max_abs_diff": float(np.abs(out - reference).max())})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m exporter.compress SRC.pdw --weights int8 --out DST.pdw`, or `--accuracy`."""
+    parser = argparse.ArgumentParser(prog="python -m exporter.compress",
+                                     description="rewrite a float32 weight file with compressed weights")
+    parser.add_argument("src", metavar="SRC.pdw", help="a float32 weight file")
+    parser.add_argument("--weights", choices=[w for w in WEIGHT_STORAGE if w != "f32"])
+    parser.add_argument("--out", metavar="DST.pdw", help="where to write the compressed file")
+    parser.add_argument("--force", action="store_true", help="overwrite DST.pdw if it exists")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="print the held-out accuracy of every storage type (a Markdown table)")
+    args = parser.parse_args(argv)
+    if args.accuracy:
+        print("| weights | file size (bytes) | held-out top-1 accuracy | top-1 agreement with f32 | max abs output difference |")
+        print("| --- | --- | --- | --- | --- |")
+        for r in heldout_accuracy(args.src):
+            print(f"| {r['weights']} | {r['bytes']} | {r['accuracy'] * 100:.1f} % | {r['agreement'] * 100:.2f} % "
+                  f"| {r['max_abs_diff']:.2e} |")
+        return 0
+    if not (args.weights and args.out):
+        parser.error("give --weights and --out (or --accuracy)")
+    if os.path.lexists(args.out) and not args.force:
+        print(f"error: {args.out} exists (give --force to overwrite it)", file=sys.stderr)
+        return 1
+    try:
+        compress_file(args.src, args.out, args.weights)
+    except (ValueError, PdinferError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({args.weights} weights)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -343,11 +343,11 @@ class _FileTensors(Mapping[str, np.ndarray]):
         return len(self._layout.spans)
 
 
-def open_container(path: str | os.PathLike, *, kind: str) -> Container:
+def open_container(path: str | os.PathLike, *, kind: str, dtypes: Sequence[str] = tuple(DTYPES)) -> Container:
     """Check a container file of any size in bounded memory, checksums always verified, in one
     streaming pass; its tensors are read from the file one at a time when looked up (no memory
     map: a file truncated while mapped would kill the process). A file changed after the check
-    is a FormatError when a tensor is read."""
+    is a FormatError when a tensor is read. `dtypes`: the tensor types a `kind` file may hold."""
     where = str(path)
     try:
         with open(path, "rb") as f:
@@ -359,6 +359,9 @@ def open_container(path: str | os.PathLike, *, kind: str) -> Container:
         raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
     if changed:
         raise FormatError(f"{where}: file changed while it was being checked")
+    for name, span in layout.spans.items():
+        if span.dtype not in dtypes:
+            raise FormatError(f"{where}: tensor {name!r} is {span.dtype}; a {kind} holds only {', '.join(dtypes)}")
     return Container(where, layout.metadata, _FileTensors(where, _identity(before), layout),
                      layout.data_sha256, layout.header_verified)
 

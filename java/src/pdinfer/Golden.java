@@ -139,6 +139,12 @@ public final class Golden {
                     + " (e.g. " + missing.stream().sorted().limit(3).toList() + "), unexpected " + extra.size()
                     + " (e.g. " + extra.stream().sorted().limit(3).toList() + ")");
         }
+        for (String name : container.names()) {
+            if (!container.dtype(name).equals("F32")) {
+                throw new FormatException(where + ": tensor '" + name + "' is " + container.dtype(name)
+                        + "; a golden bundle holds only F32");
+            }
+        }
         return new Golden(container, manifest, List.copyOf(kinds), List.copyOf(layers), (Boolean) manifest.get("subset"),
                 hasTorch, atolFactor);
     }

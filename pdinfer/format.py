@@ -277,6 +277,33 @@ def _parse_container(read_at: ReadAt, file_size: int, where: str, *, verify_chec
     return _Layout(metadata, data_begin, spans, digest, declared_file is not None)
 
 
+def _pread(fd: int, offset: int, length: int, where: str) -> bytes:
+    """Exactly `length` bytes at `offset`, or FormatError if the file has become shorter."""
+    block = os.pread(fd, length, offset)
+    if len(block) != length:
+        raise FormatError(f"{where}: file changed while being read (no byte {offset + len(block)} any more)")
+    return block
+
+
+class _WholeFile:
+    """read_container's byte source: the 8-byte length prefix read on its own, then, once the
+    parser has checked the header length against the limits, the whole file in memory (the
+    tensors are views of it)."""
+
+    def __init__(self, file: Any, file_size: int, where: str) -> None:
+        self._file, self._size, self._where = file, file_size, where
+        self.raw: memoryview | None = None
+
+    def __call__(self, offset: int, length: int) -> bytes | memoryview:
+        if self.raw is None:
+            if offset + length <= 8:
+                return _pread(self._file.fileno(), offset, length, self._where)
+            self.raw = memoryview(self._file.read(self._size + 1))  # one byte more shows a file that grew
+            if len(self.raw) != self._size:
+                raise FormatError(f"{self._where}: file changed size while being read")
+        return self.raw[offset:offset + length]
+
+
 def read_container(path: str | os.PathLike, *, verify_checksum: bool = True,
                    kind: str = "pdinfer weight file") -> Container:
     """Read and check a container file; tensors are read-only views of one in-memory copy.
@@ -288,29 +315,17 @@ def read_container(path: str | os.PathLike, *, verify_checksum: bool = True,
     try:
         with open(path, "rb") as f:
             file_size = os.fstat(f.fileno()).st_size
-            raw = f.read(file_size + 1)  # one byte more shows a file that grew
+            source = _WholeFile(f, file_size, where)
+            layout = _parse_container(source, file_size, where, verify_checksum=verify_checksum, kind=kind)
     except OSError as e:
         raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
-    if len(raw) != file_size:
-        raise FormatError(f"{where}: file changed size while being read")
-    view = memoryview(raw)
-    layout = _parse_container(lambda offset, length: view[offset:offset + length], file_size, where,
-                              verify_checksum=verify_checksum, kind=kind)
-    tensors = {name: _array(raw, layout.data_begin + span.begin, span) for name, span in layout.spans.items()}
+    tensors = {name: _array(source.raw, layout.data_begin + span.begin, span) for name, span in layout.spans.items()}
     return Container(where, layout.metadata, tensors, layout.data_sha256, layout.header_verified)
 
 
 def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
     """What must not change between checking a file and reading from it: device, inode, size, mtime."""
     return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
-
-
-def _pread(fd: int, offset: int, length: int, where: str) -> bytes:
-    """Exactly `length` bytes at `offset`, or FormatError if the file has become shorter."""
-    block = os.pread(fd, length, offset)
-    if len(block) != length:
-        raise FormatError(f"{where}: file changed while being read (no byte {offset + len(block)} any more)")
-    return block
 
 
 class _FileTensors(Mapping[str, np.ndarray]):

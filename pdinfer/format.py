@@ -82,7 +82,7 @@ class _Layout(NamedTuple):
 
 
 # (file offset, length) -> exactly that many bytes of the file, or FormatError.
-ReadAt = Callable[[int, int], "bytes | memoryview"]
+_ReadAt = Callable[[int, int], "bytes | memoryview"]
 HASH_BLOCK = 1 << 20  # bytes hashed per read in the checksum pass
 
 
@@ -200,7 +200,7 @@ def _file_digest(prefix: bytes, header: bytes, declared: str, where: str) -> "ha
     return digest
 
 
-def _parse_container(read_at: ReadAt, file_size: int, where: str, *, verify_checksum: bool,
+def _parse_container(read_at: _ReadAt, file_size: int, where: str, *, verify_checksum: bool,
                      kind: str) -> _Layout:
     """Check a container of `file_size` bytes read through `read_at`: its header, its tensor
     entries, and (with `verify_checksum`) its declared file_sha256 and data_sha256, hashing the
@@ -384,10 +384,10 @@ def open_container(path: str | os.PathLike, *, kind: str, dtypes: Sequence[str] 
 _temporary_names = itertools.count()
 
 
-Layout = Sequence[tuple[str, tuple[int, ...]] | tuple[str, tuple[int, ...], str]]  # (name, shape[, dtype])
+TensorLayout = Sequence[tuple[str, tuple[int, ...]] | tuple[str, tuple[int, ...], str]]  # (name, shape[, dtype])
 
 
-def _normalized(layout: Layout) -> list[tuple[str, tuple[int, ...], str]]:
+def _normalized(layout: TensorLayout) -> list[tuple[str, tuple[int, ...], str]]:
     """(name, shape of ints, dtype) for each entry; the dtype defaults to F32."""
     return [(entry[0], tuple(int(d) for d in entry[1]), entry[2] if len(entry) > 2 else "F32") for entry in layout]
 
@@ -406,7 +406,7 @@ def _header(metadata: Mapping[str, str], layout: Sequence[tuple[str, tuple[int, 
     return struct.pack("<Q", len(text)) + text
 
 
-def header_size(metadata: Mapping[str, str], layout: Layout) -> int:
+def header_size(metadata: Mapping[str, str], layout: TensorLayout) -> int:
     """The header length ContainerWriter would write for this metadata and layout (readers
     refuse more than MAX_HEADER_BYTES)."""
     return len(_header(metadata, _normalized(layout))) - 8
@@ -440,7 +440,7 @@ class ContainerWriter:
     """
 
     def __init__(self, path: str | os.PathLike, metadata: Mapping[str, str],
-                 layout: Layout) -> None:
+                 layout: TensorLayout) -> None:
         self.path = Path(path)
         self._layout = _normalized(layout)
         names = [name for name, _, _ in self._layout]

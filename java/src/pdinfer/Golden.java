@@ -10,8 +10,9 @@ import java.util.Set;
 /**
  * A golden bundle (docs/GOLDEN.md): per input i, `input.i`, `reference.i.<layer>` and optionally
  * `torch.i.<layer>` for the manifest's layers (every layer of the weights, or a subset), with a
- * JSON manifest. The same checks as pdinfer.golden.read_golden. The file is memory-mapped and
- * each tensor is copied out only when asked for, so a bundle is checked one input at a time.
+ * JSON manifest. The same checks as pdinfer.golden.read_golden. The whole file is checksummed in
+ * a streaming pass and each tensor is read from the file only when asked for (Container), so a
+ * bundle of any size is checked one input at a time.
  */
 public final class Golden {
     public static final String FORMAT_NAME = "pdinfer-golden";

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+import pdinfer
+
 from .convert import export
 
 INPUT_SHAPE = (1, 2, 2)
@@ -73,16 +75,25 @@ def hex_dump(path: str | Path) -> str:
     return "\n".join(rows + [""] + lines)
 
 
+def example_lines(path: str | Path, model: nn.Module) -> str:
+    """The worked example: EXAMPLE_INPUT through pdinfer (the file) and through torch (the module),
+    labelled, since the two differ in the last bit."""
+    ours = pdinfer.load(path)(np.array(EXAMPLE_INPUT, np.float32))
+    with torch.no_grad():
+        theirs = model(torch.tensor(EXAMPLE_INPUT))
+    return (f"Example: input {EXAMPLE_INPUT} gives\n"
+            f"  pdinfer (this file): {ours.tolist()}\n"
+            f"  torch (the module):  {theirs.tolist()}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the tiny model's weight file and print its dump and one worked example."""
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0]) if args else DEFAULT_PATH
     model = tiny_model()
     export(model, path, input_shape=INPUT_SHAPE, classes=["a", "b"])
-    with torch.no_grad():
-        output = model(torch.tensor(EXAMPLE_INPUT))
     print(hex_dump(path))
-    print(f"\nExample: input {EXAMPLE_INPUT} -> output {output.tolist()}")
+    print(f"\n{example_lines(path, model)}")
     return 0
 
 

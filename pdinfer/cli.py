@@ -12,7 +12,7 @@ import numpy as np
 
 from . import __version__
 from .errors import PdinferError
-from .format import FORMAT_VERSION
+from .format import read_container
 from .graph import load_graph
 from .image import image_files
 from .model import Model, load, run
@@ -120,7 +120,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     arrays = [a for layer in graph.layers for a in vars(layer).values() if isinstance(a, np.ndarray)]
     n_params = sum(int(np.prod(a.shape)) for a in arrays)
     stored_bytes, packed = sum(a.nbytes for a in arrays), packed_bytes(Model(graph)._plan)
-    print(f"\nfile:       {graph.path} ({Path(graph.path).stat().st_size:,} bytes, format v{FORMAT_VERSION})")
+    version = read_container(args.weights, verify_checksum=False).metadata["format_version"]
+    print(f"\nfile:       {graph.path} ({Path(graph.path).stat().st_size:,} bytes, format version {version})")
+    print("checksum:   " + ("the whole file (header and data) verified" if graph.header_verified else
+                            "data section only (version 1): the header (layers, classes) is not protected; "
+                            "rewrite the file as version 2 (docs/FORMAT.md, section 6)"))
     print(f"resident:   {stored_bytes + packed:,} bytes of weights: {stored_bytes:,} as stored "
           f"+ {packed:,} packed for the fast kernels")
     print(f"input:      {'x'.join(map(str, graph.input_shape))} (C x H x W)")

@@ -3,11 +3,15 @@
 `read_container` and `ContainerWriter` (or its wrapper `write_container`) move tensors and string
 metadata in and out of a file; they know nothing of layers. Every file they write carries
 `file_sha256`, a SHA-256 of the whole file, which the reader verifies whenever it is present.
-`read_weights`/`write_weights` add the weight-file metadata.
+One parser checks a container through a byte source: `read_container` reads the file into memory
+(weight files), `open_container` checks a file of any size in one streaming pass and reads its
+tensors one at a time when asked (golden bundles). `read_weights`/`write_weights` add the
+weight-file metadata.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -18,7 +22,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -53,9 +57,33 @@ class Container:
 
     path: str
     metadata: dict[str, str]
-    tensors: dict[str, np.ndarray]
+    tensors: Mapping[str, np.ndarray]  # name -> tensor; read_container: in memory, open_container: read when looked up
     data_sha256: str  # SHA-256 of the data section, computed (the weights' identity)
     header_verified: bool  # True if a whole-file checksum (header and data) was verified
+
+
+class _Span(NamedTuple):
+    """Where a tensor lies: byte offsets in the data section, its shape and its element type."""
+
+    begin: int
+    end: int
+    shape: tuple[int, ...]
+    dtype: np.dtype  # a value of DTYPES
+
+
+class _Layout(NamedTuple):
+    """A checked container without its tensor bytes: what _parse_container returns."""
+
+    metadata: dict[str, str]
+    data_begin: int  # file offset of the data section
+    spans: dict[str, _Span]  # tensor name -> span, in data order
+    data_sha256: str
+    header_verified: bool
+
+
+# (file offset, length) -> exactly that many bytes of the file, or FormatError.
+ReadAt = Callable[[int, int], "bytes | memoryview"]
+HASH_BLOCK = 1 << 20  # bytes hashed per read in the checksum pass
 
 
 def _reject_constant(name: str) -> None:
@@ -117,7 +145,7 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _tensor_entry(name: str, entry: Any, data_size: int, where: str) -> tuple[int, int, tuple[int, ...], np.dtype]:
+def _tensor_entry(name: str, entry: Any, data_size: int, where: str) -> _Span:
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise FormatError(f"{where}: tensor {name!r} must have exactly dtype, shape and data_offsets")
     if not isinstance(entry["dtype"], str) or entry["dtype"] not in DTYPES:
@@ -139,11 +167,18 @@ def _tensor_entry(name: str, entry: Any, data_size: int, where: str) -> tuple[in
     if end - begin != needed:
         raise FormatError(f"{where}: tensor {name!r} has {end - begin} bytes but shape {shape} "
                           f"of {entry['dtype']} needs {needed}")
-    return begin, end, tuple(shape), dtype
+    return _Span(begin, end, tuple(shape), dtype)
 
 
-def _file_checksum(prefix: bytes, header: bytes, data: memoryview, declared: str, where: str) -> str:
-    """SHA-256 of the whole file with the 64 hex characters of `declared` replaced by '0'.
+def _array(buffer: Any, offset: int, span: _Span) -> np.ndarray:
+    """The tensor of `span` as a read-only array over `buffer` (bytes-like), starting at byte `offset`."""
+    count = (span.end - span.begin) // span.dtype.itemsize
+    return np.frombuffer(buffer, dtype=span.dtype, count=count, offset=offset).reshape(span.shape)
+
+
+def _file_digest(prefix: bytes, header: bytes, declared: str, where: str) -> "hashlib._Hash":
+    """A SHA-256 fed with the length prefix and the header, the 64 hex characters of `declared`
+    replaced by '0': the whole-file checksum once the data section is added.
 
     `declared` must appear in the header exactly once as the bytes "file_sha256":"<declared>".
     """
@@ -161,8 +196,83 @@ def _file_checksum(prefix: bytes, header: bytes, data: memoryview, declared: str
     digest.update(memoryview(header)[:digits])
     digest.update(b"0" * 64)
     digest.update(memoryview(header)[digits + 64:])
-    digest.update(data)
-    return digest.hexdigest()
+    return digest
+
+
+def _parse_container(read_at: ReadAt, file_size: int, where: str, *, verify_checksum: bool,
+                     kind: str) -> _Layout:
+    """Check a container of `file_size` bytes read through `read_at`: its header, its tensor
+    entries, and (with `verify_checksum`) its declared file_sha256 and data_sha256, hashing the
+    data section in blocks of HASH_BLOCK bytes. `kind` names the expected file in the error for
+    a file that is no container at all."""
+
+    def alien(why: str) -> FormatError:
+        return FormatError(f"{where}: not a {kind} ({why})")
+
+    if file_size < 8:
+        raise alien(f"file is {file_size} bytes, too short for a header length")
+    prefix = bytes(read_at(0, 8))
+    (header_len,) = struct.unpack("<Q", prefix)
+    if header_len > MAX_HEADER_BYTES:
+        raise alien(f"its first 8 bytes give a header length of {header_len}, which exceeds "
+                    f"the {MAX_HEADER_BYTES}-byte limit")
+    if 8 + header_len > file_size:
+        raise FormatError(f"{where}: header length {header_len} runs past the end of the "
+                          f"{file_size}-byte file (truncated?)")
+    header_bytes = bytes(read_at(8, header_len))
+    header_text = header_bytes.rstrip(b" ")
+    if not header_text.startswith(b"{"):
+        raise alien("the header after the 8-byte length is not a JSON object")
+    if not header_text.endswith(b"}"):
+        raise FormatError(f"{where}: header is not a JSON object followed only by spaces")
+    header = parse_json(header_text, "header", where)
+    data_begin = 8 + header_len
+    data_size = file_size - data_begin
+
+    if "__metadata__" not in header:
+        raise alien("the header has no __metadata__: a safetensors file without pdinfer's metadata?")
+    metadata = header.pop("__metadata__")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise FormatError(f"{where}: __metadata__ is not an object or holds non-string values")
+    format_name = metadata.get("format")
+    if format_name is None or not (format_name == FORMAT_NAME or format_name.startswith(FORMAT_NAME + "-")):
+        raise alien(f"metadata 'format' is {format_name!r}, not {FORMAT_NAME!r} or {FORMAT_NAME}-*")
+    if data_begin % HEADER_ALIGN:
+        raise FormatError(f"{where}: data section starts at byte {data_begin}, "
+                          f"not a multiple of {HEADER_ALIGN}")
+
+    spans: dict[str, _Span] = {}
+    expected_begin = 0
+    entries = [(_tensor_entry(name, entry, data_size, where), name) for name, entry in header.items()]
+    for span, name in sorted(entries, key=lambda item: (item[0].begin, item[0].end, item[1])):
+        if span.begin != expected_begin:
+            relation = "overlaps the previous tensor" if span.begin < expected_begin else "leaves a gap before it"
+            raise FormatError(f"{where}: tensor {name!r} at byte {span.begin} {relation} "
+                              f"(expected it at byte {expected_begin})")
+        spans[name] = span
+        expected_begin = span.end
+    if expected_begin != data_size:
+        raise FormatError(f"{where}: {data_size - expected_begin} bytes after the last tensor "
+                          f"(tensors cover {expected_begin} of {data_size} data bytes)")
+
+    declared_file = metadata.get(FILE_CHECKSUM) if verify_checksum else None
+    file_digest = None if declared_file is None else _file_digest(prefix, header_bytes, declared_file, where)
+    data_digest = hashlib.sha256()
+    for offset in range(data_begin, file_size, HASH_BLOCK):
+        block = read_at(offset, min(HASH_BLOCK, file_size - offset))
+        data_digest.update(block)
+        if file_digest is not None:
+            file_digest.update(block)
+    if file_digest is not None and file_digest.hexdigest() != declared_file:
+        raise FormatError(f"{where}: whole-file SHA-256 (header and data) mismatch: the file says "
+                          f"{declared_file}, its bytes hash to {file_digest.hexdigest()} (the file was "
+                          f"changed or corrupted after it was written)")
+    digest = data_digest.hexdigest()
+    declared = metadata.get(DATA_CHECKSUM)
+    if verify_checksum and declared is not None and declared != digest:
+        raise FormatError(f"{where}: data checksum mismatch: the file says {declared}, "
+                          f"the data hashes to {digest} (corrupted data section)")
+    return _Layout(metadata, data_begin, spans, digest, declared_file is not None)
 
 
 def read_container(path: str | os.PathLike, *, verify_checksum: bool = True,
@@ -173,83 +283,124 @@ def read_container(path: str | os.PathLike, *, verify_checksum: bool = True,
     must match. `kind` names the expected file in the error for a file that is no container at all.
     """
     where = str(path)
-
-    def alien(why: str) -> FormatError:
-        return FormatError(f"{where}: not a {kind} ({why})")
-
     try:
         with open(path, "rb") as f:
             file_size = os.fstat(f.fileno()).st_size
-            if file_size < 8:
-                raise alien(f"file is {file_size} bytes, too short for a header length")
-            prefix = f.read(8)
-            (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > MAX_HEADER_BYTES:
-                raise alien(f"its first 8 bytes give a header length of {header_len}, which exceeds "
-                            f"the {MAX_HEADER_BYTES}-byte limit")
-            if 8 + header_len > file_size:
-                raise FormatError(f"{where}: header length {header_len} runs past the end of the "
-                                  f"{file_size}-byte file (truncated?)")
-            raw = f.read(file_size - 8)
+            raw = f.read(file_size + 1)  # one byte more shows a file that grew
     except OSError as e:
         raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
-    if len(raw) != file_size - 8:
+    if len(raw) != file_size:
         raise FormatError(f"{where}: file changed size while being read")
+    view = memoryview(raw)
+    layout = _parse_container(lambda offset, length: view[offset:offset + length], file_size, where,
+                              verify_checksum=verify_checksum, kind=kind)
+    tensors = {name: _array(raw, layout.data_begin + span.begin, span) for name, span in layout.spans.items()}
+    return Container(where, layout.metadata, tensors, layout.data_sha256, layout.header_verified)
 
-    header_bytes = raw[:header_len]
-    header_text = header_bytes.rstrip(b" ")
-    if not header_text.startswith(b"{"):
-        raise alien("the header after the 8-byte length is not a JSON object")
-    if not header_text.endswith(b"}"):
-        raise FormatError(f"{where}: header is not a JSON object followed only by spaces")
-    header = parse_json(header_text, "header", where)
-    data = memoryview(raw)[header_len:]
-    data_size = len(data)
 
-    if "__metadata__" not in header:
-        raise alien("the header has no __metadata__: a safetensors file without pdinfer's metadata?")
-    metadata = header.pop("__metadata__")
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise FormatError(f"{where}: __metadata__ is not an object or holds non-string values")
-    format_name = metadata.get("format")
-    if format_name is None or not (format_name == FORMAT_NAME or format_name.startswith(FORMAT_NAME + "-")):
-        raise alien(f"metadata 'format' is {format_name!r}, not {FORMAT_NAME!r} or {FORMAT_NAME}-*")
-    if (8 + header_len) % HEADER_ALIGN:
-        raise FormatError(f"{where}: data section starts at byte {8 + header_len}, "
-                          f"not a multiple of {HEADER_ALIGN}")
+def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
+    """What must not change between checking a file and reading from it: device, inode, size, mtime."""
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
-    spans = sorted(((_tensor_entry(name, entry, data_size, where), name) for name, entry in header.items()),
-                   key=lambda span: (span[0][:2], span[1]))
-    expected_begin = 0
-    tensors: dict[str, np.ndarray] = {}
-    for (begin, end, shape, dtype), name in spans:
-        if begin != expected_begin:
-            relation = "overlaps the previous tensor" if begin < expected_begin else "leaves a gap before it"
-            raise FormatError(f"{where}: tensor {name!r} at byte {begin} {relation} "
-                              f"(expected it at byte {expected_begin})")
-        array = np.frombuffer(data, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin).reshape(shape)
-        tensors[name] = array
-        expected_begin = end
-    if expected_begin != data_size:
-        raise FormatError(f"{where}: {data_size - expected_begin} bytes after the last tensor "
-                          f"(tensors cover {expected_begin} of {data_size} data bytes)")
 
-    declared_file = metadata.get(FILE_CHECKSUM)
-    if verify_checksum and declared_file is not None:
-        digest = _file_checksum(prefix, header_bytes, data, declared_file, where)
-        if digest != declared_file:
-            raise FormatError(f"{where}: whole-file SHA-256 (header and data) mismatch: the file says "
-                              f"{declared_file}, its bytes hash to {digest} (the file was changed or "
-                              f"corrupted after it was written)")
-    digest = hashlib.sha256(data).hexdigest()
-    declared = metadata.get(DATA_CHECKSUM)
-    if verify_checksum and declared is not None and declared != digest:
-        raise FormatError(f"{where}: data checksum mismatch: the file says {declared}, "
-                          f"the data hashes to {digest} (corrupted data section)")
-    return Container(where, metadata, tensors, digest, verify_checksum and declared_file is not None)
+def _pread(fd: int, offset: int, length: int, where: str) -> bytes:
+    """Exactly `length` bytes at `offset`, or FormatError if the file has become shorter."""
+    block = os.pread(fd, length, offset)
+    if len(block) != length:
+        raise FormatError(f"{where}: file changed while being read (no byte {offset + len(block)} any more)")
+    return block
+
+
+class _FileTensors(Mapping[str, np.ndarray]):
+    """The tensors of a checked container file, each read from the file (os.pread) when looked
+    up, after checking that the file is still the one that was checked (same inode, size, mtime)."""
+
+    def __init__(self, path: str, identity: tuple[int, int, int, int], layout: _Layout) -> None:
+        self._path, self._identity, self._layout = path, identity, layout
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        span = self._layout.spans[name]
+        try:
+            with open(self._path, "rb") as f:
+                self._check(os.fstat(f.fileno()))
+                raw = _pread(f.fileno(), self._layout.data_begin + span.begin, span.end - span.begin, self._path)
+                self._check(os.fstat(f.fileno()))
+        except OSError as e:
+            raise FormatError(f"{self._path}: cannot read tensor {name!r}: {e.strerror or e}") from None
+        return _array(raw, 0, span)
+
+    def _check(self, status: os.stat_result) -> None:
+        if _identity(status) != self._identity:
+            raise FormatError(f"{self._path}: the file was changed or replaced after it was checked "
+                              f"(size, modification time or inode differ); open it again")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._layout.spans)
+
+    def __len__(self) -> int:
+        return len(self._layout.spans)
+
+
+def open_container(path: str | os.PathLike, *, kind: str) -> Container:
+    """Check a container file of any size in bounded memory, checksums always verified, in one
+    streaming pass; its tensors are read from the file one at a time when looked up (no memory
+    map: a file truncated while mapped would kill the process). A file changed after the check
+    is a FormatError when a tensor is read."""
+    where = str(path)
+    try:
+        with open(path, "rb") as f:
+            before = os.fstat(f.fileno())
+            layout = _parse_container(lambda offset, length: _pread(f.fileno(), offset, length, where),
+                                      before.st_size, where, verify_checksum=True, kind=kind)
+            changed = _identity(os.fstat(f.fileno())) != _identity(before)
+    except OSError as e:
+        raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
+    if changed:
+        raise FormatError(f"{where}: file changed while it was being checked")
+    return Container(where, layout.metadata, _FileTensors(where, _identity(before), layout),
+                     layout.data_sha256, layout.header_verified)
 
 
 _temporary_names = itertools.count()
+
+
+# A layout entry: (name, shape), or (name, shape, dtype) with dtype a DTYPES key (default F32).
+LayoutEntry = Union[tuple[str, tuple[int, ...]], tuple[str, tuple[int, ...], str]]
+
+
+def _typed(layout: Sequence[LayoutEntry]) -> list[tuple[str, tuple[int, ...], str]]:
+    return [(entry[0], tuple(int(d) for d in entry[1]), entry[2] if len(entry) > 2 else "F32") for entry in layout]
+
+
+def _header(metadata: Mapping[str, str], layout: Sequence[tuple[str, tuple[int, ...], str]]) -> bytes:
+    """The length prefix and padded header ContainerWriter writes, file_sha256 all zeros."""
+    meta = {k: str(v) for k, v in metadata.items() if k not in (FILE_CHECKSUM, DATA_CHECKSUM)}
+    header: dict[str, Any] = {"__metadata__": {**meta, FILE_CHECKSUM: "0" * 64}}
+    offset = 0
+    for name, shape, dtype in layout:
+        nbytes = DTYPES[dtype].itemsize * int(np.prod(shape, dtype=object))
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % HEADER_ALIGN)
+    return struct.pack("<Q", len(text)) + text
+
+
+def header_size(metadata: Mapping[str, str], layout: Sequence[LayoutEntry]) -> int:
+    """The header length ContainerWriter would write for this metadata and (name, shape[, dtype])
+    layout (readers refuse more than MAX_HEADER_BYTES)."""
+    return len(_header(metadata, _typed(layout))) - 8
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Flush a rename in `directory` to disk where the platform allows (POSIX; Windows and some
+    filesystems refuse, and the rename has happened either way)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class ContainerWriter:
@@ -269,10 +420,9 @@ class ContainerWriter:
     """
 
     def __init__(self, path: str | os.PathLike, metadata: Mapping[str, str],
-                 layout: Sequence[tuple[str, tuple[int, ...]] | tuple[str, tuple[int, ...], str]]) -> None:
+                 layout: Sequence[LayoutEntry]) -> None:
         self.path = Path(path)
-        self._layout = [(entry[0], tuple(int(d) for d in entry[1]), entry[2] if len(entry) > 2 else "F32")
-                        for entry in layout]
+        self._layout = _typed(layout)
         names = [name for name, _, _ in self._layout]
         if len(set(names)) != len(names) or "__metadata__" in names:
             raise FormatError(f"{path}: tensor names must be unique and not '__metadata__'")
@@ -282,16 +432,10 @@ class ContainerWriter:
                                   f"1 to {MAX_TENSOR_RANK} dimensions, each >= 1")
             if dtype not in DTYPES:
                 raise FormatError(f"{path}: tensor {name!r} has dtype {dtype!r}; supported: {', '.join(DTYPES)}")
-        meta = {k: str(v) for k, v in metadata.items() if k not in (FILE_CHECKSUM, DATA_CHECKSUM)}
-        header: dict[str, Any] = {"__metadata__": {**meta, FILE_CHECKSUM: "0" * 64}}
-        offset = 0
-        for name, shape, dtype in self._layout:
-            nbytes = DTYPES[dtype].itemsize * int(np.prod(shape, dtype=object))
-            header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-            offset += nbytes
-        text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        text += b" " * (-(8 + len(text)) % HEADER_ALIGN)
-        head = struct.pack("<Q", len(text)) + text
+        head = _header(metadata, self._layout)
+        if len(head) - 8 > MAX_HEADER_BYTES:
+            raise FormatError(f"{path}: the header of {len(self._layout)} tensors would be {len(head) - 8} bytes, "
+                              f"over the {MAX_HEADER_BYTES}-byte limit every reader enforces (write fewer tensors)")
         # json.dumps escapes every '"' inside strings, so this is the checksum's own entry.
         self._digest_at = head.index(f'"{FILE_CHECKSUM}":"{"0" * 64}"'.encode()) + len(FILE_CHECKSUM) + 4
         # A new name in the target's directory (for an atomic rename), created with the umask's
@@ -336,8 +480,11 @@ class ContainerWriter:
                                       f"layout were not written, from {self._layout[self._next][0]!r} on")
                 self._file.seek(self._digest_at)
                 self._file.write(self._hash.hexdigest().encode())
+                self._file.flush()
+                os.fsync(self._file.fileno())  # the data is on disk before the name points at it
                 self._file.close()
                 os.replace(self._tmp, self.path)
+                _fsync_directory(self.path.parent)
         finally:
             self._file.close()
             self._tmp.unlink(missing_ok=True)

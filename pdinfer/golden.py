@@ -6,15 +6,14 @@ layer of the bundle (all of them, or the subset asked for), and, when the caller
 tracer (exporter/golden.py), `torch.i.<layer>`: the same layer's output in PyTorch.
 
 Memory stays bounded by one input's outputs whatever the input count: the writer streams tensors
-to the file one at a time (format.ContainerWriter), and the reader maps the file and hands out
-one input at a time. NumPy only: this module never imports torch or the exporter.
+to the file one at a time (format.ContainerWriter), and the reader checks the whole file in one
+streaming pass, then reads one input's tensors at a time from it (format.open_container). NumPy only: this module never imports torch or the exporter.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import platform
 from dataclasses import dataclass
@@ -26,8 +25,8 @@ import numpy as np
 
 from . import __version__
 from .errors import FormatError, InputError
-from .format import (FILE_CHECKSUM, HEADER_ALIGN, MAX_HEADER_BYTES, Container, ContainerWriter,
-                     _file_checksum, _tensor_entry, check_metadata, parse_json)
+from .format import (FILE_CHECKSUM, MAX_HEADER_BYTES, Container, ContainerWriter, check_metadata, header_size,
+                     open_container, parse_json)
 from .graph import INPUT, load_graph
 from .layers import Shape
 from .model import load
@@ -67,7 +66,8 @@ class GoldenEntry:
 
 
 class Golden:
-    """A checked golden bundle, memory-mapped: `golden[i]` or iteration reads one input at a time."""
+    """A checked golden bundle: `golden[i]` or iteration reads one input's tensors from the file at a time
+    (FormatError if the file was changed since it was checked)."""
 
     def __init__(self, container: Container, manifest: dict[str, Any]) -> None:
         self.path = container.path
@@ -163,18 +163,9 @@ def _select_layers(all_layers: Sequence[str], wanted: Optional[Sequence[str]], w
 
 
 def _check_header_size(metadata: Mapping[str, str], layout: Sequence[tuple[str, Shape]], count: int) -> None:
-    """Refuse a bundle whose header would pass the container's limit (every reader refuses those files).
-
-    The header is measured as format.ContainerWriter writes it: the metadata, the checksum entry,
-    and one entry per tensor.
-    """
-    size = len(json.dumps(metadata, separators=(",", ":"))) + len(FILE_CHECKSUM) + 96
-    offset = 0
-    for name, shape in layout:
-        nbytes = 4 * int(np.prod(shape))
-        size += len(json.dumps({name: {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + nbytes]}},
-                               separators=(",", ":")))
-        offset += nbytes
+    """Refuse a bundle whose header would pass the container's limit (format.ContainerWriter
+    refuses it too), saying how many inputs would fit."""
+    size = header_size(metadata, layout)
     if size > MAX_HEADER_BYTES:
         inputs = count + len(EDGE_KINDS)
         fits = max(0, int(MAX_HEADER_BYTES / (size / inputs)) - len(EDGE_KINDS))
@@ -270,67 +261,10 @@ def _check_manifest(manifest: Any, where: str) -> dict[str, Any]:
     return manifest
 
 
-def map_container(path: str | os.PathLike) -> Container:
-    """format.read_container's checks on a memory-mapped file: tensors are read-only views of the map.
-
-    The checksums are computed over the map, so a bundle of any size is checked without being
-    read into memory; a tensor's bytes are read from the file when it is used.
-    """
-    where = str(path)
-    try:
-        with open(path, "rb") as f:
-            file_size = os.fstat(f.fileno()).st_size
-            if file_size < 8:
-                raise FormatError(f"{where}: file is {file_size} bytes, too short for a header length")
-            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except OSError as e:
-        raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
-    prefix = mapped[:8]
-    header_len = int.from_bytes(prefix, "little")
-    if header_len > MAX_HEADER_BYTES:
-        raise FormatError(f"{where}: header length {header_len} exceeds the {MAX_HEADER_BYTES}-byte limit")
-    if 8 + header_len > file_size:
-        raise FormatError(f"{where}: header length {header_len} runs past the end of the "
-                          f"{file_size}-byte file (truncated?)")
-    if (8 + header_len) % HEADER_ALIGN:
-        raise FormatError(f"{where}: data section starts at byte {8 + header_len}, not a multiple of {HEADER_ALIGN}")
-    header_bytes = mapped[8:8 + header_len]
-    header_text = header_bytes.rstrip(b" ")
-    if not (header_text.startswith(b"{") and header_text.endswith(b"}")):
-        raise FormatError(f"{where}: header is not a JSON object followed only by spaces")
-    header = parse_json(header_text, "header", where)
-    metadata = header.pop("__metadata__", None)
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise FormatError(f"{where}: __metadata__ is missing or is not an object of string values")
-    data = memoryview(mapped)[8 + header_len:]
-    spans = sorted(((_tensor_entry(name, entry, len(data), where), name) for name, entry in header.items()),
-                   key=lambda span: (span[0][:2], span[1]))
-    tensors: dict[str, np.ndarray] = {}
-    expected_begin = 0
-    for (begin, end, shape, dtype), name in spans:
-        if dtype != np.float32:
-            raise FormatError(f"{where}: tensor {name!r} is not F32 (a golden bundle holds float32 outputs)")
-        if begin != expected_begin:
-            gap = "overlaps the previous tensor" if begin < expected_begin else "leaves a gap before it"
-            raise FormatError(f"{where}: tensor {name!r} at byte {begin} {gap} (expected it at byte {expected_begin})")
-        tensors[name] = np.frombuffer(data, dtype="<f4", count=(end - begin) // 4, offset=begin).reshape(shape)
-        expected_begin = end
-    if expected_begin != len(data):
-        raise FormatError(f"{where}: {len(data) - expected_begin} bytes after the last tensor "
-                          f"(tensors cover {expected_begin} of {len(data)} data bytes)")
-    declared = metadata.get(FILE_CHECKSUM)
-    if declared is not None:
-        digest = _file_checksum(prefix, header_bytes, data, declared, where)
-        if digest != declared:
-            raise FormatError(f"{where}: whole-file SHA-256 (header and data) mismatch: the file says "
-                              f"{declared}, its bytes hash to {digest} (changed or corrupted after it was written)")
-    return Container(where, metadata, tensors, hashlib.sha256(data).hexdigest(), declared is not None)
-
-
 def read_golden(path: str | os.PathLike) -> Golden:
     """Read and check a golden bundle: every input has each listed layer's reference output (and
-    torch's, or none). The file is memory-mapped; its tensors are read when used."""
-    container = map_container(path)
+    torch's, or none). The whole file is checksummed here; its tensors are read when used."""
+    container = open_container(path, kind="pdinfer golden bundle")
     where = container.path
     check_metadata(container, GOLDEN_FORMAT, GOLDEN_VERSION, ("manifest", FILE_CHECKSUM))
     manifest = _check_manifest(parse_json(container.metadata["manifest"], "metadata 'manifest'", where), where)

@@ -189,6 +189,7 @@ def test_info_lists_layers_shapes_and_macs(capsys):
     assert "conv.0" in out and "32x60x120" in out and "MACs per image: 99,7" in out
     assert "corona, floating, particle, void, surface, noise" in out
     assert "resident:" in out and "bytes of weights" in out
+    assert "format version 2)" in out and "checksum:   the whole file (header and data) verified" in out
 
 
 def test_info_shows_each_layers_weight_storage(capsys):
@@ -197,6 +198,12 @@ def test_info_shows_each_layers_weight_storage(capsys):
     rows = {line.split()[0]: line.split()[5] for line in out.splitlines()[1:] if line.count("  ") > 3}
     assert rows["extractor.0.0"] == "I8" and rows["classifier.0"] == "I8" and rows["classifier.1"] == "-"
     assert not any(line.split()[1] == "BatchNorm2d" for line in out.splitlines()[1:] if line.strip())
+
+
+def test_info_flags_a_version_1_file(capsys):
+    assert main(["info", str(ROOT / "tests" / "data" / "tiny_v1.pdw")]) == 0
+    out = capsys.readouterr().out
+    assert "format version 1)" in out and "data section only (version 1)" in out and "whole file" not in out
 
 
 def test_warmup_shows_a_bar_on_a_terminal(monkeypatch, capsys, bar_at_once):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 import struct
 from pathlib import Path
 
@@ -15,9 +17,10 @@ import safetensors.numpy
 from safetensors import safe_open
 
 import pdinfer
+import pdinfer.format
 from pdinfer.graph import load_graph
-from pdinfer.format import (HEADER_ALIGN, ContainerWriter, read_container, read_weights, write_container,
-                            write_weights)
+from pdinfer.format import (HEADER_ALIGN, ContainerWriter, header_size, read_container, read_weights,
+                            write_container, write_weights)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,6 +174,38 @@ def test_writer_refuses_a_layout_the_reader_would_reject(tmp_path, layout):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_writer_refuses_a_header_over_the_limit_up_front(tmp_path, monkeypatch):
+    """Every reader refuses a header over MAX_HEADER_BYTES, so the writer refuses to start one."""
+    layout = [(f"t{i}", (1,)) for i in range(200)]
+    size = header_size({"format": "pdinfer-test"}, layout)
+    monkeypatch.setattr(pdinfer.format, "MAX_HEADER_BYTES", size - 1)
+    with pytest.raises(pdinfer.FormatError, match=f"would be {size} bytes, over the {size - 1}-byte limit"):
+        ContainerWriter(tmp_path / "out.pdw", {"format": "pdinfer-test"}, layout)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(pdinfer.format, "MAX_HEADER_BYTES", size)
+    write_container(tmp_path / "out.pdw", {"format": "pdinfer-test"}, [(n, np.zeros(s)) for n, s in layout])
+    assert struct.unpack("<Q", (tmp_path / "out.pdw").read_bytes()[:8])[0] == size
+    assert len(read_container(tmp_path / "out.pdw").tensors) == 200
+
+
+def test_writer_syncs_the_file_before_the_rename_and_the_directory_after(tmp_path, monkeypatch):
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def record_fsync(fd: int) -> None:
+        events.append("fsync directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        fsync(fd)
+
+    def record_replace(src, dst) -> None:
+        events.append("rename")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", record_replace)
+    write_container(tmp_path / "out.pdw", {"format": "pdinfer-test"}, [("a", np.ones(3))])
+    assert events == ["fsync file", "rename", "fsync directory"]
+
+
 def test_version_1_files_still_load():
     """tests/data/tiny_v1.pdw is docs/tiny.pdw as the version 1 writer wrote it (data_sha256 only)."""
     old, new = pdinfer.load(ROOT / "tests" / "data" / "tiny_v1.pdw"), pdinfer.load(ROOT / "docs" / "tiny.pdw")
@@ -196,6 +231,20 @@ def test_format_md_example_matches_docs_tiny_pdw():
     assert f"starts at file offset {offset} (0x{offset:x})" in text and f"`P = {offset + 15} … {offset + 78}`" in text
     out = pdinfer.load(ROOT / "docs" / "tiny.pdw")(np.array([[[[0.5, -1.0], [2.0, 0.0]]]], np.float32))
     assert f"| pdinfer (reference and fast path) | {out[0, 0].item()!r} | {out[0, 1].item()!r} |" in text
+
+
+def test_format_md_dump_is_what_tiny_example_prints(tmp_path, capsys):
+    """FORMAT.md section 5 shows exactly what `python -m exporter.tiny_example` prints, and the
+    file it writes is docs/tiny.pdw; its example names pdinfer's value and torch's apart."""
+    from exporter import tiny_example  # torch
+
+    assert tiny_example.main([str(tmp_path / "tiny.pdw")]) == 0
+    printed = capsys.readouterr().out
+    assert (tmp_path / "tiny.pdw").read_bytes() == (ROOT / "docs" / "tiny.pdw").read_bytes()
+    section = (ROOT / "docs" / "FORMAT.md").read_text().split("## 5. Example")[1]
+    assert section.split("```\n")[1] == printed
+    out = pdinfer.load(ROOT / "docs" / "tiny.pdw")(np.array(tiny_example.EXAMPLE_INPUT, np.float32))
+    assert f"pdinfer (this file): {out.tolist()}" in printed
 
 
 def test_not_a_pdinfer_file(tmp_path):

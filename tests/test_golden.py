@@ -1,8 +1,8 @@
 """Golden bundles (pdinfer/golden.py, exporter/golden.py) and the Java kit that checks them (java/).
 
-The Java tests compile java/src with javac into a temporary directory and are skipped only when
-javac is missing (CI installs a JDK 17; java/run.sh installs one with apt-get). The seed-model
-test also needs torch.
+The Java tests use conftest.py's `java_classes` (java/src compiled once per session): without
+javac they fail under CI=true and are skipped elsewhere (java/run.sh --install-jdk installs a
+JDK 17). The seed-model test also needs torch.
 """
 
 from __future__ import annotations
@@ -233,7 +233,8 @@ def test_memory_is_bounded_by_one_trace_whatever_the_count(tmp_path):
 
 
 def test_reading_is_bounded_too(tmp_path):
-    """read_golden maps the file: opening and iterating a bundle allocates far less than its size."""
+    """read_golden checks the file in a streaming pass and reads one input at a time: opening and
+    iterating a bundle allocates a few inputs' worth (the entry being read and the one before)."""
     shape = (1, 96, 160)
     weights = tmp_path / "small.pdw"
     write_weights(weights, small_layers(), small_tensors(), input_shape=shape, classes=["a", "b", "c"])
@@ -244,8 +245,10 @@ def test_reading_is_bounded_too(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert np.isfinite(total) and path.stat().st_size > 50_000_000
-    assert peak < path.stat().st_size / 20, (peak, path.stat().st_size)
+    size = path.stat().st_size
+    assert np.isfinite(total) and size > 50_000_000
+    one_input = size / (20 + len(EDGE_KINDS))
+    assert peak < 3 * one_input and peak < size / 8, (peak, size)
 
 
 def test_read_golden_rejects_a_weight_file_and_a_bundle_missing_a_tensor(model_file, golden_file, tmp_path):
@@ -277,6 +280,30 @@ def test_read_golden_rejects_a_truncated_or_corrupted_bundle(golden_file, tmp_pa
         read_golden(tmp_path / "bad.pdw")
 
 
+@pytest.mark.parametrize("change", ["truncated", "rewritten in place", "replaced"])
+def test_a_bundle_changed_after_it_was_checked_is_a_format_error(golden_file, tmp_path, change):
+    """read_golden checks the whole file, then reads per input: a file changed in between (size,
+    modification time or inode) is refused when read, never read as garbage."""
+    path = tmp_path / "b.golden.pdw"
+    shutil.copyfile(golden_file, path)
+    os.utime(path, ns=(0, 0))  # any later write gives a different modification time
+    golden = read_golden(path)
+    assert np.array_equal(golden[0].image, read_golden(golden_file)[0].image)
+    raw = path.read_bytes()
+    if change == "truncated":
+        os.truncate(path, len(raw) - 4)
+    elif change == "rewritten in place":
+        with open(path, "r+b") as f:
+            f.seek(len(raw) - 4)
+            f.write(bytes(4))
+    else:
+        (tmp_path / "other").write_bytes(raw)
+        os.utime(tmp_path / "other", ns=(0, 0))
+        os.replace(tmp_path / "other", path)
+    with pytest.raises(FormatError, match="changed or replaced after it was checked"):
+        golden[len(golden) - 1]
+
+
 def test_the_engine_never_imports_torch_or_the_exporter(model_file, tmp_path):
     code = ("import sys, pdinfer.golden as g\n"
             f"g.write_golden({str(model_file)!r}, {str(tmp_path)!r}, count=1)\n"
@@ -299,17 +326,6 @@ def test_cli_writes_reference_only_bundles_and_says_so(model_file, tmp_path, cap
 # ----------------------------------------------------------------------------- the Java kit
 
 
-@pytest.fixture(scope="module")
-def java_build(tmp_path_factory) -> Path:
-    if shutil.which("javac") is None or shutil.which("java") is None:
-        pytest.skip("javac is not installed (java/run.sh installs a JDK 17)")
-    build = tmp_path_factory.mktemp("java")
-    sources = [str(p) for p in (ROOT / "java" / "src").rglob("*.java")]
-    subprocess.run(["javac", "-Xlint:all,-serial", "-Werror", "-d", str(build), *sources],
-                   check=True, capture_output=True, text=True, timeout=300)
-    return build
-
-
 def java(build: Path, main_class: str, *args) -> subprocess.CompletedProcess:
     return subprocess.run(["java", "-cp", str(build), f"pdinfer.{main_class}", *map(str, args)],
                           capture_output=True, text=True, timeout=600)
@@ -321,14 +337,14 @@ def row(output: str, layer: str) -> str:
     return next(line for line in summary.splitlines() if line.split(" ")[0] == layer)
 
 
-def test_java_is_bit_exact_on_every_layer_type(java_build, model_file, golden_file):
-    result = java(java_build, "GoldenRunner", model_file, golden_file)
+def test_java_is_bit_exact_on_every_layer_type(java_classes, model_file, golden_file):
+    result = java(java_classes, "GoldenRunner", model_file, golden_file)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS: 19 layers bit-exact" in result.stdout
     assert "(0 values of exp/tanh layers 1 ulp off)" in result.stdout
 
 
-def test_java_fails_when_one_reference_value_is_one_ulp_off(java_build, model_file, golden_file, tmp_path):
+def test_java_fails_when_one_reference_value_is_one_ulp_off(java_classes, model_file, golden_file, tmp_path):
     def nudge(layer: str, ulps: int):
         def edit(name: str, array: np.ndarray) -> np.ndarray:
             if name == f"reference.1.{layer}":
@@ -339,7 +355,7 @@ def test_java_fails_when_one_reference_value_is_one_ulp_off(java_build, model_fi
         return edit
 
     bad = rewrite(golden_file, tmp_path / "conv.golden.pdw", nudge("conv", 1))
-    result = java(java_build, "GoldenRunner", model_file, bad)
+    result = java(java_classes, "GoldenRunner", model_file, bad)
     assert result.returncode == 1, result.stdout + result.stderr
     conv, bn, leaky = (row(result.stdout, name).split("|") for name in ("conv", "bn", "leaky"))
     assert conv[1].split() == conv[2].split() == ["5.96e-08", "1"] and conv[-1].strip() == "FAIL"
@@ -349,19 +365,19 @@ def test_java_fails_when_one_reference_value_is_one_ulp_off(java_build, model_fi
 
     # Sigmoid and Softmax may be 1 ulp off (counted), not 2.
     loose = rewrite(golden_file, tmp_path / "softmax1.golden.pdw", nudge("softmax", 1))
-    result = java(java_build, "GoldenRunner", model_file, loose)
+    result = java(java_classes, "GoldenRunner", model_file, loose)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok (2 values 1 ulp off)" in row(result.stdout, "softmax")  # per layer and end to end
     bad = rewrite(golden_file, tmp_path / "softmax2.golden.pdw", nudge("softmax", 2))
-    result = java(java_build, "GoldenRunner", model_file, bad)
+    result = java(java_classes, "GoldenRunner", model_file, bad)
     assert result.returncode == 1 and "FAIL" in row(result.stdout, "softmax")
 
     bad = rewrite(golden_file, tmp_path / "add.golden.pdw", nudge("add", 1))
-    result = java(java_build, "GoldenRunner", model_file, bad)
+    result = java(java_classes, "GoldenRunner", model_file, bad)
     assert result.returncode == 1 and "FAIL" in row(result.stdout, "add")
 
 
-def test_java_checks_the_torch_tolerance(java_build, model_file, golden_file, tmp_path):
+def test_java_checks_the_torch_tolerance(java_classes, model_file, golden_file, tmp_path):
     """torch outputs = reference outputs moved by a fraction of the tolerance, or by more than it."""
     golden = read_golden(golden_file)
     container = read_container(golden_file)
@@ -377,16 +393,16 @@ def test_java_checks_the_torch_tolerance(java_build, model_file, golden_file, tm
                                "manifest": json.dumps(manifest)}, tensors)
         return path
 
-    result = java(java_build, "GoldenRunner", model_file, with_torch(tmp_path / "near.golden.pdw", 0.5))
+    result = java(java_classes, "GoldenRunner", model_file, with_torch(tmp_path / "near.golden.pdw", 0.5))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "of torch" in result.stdout
-    result = java(java_build, "GoldenRunner", model_file, with_torch(tmp_path / "far.golden.pdw", 3.0))
+    result = java(java_classes, "GoldenRunner", model_file, with_torch(tmp_path / "far.golden.pdw", 3.0))
     assert result.returncode == 1 and "FAIL" in row(result.stdout, "conv")
 
 
-def test_java_refuses_a_bundle_of_other_weights(java_build, golden_file, tmp_path):
+def test_java_refuses_a_bundle_of_other_weights(java_classes, golden_file, tmp_path):
     other = all_layer_types_model(tmp_path / "other.pdw", seed=1)
-    result = java(java_build, "GoldenRunner", other, golden_file)
+    result = java(java_classes, "GoldenRunner", other, golden_file)
     assert result.returncode == 2 and "SHA-256" in result.stderr
 
 
@@ -471,32 +487,32 @@ CORRUPTIONS = {
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPTIONS))
-def test_java_reader_rejects_what_pdinfer_rejects(case, java_build, model_file, tmp_path):
+def test_java_reader_rejects_what_pdinfer_rejects(case, java_classes, model_file, tmp_path):
     corrupt, reason = CORRUPTIONS[case]
     path = tmp_path / "bad.pdw"
     path.write_bytes(corrupt(model_file.read_bytes()))
     with pytest.raises(FormatError, match=reason):
         load_graph(path)
-    result = java(java_build, "Info", path)
+    result = java(java_classes, "Info", path)
     assert result.returncode == 2, result.stdout
     assert re.search(reason, result.stderr), result.stderr
 
 
-def test_java_reader_accepts_the_valid_file_and_rejects_nan_weights(java_build, model_file, tmp_path):
-    result = java(java_build, "Info", model_file)
+def test_java_reader_accepts_the_valid_file_and_rejects_nan_weights(java_classes, model_file, tmp_path):
+    result = java(java_classes, "Info", model_file)
     assert result.returncode == 0 and "19 layers" in result.stdout, result.stderr
     bad = rewrite(model_file, tmp_path / "nan.pdw",
                   lambda name, a: np.full_like(a, np.nan) if name == "fc1.bias" else a)
     with pytest.raises(FormatError, match="NaN"):
         load_graph(bad)
-    result = java(java_build, "Info", bad)
+    result = java(java_classes, "Info", bad)
     assert result.returncode == 2 and "NaN" in result.stderr
 
 
-def test_java_checks_a_subset_bundle(java_build, model_file, tmp_path):
+def test_java_checks_a_subset_bundle(java_classes, model_file, tmp_path):
     """Only the bundle's layers are compared; per layer where their inputs are in the bundle too."""
     subset = write_golden(model_file, tmp_path, count=1, layers=["bn", "conv", "softmax", "fc1"])
-    result = java(java_build, "GoldenRunner", model_file, subset)
+    result = java(java_classes, "GoldenRunner", model_file, subset)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS: 4 of 19 layers in the bundle bit-exact" in result.stdout
     assert [line.split()[0] for line in result.stdout.split("worst case per layer")[-1].splitlines()[3:7]] == \
@@ -509,7 +525,7 @@ def test_java_checks_a_subset_bundle(java_build, model_file, tmp_path):
             array.reshape(-1)[5] = np.nextafter(array.reshape(-1)[5], np.float32(np.inf))
         return array
 
-    result = java(java_build, "GoldenRunner", model_file, rewrite(subset, tmp_path / "bad.golden.pdw", nudge))
+    result = java(java_classes, "GoldenRunner", model_file, rewrite(subset, tmp_path / "bad.golden.pdw", nudge))
     assert result.returncode == 1 and "FAIL" in row(result.stdout, "bn") and "FAIL: 1 of 4" in result.stdout
 
     container = read_container(subset)  # a manifest whose layers are out of order, or not called a subset
@@ -518,11 +534,11 @@ def test_java_checks_a_subset_bundle(java_build, model_file, tmp_path):
         bad = tmp_path / "order.golden.pdw"
         write_container(bad, container.metadata | {"manifest": json.dumps(manifest | change)},
                         list(container.tensors.items()))
-        result = java(java_build, "GoldenRunner", model_file, bad)
+        result = java(java_classes, "GoldenRunner", model_file, bad)
         assert result.returncode == 2 and "layers in execution order" in result.stderr, result.stderr
 
 
-def test_seed_models_are_bit_exact_in_java_and_close_to_torch(java_build, tmp_path):
+def test_seed_models_are_bit_exact_in_java_and_close_to_torch(java_classes, tmp_path):
     pytest.importorskip("torch")
     from exporter.golden import main as torch_golden
 
@@ -535,6 +551,6 @@ def test_seed_models_are_bit_exact_in_java_and_close_to_torch(java_build, tmp_pa
         golden = read_golden(tmp_path / f"{model}.golden.pdw")
         assert golden.has_torch and golden.manifest["torch_version"] and golden.subset == bool(layers)
         assert golden.layers == (layers or pdinfer.load(weights).layer_names)
-        result = java(java_build, "GoldenRunner", weights, tmp_path / f"{model}.golden.pdw")
+        result = java(java_classes, "GoldenRunner", weights, tmp_path / f"{model}.golden.pdw")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "bit-exact with pdinfer's reference" in result.stdout and "of torch" in result.stdout

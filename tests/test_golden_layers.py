@@ -13,7 +13,7 @@ from pdinfer.cli import main as cli_main
 from pdinfer.errors import FormatError
 from pdinfer.format import read_weights, write_weights
 from pdinfer.graph import load_graph
-from test_golden import _layer, java, java_build, row  # noqa: F401 (java_build is a fixture)
+from test_golden import _layer, java, row
 
 INPUT_SHAPE = (3, 9, 11)
 
@@ -56,10 +56,10 @@ def new_layers_model(path: Path) -> Path:
     return path
 
 
-def test_java_is_bit_exact_on_the_new_layers(java_build, tmp_path):  # noqa: F811
+def test_java_is_bit_exact_on_the_new_layers(java_classes, tmp_path):
     weights = new_layers_model(tmp_path / "new_layers.pdw")
     assert cli_main(["golden", str(weights), "--out", str(tmp_path)]) == 0
-    result = java(java_build, "GoldenRunner", weights, tmp_path / "new_layers.golden.pdw")
+    result = java(java_classes, "GoldenRunner", weights, tmp_path / "new_layers.golden.pdw")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"PASS: {len(load_graph(weights).layers)} layers bit-exact" in result.stdout, result.stdout
     assert "(0 values of exp/tanh layers 1 ulp off)" in result.stdout, result.stdout  # no layer needed the allowance
@@ -87,7 +87,7 @@ BAD_PARAMS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_PARAMS))
-def test_java_reader_rejects_bad_params_as_pdinfer_does(case, java_build, tmp_path):  # noqa: F811
+def test_java_reader_rejects_bad_params_as_pdinfer_does(case, java_classes, tmp_path):
     edit, reason = BAD_PARAMS[case]
     good = new_layers_model(tmp_path / "good.pdw")
     container, layers = read_weights(good)
@@ -97,13 +97,13 @@ def test_java_reader_rejects_bad_params_as_pdinfer_does(case, java_build, tmp_pa
     write_weights(bad, layers, tensors, input_shape=INPUT_SHAPE, classes=["a"], producer="tests")
     with pytest.raises(FormatError, match=reason):
         load_graph(bad)
-    result = java(java_build, "Info", bad)
+    result = java(java_classes, "Info", bad)
     assert result.returncode == 2, result.stdout
     assert re.search(reason, result.stderr), result.stderr
 
 
 @pytest.mark.slow
-def test_libm_and_strictmath_agree_in_float32_on_many_values(java_build, tmp_path):  # noqa: F811
+def test_libm_and_strictmath_agree_in_float32_on_many_values(java_classes, tmp_path):
     """The 1-ulp allowance of SiLU, Tanh, GELU and ELU is never used on 3.5 million values each.
 
     A 1x1 convolution scales and shifts a 200x250 image into five channels (x8, x1 - 0.5, x20 - 10,
@@ -128,6 +128,6 @@ def test_libm_and_strictmath_agree_in_float32_on_many_values(java_build, tmp_pat
     weights = tmp_path / "many.pdw"
     write_weights(weights, layers, tensors, input_shape=(1, 200, 250), classes=list("abcde"), producer="tests")
     assert cli_main(["golden", str(weights), "--out", str(tmp_path), "--count", "10"]) == 0
-    result = java(java_build, "GoldenRunner", weights, tmp_path / "many.golden.pdw")
+    result = java(java_classes, "GoldenRunner", weights, tmp_path / "many.golden.pdw")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "(0 values of exp/tanh layers 1 ulp off)" in result.stdout, result.stdout

@@ -3,10 +3,12 @@
 Every load here runs under a time limit and tracemalloc. With checksums verified (the default),
 every change to a file's bytes is rejected. Below the checksum (verify_checksum=False, as a file
 written wrong would be), a load either raises FormatError or gives a model that runs on valid
-input; mutations that keep the file's meaning give the original's outputs bit for bit. The small
-model comes from tests/small_model.py (no torch needed). The property checks are shared with the
-long fuzz run in tests/test_soak.py, and every mutant is also fed to the Java reader, which must
-reject exactly the files pdinfer rejects.
+input; mutations that keep the file's meaning give the original's outputs bit for bit. Two models
+are mutated: the small model of tests/small_model.py (no torch needed), whose layer list the
+parametrized cases edit, and pdinfer.builder.every_layer_type() (every registered layer type), on
+which every byte-level mutation runs too. The property checks are shared with the long fuzz run
+in tests/test_soak.py, and every mutant is also fed to the Java reader, which must reject exactly
+the files pdinfer rejects.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from hypothesis import given, strategies as st
 import pdinfer
 from exporter.compress import WEIGHT_STORAGE, compress, to_bf16
 from pdinfer import FormatError, UnsupportedLayerError
-from pdinfer.format import HEADER_ALIGN, MAX_HEADER_BYTES, MAX_JSON_DEPTH, storage, write_weights
+from pdinfer.builder import every_layer_type
+from pdinfer.format import HEADER_ALIGN, MAX_HEADER_BYTES, MAX_JSON_DEPTH, storage, write_container, write_weights
 from pdinfer.graph import load_graph
+from pdinfer.layers import LAYER_TYPES
 from small_model import (CLASSES, INPUT_SHAPE, TENSOR_ORDER, reseal, sample_images, small_layers,
                          small_tensors, write_raw, write_small_model)
 
@@ -87,6 +91,13 @@ def load_blob(path: Path, blob: bytes, *, verify: bool = True, memory_factor: fl
             f"loading a {len(blob)}-byte file allocated {peak} bytes"
 
 
+def images_for(model: pdinfer.Model) -> np.ndarray:
+    """IMAGES for a model of the small model's input shape, else seeded random images of its own."""
+    if model.input_shape == INPUT_SHAPE:
+        return IMAGES
+    return np.random.default_rng(1).random((len(IMAGES), *model.input_shape), dtype=np.float32)
+
+
 def check_mutant(path: Path, blob: bytes, *, verify: bool = True) -> np.ndarray | None:
     """A changed file raises FormatError or loads into a model that runs on images of the shape
     it declares (a mutant may change `input_shape`); returns its outputs."""
@@ -96,8 +107,7 @@ def check_mutant(path: Path, blob: bytes, *, verify: bool = True) -> np.ndarray 
         return None
     if max(int(np.prod(s)) for s in shapes.values()) > MAX_RUN_VALUES:
         return None  # a valid but huge model (e.g. padding 4000): loading it was the test
-    images = IMAGES if model.input_shape == INPUT_SHAPE else \
-        np.random.default_rng(1).random((len(IMAGES), *model.input_shape), dtype=np.float32)
+    images = images_for(model)
     out = model(images)
     assert out.shape == (len(IMAGES), *model.output_shape) and out.dtype == np.float32
     return out
@@ -143,6 +153,30 @@ def expected(work, original) -> np.ndarray:
     return pdinfer.load(work / "original.pdw")(IMAGES)
 
 
+def write_every_layer_type(path: Path) -> Path:
+    layers, classes = every_layer_type()
+    return layers.write(path, classes)
+
+
+MODELS = {"small": write_small_model, "every-layer-type": write_every_layer_type}
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def model_name(request) -> str:
+    """Each model the byte-level mutations run on (MODELS)."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def any_original(work, model_name) -> bytes:
+    return MODELS[model_name](work / f"{model_name}.pdw").read_bytes()
+
+
+def test_the_every_layer_type_model_has_every_registered_layer_type(work):
+    graph = load_graph(write_every_layer_type(work / "every.pdw"))
+    assert {layer.type for layer in graph.layers} == set(LAYER_TYPES)
+
+
 def test_original_loads_within_bounds(work, original, expected):
     model, _ = load_blob(work / "m.pdw", original)
     assert model.classes == CLASSES and model.input_shape == INPUT_SHAPE
@@ -158,22 +192,22 @@ WHOLE_FILE = r"whole-file SHA-256 \(header and data\) mismatch"
 # -- truncation, bit flips, byte replacement --------------------------------------------------
 
 @pytest.mark.parametrize("verify", [True, False])
-def test_truncation_at_every_length_is_rejected(work, original, verify):
-    for length in range(len(original)):
+def test_truncation_at_every_length_is_rejected(work, any_original, verify):
+    for length in range(len(any_original)):
         with pytest.raises(FormatError):
-            load_blob(work / "cut.pdw", original[:length], verify=verify)
+            load_blob(work / "cut.pdw", any_original[:length], verify=verify)
 
 
-def test_every_data_byte_flip_is_caught_by_the_checksum(work, original):
-    begin = 8 + header_length(original)
-    for i in range(begin, len(original)):
-        blob = bytearray(original)
+def test_every_data_byte_flip_is_caught_by_the_checksum(work, any_original):
+    begin = 8 + header_length(any_original)
+    for i in range(begin, len(any_original)):
+        blob = bytearray(any_original)
         blob[i] ^= 1 << (i % 8)
         rejected(work / "flip.pdw", bytes(blob), WHOLE_FILE)
 
 
-def test_every_checksum_character_change_is_caught(work, original):
-    header, data = split(original)
+def test_every_checksum_character_change_is_caught(work, any_original):
+    header, data = split(any_original)
     digest = header["__metadata__"]["file_sha256"]
     for i in range(len(digest)):
         for c, match in (("0", WHOLE_FILE), ("f", WHOLE_FILE), ("F", "64 lowercase hex")):
@@ -195,10 +229,10 @@ def header_byte_mutants(original: bytes):
                 yield position, value, original[:position] + bytes([value]) + original[position + 1:]
 
 
-def test_every_header_byte_change_is_rejected(work, original):
+def test_every_header_byte_change_is_rejected(work, any_original):
     """Exhaustive over positions: with checksums verified no header byte can change a model."""
     path, count, loaded = work / "header-byte.pdw", 0, []
-    for position, value, blob in header_byte_mutants(original):
+    for position, value, blob in header_byte_mutants(any_original):
         put(path, blob)
         try:
             load_graph(path)
@@ -206,7 +240,7 @@ def test_every_header_byte_change_is_rejected(work, original):
         except FormatError:
             count += 1
     assert not loaded, f"(position, new value) of header bytes whose change loaded: {loaded}"
-    assert count > 3 * (8 + header_length(original))
+    assert count > 3 * (8 + header_length(any_original))
 
 
 SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "pd_light.pdw"
@@ -229,8 +263,9 @@ def test_issue_13_header_edits_of_the_shipped_model_are_rejected(tmp_path, old, 
 
 
 def check_data_flip_unverified(work: Path, original: bytes, offset: int, bit: int) -> None:
-    """With the checksum off, a flipped data bit is read as exactly that weight, or rejected
-    if it makes the weight NaN, infinite or a negative variance."""
+    """With the checksum off, a flipped data bit is read as exactly that weight (the same outputs
+    as the flipped tensors written as a valid file), or rejected if it makes the weight NaN,
+    infinite or a negative variance."""
     n = header_length(original)
     blob = bytearray(original)
     blob[8 + n + offset] ^= 1 << bit
@@ -239,15 +274,16 @@ def check_data_flip_unverified(work: Path, original: bytes, offset: int, bit: in
     except FormatError as e:
         assert "NaN or infinite" in str(e) or "negative" in str(e), e
         return
-    data = np.frombuffer(bytes(blob[8 + n:]), "<f4")
-    tensors, start = {}, 0
-    for name in TENSOR_ORDER:
-        size = small_tensors()[name].size
-        tensors[name] = data[start:start + size].reshape(small_tensors()[name].shape)
-        start += size
-    rewritten = pdinfer.load(write_small_model(work / "rewritten.pdw", tensors=tensors))
+    header, data = split(bytes(blob))
+    metadata = header.pop("__metadata__")
+    tensors = [(name, np.frombuffer(data, "<f4", (end - begin) // 4, begin).reshape(entry["shape"]))
+               for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"])
+               for begin, end in [entry["data_offsets"]]]
+    write_container(work / "rewritten.pdw", metadata, tensors)
+    rewritten = pdinfer.load(work / "rewritten.pdw")
     with np.errstate(all="ignore"):
-        assert np.array_equal(model(IMAGES), rewritten(IMAGES), equal_nan=True)
+        images = images_for(model)
+        assert np.array_equal(model(images), rewritten(images), equal_nan=True)
 
 
 def fuzz_data_flip(work: Path, original: bytes, data: st.DataObject) -> None:
@@ -257,8 +293,8 @@ def fuzz_data_flip(work: Path, original: bytes, data: st.DataObject) -> None:
 
 
 @given(data=st.data())
-def test_data_flip_with_checksum_off_reads_the_flipped_weight(work, original, data):
-    fuzz_data_flip(work, original, data)
+def test_data_flip_with_checksum_off_reads_the_flipped_weight(work, any_original, data):
+    fuzz_data_flip(work, any_original, data)
 
 
 def check_header_byte(work: Path, original: bytes, position: int, value: int) -> None:
@@ -284,15 +320,15 @@ def fuzz_header_byte(work: Path, original: bytes, data: st.DataObject) -> None:
 
 
 @given(data=st.data())
-def test_any_header_byte_replaced(work, original, data):
-    fuzz_header_byte(work, original, data)
+def test_any_header_byte_replaced(work, any_original, data):
+    fuzz_header_byte(work, any_original, data)
 
 
-def test_every_padding_byte_must_stay_a_space(work, original):
-    n = header_length(original)
-    for position in range(8 + len(original[8:8 + n].rstrip(b" ")), 8 + n):
+def test_every_padding_byte_must_stay_a_space(work, any_original):
+    n = header_length(any_original)
+    for position in range(8 + len(any_original[8:8 + n].rstrip(b" ")), 8 + n):
         for value in b"\t\n\r\x00x}":
-            blob = bytearray(original)
+            blob = bytearray(any_original)
             blob[position] = value
             rejected(work / "pad.pdw", bytes(blob), "followed only by spaces|Extra data")
 
@@ -309,8 +345,8 @@ def fuzz_overwrites(work: Path, original: bytes, data: st.DataObject, max_writes
 
 
 @given(data=st.data())
-def test_random_overwrites_anywhere(work, original, data):
-    fuzz_overwrites(work, original, data)
+def test_random_overwrites_anywhere(work, any_original, data):
+    fuzz_overwrites(work, any_original, data)
 
 
 # -- the length prefix --------------------------------------------------------------------------
@@ -766,25 +802,25 @@ def test_any_value_anywhere_in_the_layer_list(work, path, value):
 
 # -- the Java reader rejects exactly the files pdinfer rejects (issue 12) -------------------------
 
-def write_mutants(directory: Path, original: bytes) -> list[Path]:
-    """The mutants this file feeds the loader, written to `directory`: every header-byte change
-    of test_every_header_byte_change_is_rejected, every truncation, every data-byte flip, the
-    checksum-entry and version 1 cases, and the malformed files of the parametrized tests."""
+def write_mutants(directory: Path, model_name: str, original: bytes) -> list[Path]:
+    """The mutants this file feeds the loader, written to `directory`. For every model: every
+    header-byte change of test_every_header_byte_change_is_rejected, every truncation, every
+    data-byte flip, the checksum-entry and version 1 cases. For the small model also the
+    malformed files of the parametrized tests, which edit its entries and layer list."""
     blobs = {f"byte-{position}-{value}": blob for position, value, blob in header_byte_mutants(original)}
     blobs |= {f"cut-{length}": original[:length] for length in range(len(original))}
     for i in range(8 + header_length(original), len(original)):
         blobs[f"flip-{i}"] = original[:i] + bytes([original[i] ^ 1 << (i % 8)]) + original[i + 1:]
+    blobs |= {f"entry-{what}": blob for what, (blob, _) in checksum_entry_mutants(original).items()}
+    blobs |= version_1_mutants(original)
+    if model_name != "small":
+        return _write_all(directory, blobs)
     blobs |= {f"entry-{k}": _with_entry(original, "conv0.weight", **changes)
               for k, (changes, _) in enumerate(TENSOR_ENTRY_CASES)}
     blobs |= {f"json-{k}": container(text, b"\0" * 4) for k, (text, _) in enumerate(HEADER_JSON_CASES)}
-    blobs |= {f"entry-{what}": blob for what, (blob, _) in checksum_entry_mutants(original).items()}
-    blobs |= version_1_mutants(original)
     blobs |= {f"deep-{depth}": container(('{"__metadata__": {"a": ' + _nested(depth) + "}}").encode(), b"")
               for depth in (MAX_JSON_DEPTH - 2, MAX_JSON_DEPTH - 1, 100_000)}
-    paths = []
-    for name, blob in blobs.items():
-        paths.append(directory / f"{name}.pdw")
-        paths[-1].write_bytes(blob)
+    paths = _write_all(directory, blobs)
     paths += [write_raw(directory / f"meta-{k}.pdw", **{key: value})
               for k, (key, value, _) in enumerate(METADATA_CASES)]
     paths += [write_raw(directory / f"layers-deep-{depth}.pdw", layers_json=_nested(depth))
@@ -796,6 +832,14 @@ def write_mutants(directory: Path, original: bytes) -> list[Path]:
     return paths
 
 
+def _write_all(directory: Path, blobs: dict[str, bytes]) -> list[Path]:
+    """Each blob written to directory/<name>.pdw; the paths, in order."""
+    paths = [directory / f"{name}.pdw" for name in blobs]
+    for path, blob in zip(paths, blobs.values()):
+        path.write_bytes(blob)
+    return paths
+
+
 def python_verdict(path: Path, verify: bool) -> str:
     try:
         load_graph(path, verify_checksum=verify)
@@ -804,9 +848,9 @@ def python_verdict(path: Path, verify: bool) -> str:
     return "OK"
 
 
-def test_java_rejects_exactly_the_files_pdinfer_rejects(java_classes, tmp_path, original):
-    """All mutants in one JVM (java/src/pdinfer/Check.java), with and without checksums."""
-    paths = write_mutants(tmp_path, original)
+def test_java_rejects_exactly_the_files_pdinfer_rejects(java_classes, tmp_path, model_name, any_original):
+    """All mutants of a model in one JVM (java/src/pdinfer/Check.java), with and without checksums."""
+    paths = write_mutants(tmp_path, model_name, any_original)
     listing = "".join(f"{path}\n" for path in paths)
     for verify in (True, False):
         result = subprocess.run(["java", "-cp", str(java_classes), "pdinfer.Check",

@@ -9,8 +9,11 @@ import java.nio.channels.FileChannel;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.nio.file.attribute.FileTime;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
@@ -27,8 +30,10 @@ import java.util.Map;
  * types in {@link #ELEMENT_BYTES} (F32, F16, BF16, I8), handed out widened to float32.
  *
  * Every rule pdinfer.format.read_container checks is checked here, in the same order, including
- * the whole-file checksum `file_sha256` whenever it is present. The file is memory-mapped
- * read-only; `tensor(name)` copies one tensor out of the mapping when asked.
+ * the whole-file checksum `file_sha256` whenever it is present, hashed in one streaming pass.
+ * Nothing is memory-mapped and the data section is never held whole, so a file (a golden bundle)
+ * may be of any size: `tensor(name)` reads one tensor with a positional read, after checking that
+ * the file is still the one that was checked (same file key, size and modification time).
  */
 public final class Container {
     public static final int HEADER_ALIGN = 64;
@@ -37,6 +42,7 @@ public final class Container {
     public static final String FORMAT_PREFIX = "pdinfer";
     public static final String FILE_CHECKSUM = "file_sha256";
     public static final String DATA_CHECKSUM = "data_sha256";
+    private static final int HASH_BLOCK = 1 << 20; // bytes hashed per read in the checksum pass
     /** The tensor types (safetensors dtype) and their element sizes in bytes. */
     public static final Map<String, Integer> ELEMENT_BYTES = Map.of("F32", 4, "F16", 2, "BF16", 2, "I8", 1);
 
@@ -44,19 +50,31 @@ public final class Container {
     public final Map<String, String> metadata;
     public final String dataSha256; // SHA-256 of the data section, computed (the weights' identity)
     public final boolean headerVerified; // a whole-file checksum (header and data) was verified
-    private final ByteBuffer data; // the data section, little-endian
-    private final Map<String, Span> spans; // tensor name -> where it lies, in data order
+    private final Path file;
+    private final Identity identity; // the file as it was checked
+    private final long dataBegin; // file offset of the data section
+    private final Map<String, Span> spans; // tensor name -> where it lies in the data section, in data order
 
     private record Span(String name, long begin, long end, int[] shape, String dtype) {
     }
 
-    private Container(String path, Map<String, String> metadata, String dataSha256, boolean headerVerified,
-                      ByteBuffer data, Map<String, Span> spans) {
-        this.path = path;
+    /** What must not change between checking a file and reading from it. */
+    private record Identity(Object fileKey, long size, FileTime modified) {
+        static Identity of(Path file) throws IOException {
+            BasicFileAttributes attributes = Files.readAttributes(file, BasicFileAttributes.class);
+            return new Identity(attributes.fileKey(), attributes.size(), attributes.lastModifiedTime());
+        }
+    }
+
+    private Container(Path file, Identity identity, Map<String, String> metadata, String dataSha256,
+                      boolean headerVerified, long dataBegin, Map<String, Span> spans) {
+        this.path = file.toString();
+        this.file = file;
+        this.identity = identity;
         this.metadata = metadata;
         this.dataSha256 = dataSha256;
         this.headerVerified = headerVerified;
-        this.data = data;
+        this.dataBegin = dataBegin;
         this.spans = spans;
     }
 
@@ -79,13 +97,26 @@ public final class Container {
     }
 
     /**
-     * A copy of one tensor's values as float32: F32 as stored, F16 and BF16 widened exactly, I8 as
-     * the integers q (the caller applies the scale: docs/KERNELS.md, "Compressed weights").
+     * One tensor's values as float32, read from the file now (FormatException if the file changed
+     * since it was checked): F32 as stored, F16 and BF16 widened exactly, I8 as the integers q (the
+     * caller applies the scale: docs/KERNELS.md, "Compressed weights").
      */
     public Tensor tensor(String name) {
         Span span = span(name);
-        ByteBuffer bytes = data.slice((int) span.begin, (int) (span.end - span.begin)).order(ByteOrder.LITTLE_ENDIAN);
-        float[] values = new float[(int) ((span.end - span.begin) / ELEMENT_BYTES.get(span.dtype))];
+        long length = span.end - span.begin;
+        if (length > Integer.MAX_VALUE - 8) {
+            throw new FormatException(path + ": tensor '" + name + "' is " + length + " bytes; this reader reads "
+                    + "tensors of at most 2 GiB");
+        }
+        ByteBuffer bytes;
+        try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
+            checkUnchanged();
+            bytes = readAt(channel, dataBegin + span.begin, (int) length, path);
+            checkUnchanged();
+        } catch (IOException e) {
+            throw new FormatException(path + ": cannot read tensor '" + name + "': " + e.getMessage());
+        }
+        float[] values = new float[(int) (length / ELEMENT_BYTES.get(span.dtype))];
         switch (span.dtype) {
             case "F32" -> bytes.asFloatBuffer().get(values);
             case "BF16" -> {
@@ -119,6 +150,25 @@ public final class Container {
             return Float.intBitsToFloat(sign | 0x7F800000 | (mantissa << 13));
         }
         return Float.intBitsToFloat(sign | ((exponent + 112) << 23) | (mantissa << 13));
+    }
+
+    private void checkUnchanged() throws IOException {
+        if (!Identity.of(file).equals(identity)) {
+            throw new FormatException(path + ": the file was changed or replaced after it was checked (size, "
+                    + "modification time or file key differ); open it again");
+        }
+    }
+
+    /** Exactly {@code length} bytes at {@code position}, little-endian, or FormatException if the file is shorter now. */
+    private static ByteBuffer readAt(FileChannel channel, long position, int length, String where) throws IOException {
+        ByteBuffer buffer = ByteBuffer.allocate(length).order(ByteOrder.LITTLE_ENDIAN);
+        while (buffer.hasRemaining()) {
+            if (channel.read(buffer, position + buffer.position()) < 0) {
+                throw new FormatException(where + ": file changed while being read (no byte "
+                        + (position + buffer.position()) + " any more)");
+            }
+        }
+        return buffer.flip();
     }
 
     private Span span(String name) {
@@ -164,23 +214,29 @@ public final class Container {
      */
     public static Container read(Path file, boolean verifyChecksum, String kind) {
         String where = file.toString();
-        String alien = where + ": not a " + kind + " (";
-        ByteBuffer mapped;
-        long fileSize;
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
-            fileSize = channel.size();
-            if (fileSize < 8) {
-                throw new FormatException(alien + "file is " + fileSize + " bytes, too short for a header length)");
+            Identity before = Identity.of(file);
+            Container container = read(file, channel, before, verifyChecksum, kind);
+            if (!Identity.of(file).equals(before)) {
+                throw new FormatException(where + ": file changed while it was being checked");
             }
-            if (fileSize > Integer.MAX_VALUE) {
-                throw new FormatException(where + ": file is " + fileSize + " bytes; this reader maps at most "
-                        + Integer.MAX_VALUE);
-            }
-            mapped = channel.map(FileChannel.MapMode.READ_ONLY, 0, fileSize).order(ByteOrder.LITTLE_ENDIAN);
+            return container;
         } catch (IOException e) {
             throw new FormatException(where + ": cannot read file: " + e.getMessage());
         }
-        long headerLength = mapped.getLong(0); // unsigned: a "negative" value is >= 2^63
+    }
+
+    private static Container read(Path file, FileChannel channel, Identity identity, boolean verifyChecksum,
+                                  String kind) throws IOException {
+        String where = file.toString();
+        String alien = where + ": not a " + kind + " (";
+        long fileSize = channel.size();
+        if (fileSize < 8) {
+            throw new FormatException(alien + "file is " + fileSize + " bytes, too short for a header length)");
+        }
+        byte[] prefix = new byte[8];
+        readAt(channel, 0, 8, where).get(prefix);
+        long headerLength = ByteBuffer.wrap(prefix).order(ByteOrder.LITTLE_ENDIAN).getLong(0); // unsigned: "negative" is >= 2^63
         if (headerLength < 0 || headerLength > MAX_HEADER_BYTES) {
             throw new FormatException(alien + "its first 8 bytes give a header length of "
                     + Long.toUnsignedString(headerLength) + ", which exceeds the " + MAX_HEADER_BYTES
@@ -190,9 +246,9 @@ public final class Container {
             throw new FormatException(where + ": header length " + headerLength + " runs past the end of the "
                     + fileSize + "-byte file (truncated?)");
         }
-        int headerEnd = (int) (8 + headerLength);
+        long dataBegin = 8 + headerLength;
         byte[] headerBytes = new byte[(int) headerLength];
-        mapped.get(8, headerBytes);
+        readAt(channel, 8, (int) headerLength, where).get(headerBytes);
         int jsonLength = headerBytes.length;
         while (jsonLength > 0 && headerBytes[jsonLength - 1] == ' ') {
             jsonLength--;
@@ -205,8 +261,7 @@ public final class Container {
         }
         Object parsed = Json.parse(decodeUtf8(headerBytes, jsonLength, where), "header", where);
         Map<String, Object> header = new LinkedHashMap<>(asMap(parsed));
-        ByteBuffer data = mapped.slice(headerEnd, (int) (fileSize - headerEnd)).order(ByteOrder.LITTLE_ENDIAN);
-        long dataSize = data.capacity();
+        long dataSize = fileSize - dataBegin;
 
         if (!header.containsKey("__metadata__")) {
             throw new FormatException(alien + "the header has no __metadata__: a safetensors file without "
@@ -228,8 +283,8 @@ public final class Container {
             throw new FormatException(alien + "metadata 'format' is " + (formatName == null ? "None" : "'"
                     + formatName + "'") + ", not '" + FORMAT_PREFIX + "' or " + FORMAT_PREFIX + "-*)");
         }
-        if ((8 + headerLength) % HEADER_ALIGN != 0) {
-            throw new FormatException(where + ": data section starts at byte " + (8 + headerLength)
+        if (dataBegin % HEADER_ALIGN != 0) {
+            throw new FormatException(where + ": data section starts at byte " + dataBegin
                     + ", not a multiple of " + HEADER_ALIGN);
         }
 
@@ -254,30 +309,40 @@ public final class Container {
                     + "(tensors cover " + expectedBegin + " of " + dataSize + " data bytes)");
         }
 
-        String declaredFile = metadata.get(FILE_CHECKSUM);
-        if (verifyChecksum && declaredFile != null) {
-            String fileDigest = fileChecksum(mapped.duplicate(), headerBytes, declaredFile, where);
-            if (!fileDigest.equals(declaredFile)) {
+        String declaredFile = verifyChecksum ? metadata.get(FILE_CHECKSUM) : null;
+        MessageDigest fileDigest = declaredFile == null ? null : fileDigest(prefix, headerBytes, declaredFile, where);
+        MessageDigest dataDigest = sha256();
+        for (long offset = dataBegin; offset < fileSize; offset += HASH_BLOCK) {
+            ByteBuffer block = readAt(channel, offset, (int) Math.min(HASH_BLOCK, fileSize - offset), where);
+            if (fileDigest != null) {
+                fileDigest.update(block.duplicate());
+            }
+            dataDigest.update(block);
+        }
+        if (fileDigest != null) {
+            String fileHex = HexFormat.of().formatHex(fileDigest.digest());
+            if (!fileHex.equals(declaredFile)) {
                 throw new FormatException(where + ": whole-file SHA-256 (header and data) mismatch: the file says "
-                        + declaredFile + ", its bytes hash to " + fileDigest + " (the file was changed or "
+                        + declaredFile + ", its bytes hash to " + fileHex + " (the file was changed or "
                         + "corrupted after it was written)");
             }
         }
-        String digest = sha256(data.duplicate());
+        String digest = HexFormat.of().formatHex(dataDigest.digest());
         String declared = metadata.get(DATA_CHECKSUM);
         if (verifyChecksum && declared != null && !declared.equals(digest)) {
             throw new FormatException(where + ": data checksum mismatch: the file says " + declared
                     + ", the data hashes to " + digest + " (corrupted data section)");
         }
-        return new Container(where, Collections.unmodifiableMap(metadata), digest, verifyChecksum && declaredFile != null,
-                data, Collections.unmodifiableMap(spans));
+        return new Container(file, identity, Collections.unmodifiableMap(metadata), digest, declaredFile != null,
+                dataBegin, Collections.unmodifiableMap(spans));
     }
 
     /**
-     * SHA-256 of the whole file with the 64 hex digits of {@code declared} replaced by '0'. The
-     * header must hold the bytes "file_sha256":"&lt;declared&gt;" exactly once.
+     * A SHA-256 fed with the length prefix and the header, the 64 hex digits of {@code declared}
+     * replaced by '0': the whole-file checksum once the data section is added. The header must
+     * hold the bytes "file_sha256":"&lt;declared&gt;" exactly once.
      */
-    private static String fileChecksum(ByteBuffer file, byte[] header, String declared, String where) {
+    private static MessageDigest fileDigest(byte[] prefix, byte[] header, String declared, String where) {
         if (!declared.matches("[0-9a-f]{64}")) {
             throw new FormatException(where + ": metadata '" + FILE_CHECKSUM + "' must be 64 lowercase hex digits, got '"
                     + declared + "'");
@@ -293,16 +358,13 @@ public final class Container {
             throw new FormatException(where + ": the header must hold the bytes \"" + FILE_CHECKSUM
                     + "\":\"<64 hex>\" exactly once (unescaped, no spaces), found them " + found.size() + " times");
         }
-        int digits = 8 + found.get(0) + FILE_CHECKSUM.length() + 4; // after '"file_sha256":"', from the file start
-        try {
-            MessageDigest digest = MessageDigest.getInstance("SHA-256");
-            digest.update(file.slice(0, digits));
-            digest.update("0".repeat(64).getBytes(StandardCharsets.US_ASCII));
-            digest.update(file.slice(digits + 64, file.capacity() - digits - 64));
-            return HexFormat.of().formatHex(digest.digest());
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException("SHA-256 is missing from this JVM", e);
-        }
+        int digits = found.get(0) + FILE_CHECKSUM.length() + 4; // after '"file_sha256":"', in the header
+        MessageDigest digest = sha256();
+        digest.update(prefix);
+        digest.update(header, 0, digits);
+        digest.update("0".repeat(64).getBytes(StandardCharsets.US_ASCII));
+        digest.update(header, digits + 64, header.length - digits - 64);
+        return digest;
     }
 
     private static Span tensorEntry(String name, Object value, long dataSize, String where) {
@@ -371,12 +433,9 @@ public final class Container {
         }
     }
 
-    /** Lowercase hex SHA-256 of the buffer's remaining bytes. */
-    public static String sha256(ByteBuffer bytes) {
+    private static MessageDigest sha256() {
         try {
-            MessageDigest digest = MessageDigest.getInstance("SHA-256");
-            digest.update(bytes);
-            return HexFormat.of().formatHex(digest.digest());
+            return MessageDigest.getInstance("SHA-256");
         } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException("SHA-256 is missing from this JVM", e);
         }
@@ -385,8 +444,8 @@ public final class Container {
     /** Lowercase hex SHA-256 of a whole file. */
     public static String fileSha256(Path file) {
         try (FileChannel channel = FileChannel.open(file, StandardOpenOption.READ)) {
-            MessageDigest digest = MessageDigest.getInstance("SHA-256");
-            ByteBuffer block = ByteBuffer.allocate(1 << 20);
+            MessageDigest digest = sha256();
+            ByteBuffer block = ByteBuffer.allocate(HASH_BLOCK);
             while (channel.read(block) >= 0) {
                 block.flip();
                 digest.update(block);
@@ -395,8 +454,6 @@ public final class Container {
             return HexFormat.of().formatHex(digest.digest());
         } catch (IOException e) {
             throw new FormatException(file + ": cannot read file: " + e.getMessage());
-        } catch (NoSuchAlgorithmException e) {
-            throw new IllegalStateException("SHA-256 is missing from this JVM", e);
         }
     }
 

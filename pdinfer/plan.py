@@ -474,18 +474,15 @@ class ReferenceLayer:
         return np.ascontiguousarray(out.transpose(0, 2, 3, 1)) if out.ndim == 4 else out
 
 
-_LAYOUT_FREE = {Sigmoid: reference.sigmoid, Add: reference.add}  # elementwise: any layout will do
-
-
 def _lower_layer(group: LayerGroup, graph: Graph):
+    """Softmax and Flatten have channels-last forms; an elementwise layer's reference forward runs
+    on the values as they are; any other layer runs its reference forward on NCHW copies."""
     layer = group.layer
-    if type(layer) in _LAYOUT_FREE:
-        return _LAYOUT_FREE[type(layer)]
     if isinstance(layer, Softmax):
         return _softmax
     if isinstance(layer, Flatten):
         return _flatten
-    return ReferenceLayer(layer)
+    return layer.forward if layer.elementwise else ReferenceLayer(layer)
 
 
 _LOWER = {ConvGroup: _lower_conv, LinearGroup: _lower_linear, AffineGroup: _lower_affine,

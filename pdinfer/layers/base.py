@@ -27,6 +27,9 @@ class Layer:
     type: ClassVar[str]
     param_names: ClassVar[tuple[str, ...]] = ()
     num_inputs: ClassVar[int] = 1
+    # True when forward maps each value on its own, so it runs on any shape and memory layout
+    # (the fast path then calls it on channels-last values as they are).
+    elementwise: ClassVar[bool] = False
 
     def __init__(self, name: str, inputs: list[str]) -> None:
         self.name = name

@@ -38,6 +38,7 @@ class Dropout(Layer):
 class Add(Layer):
     type = "Add"
     num_inputs = 2
+    elementwise = True
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
         if in_shapes[0] != in_shapes[1]:

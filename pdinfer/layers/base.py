@@ -27,6 +27,7 @@ class Layer:
     type: ClassVar[str]
     param_names: ClassVar[tuple[str, ...]] = ()
     num_inputs: ClassVar[int] = 1
+    variadic: ClassVar[bool] = False  # True: takes num_inputs or more inputs
 
     def __init__(self, name: str, inputs: list[str]) -> None:
         self.name = name

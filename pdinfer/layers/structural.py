@@ -1,4 +1,4 @@
-"""Layers that move or combine values without weights: Flatten, Dropout, Add."""
+"""Layers that move or combine values without weights: Flatten, Dropout, Add, Mul."""
 
 from __future__ import annotations
 
@@ -46,3 +46,33 @@ class Add(Layer):
 
     def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return reference.add(a, b)
+
+
+def broadcast_shape(a: Shape, b: Shape) -> Shape | None:
+    """Mul's output shape for inputs of shapes a and b, or None if they do not broadcast.
+
+    Both (N, C) or both (N, C, H, W) with the same N; every other axis equal, or 1 in one of them.
+    """
+    if (len(a) != len(b) or len(a) not in (2, 4) or a[0] != b[0]
+            or not all(i == j or 1 in (i, j) for i, j in zip(a[1:], b[1:]))):
+        return None
+    return tuple(max(i, j) for i, j in zip(a, b))
+
+
+class Mul(Layer):
+    type = "Mul"
+    num_inputs = 2
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        shape = broadcast_shape(*in_shapes)
+        if shape is None:
+            raise self.error(f"inputs of shapes {in_shapes[0]} and {in_shapes[1]} do not broadcast: both "
+                             "must be (N, C) or (N, C, H, W) with the same N, each other axis equal or 1 "
+                             "in one of them")
+        return shape
+
+    def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        shape = self.output_shape([a.shape, b.shape])
+        if len(shape) == 2:  # (N, C) as (N, C, 1, 1)
+            return reference.mul(a[:, :, None, None], b[:, :, None, None], shape[1], 1, 1).reshape(shape)
+        return reference.mul(a, b, *shape[1:])

@@ -21,7 +21,11 @@ public final class Layers {
             Map.entry("GlobalAvgPool", GlobalAvgPool::new),
             Map.entry("Flatten", Flatten::new),
             Map.entry("Dropout", Dropout::new),
-            Map.entry("Add", Add::new));
+            Map.entry("Add", Add::new),
+            Map.entry("Mul", Mul::new),
+            Map.entry("Concat", Concat::new),
+            Map.entry("Slice", Slice::new),
+            Map.entry("ChannelShuffle", ChannelShuffle::new));
 
     private Layers() {
     }

@@ -65,12 +65,13 @@ class ChannelSplit:
 @dataclass
 class Context:
     """What handlers share: means over part of H and W, channel shuffles and splits under way,
-    and the nodes holding sizes."""
+    the nodes holding sizes, max results."""
 
     partial_means: dict[Node, MeanChain] = field(default_factory=dict)
     shuffles: dict[Node, ShuffleView] = field(default_factory=dict)
     splits: dict[Node, ChannelSplit] = field(default_factory=dict)
     size_values: set[Node] = field(default_factory=set)
+    max_results: dict[Node, LayerSpec] = field(default_factory=dict)  # x.max(1, keepdim=True) -> its values
 
     def pending(self, value: Node) -> str | None:
         """Why `value`, a node that made no layer of its own, cannot be used as a tensor (or None)."""
@@ -116,10 +117,39 @@ def _present(**tensors: torch.Tensor | None) -> dict[str, torch.Tensor]:
     return {role: t for role, t in tensors.items() if t is not None}
 
 
-def _relu6(x: Node, min_val: float, max_val: float) -> LayerSpec:
-    if (min_val, max_val) != (0, 6):
-        raise Unsupported(f"hardtanh({min_val}, {max_val}); only (0, 6), i.e. ReLU6")
-    return LayerSpec("ReLU6", [x])
+def _hardtanh(x: Node, min_val: float, max_val: float) -> LayerSpec:
+    """ReLU6 for (0, 6), else a general Hardtanh."""
+    if (min_val, max_val) == (0, 6):
+        return LayerSpec("ReLU6", [x])
+    return LayerSpec("Hardtanh", [x], {"min_val": float(min_val), "max_val": float(max_val)})
+
+
+def _gelu(x: Node, approximate: str) -> LayerSpec:
+    if approximate not in ("none", "tanh"):
+        raise Unsupported(f"gelu approximate={approximate!r}")
+    return LayerSpec("GELU", [x], {"approximate": approximate})
+
+
+def _elu(x: Node, alpha: float) -> LayerSpec:
+    return LayerSpec("ELU", [x], {"alpha": float(alpha)})
+
+
+def _attribute(value: Any) -> torch.Tensor | None:
+    """The parameter or buffer a get_attr node reads, or None for any other value."""
+    if not (isinstance(value, Node) and value.op == "get_attr"):
+        return None
+    tensor = operator.attrgetter(value.target)(value.graph.owning_module)
+    return tensor if isinstance(tensor, torch.Tensor) else None
+
+
+def _prelu(ctx: Context, x: Node, weight: torch.Tensor | None) -> LayerSpec:
+    shape = ctx.shape(x)
+    if weight is None or weight.dim() != 1:
+        raise Unsupported("prelu whose weight is not a 1-D parameter or buffer of the model")
+    channels = shape[1] if len(shape) > 1 else 1
+    if weight.numel() not in (1, channels):
+        raise Unsupported(f"prelu with {weight.numel()} weights on shape {shape}; only 1 or one per channel")
+    return LayerSpec("PReLU", [x], {"num_parameters": weight.numel()}, {"weight": weight})
 
 
 def _leaky_relu(x: Node, negative_slope: float) -> LayerSpec:
@@ -157,10 +187,46 @@ def _avg_pool(x: Node, kernel_size: Any, stride: Any, padding: Any, ceil_mode: b
         "count_include_pad": bool(count_include_pad), "divisor_override": divisor_override or 0})
 
 
+def _adaptive_output_size(ctx: Context, x: Node, output_size: Any) -> list[int]:
+    """[height, width] of an adaptive pool's output; None entries keep the input's size."""
+    shape = ctx.shape(x)
+    if len(shape) != 4:
+        raise Unsupported(f"adaptive pool of shape {shape}; only of (N, C, H, W)")
+    size = list(output_size) if isinstance(output_size, (tuple, list)) else [output_size] * 2
+    if len(size) != 2:
+        raise Unsupported(f"adaptive pool to {output_size!r}")
+    size = [shape[2 + i] if v is None else v for i, v in enumerate(size)]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size):
+        raise Unsupported(f"adaptive pool to {output_size!r}")
+    return size
+
+
 def _adaptive_avg_pool(ctx: Context, x: Node, output_size: Any) -> LayerSpec:
-    if output_size not in (1, (1, 1), [1, 1]) or len(ctx.shape(x)) != 4:
-        raise Unsupported(f"adaptive average pool to {output_size!r}; only to 1 (a global mean)")
-    return LayerSpec("GlobalAvgPool", [x], {"keepdim": True})
+    size = _adaptive_output_size(ctx, x, output_size)
+    if size == [1, 1]:
+        return LayerSpec("GlobalAvgPool", [x], {"keepdim": True})
+    return LayerSpec("AdaptiveAvgPool2d", [x], {"output_size": size})
+
+
+def _adaptive_max_pool(ctx: Context, x: Node, output_size: Any, return_indices: bool) -> LayerSpec:
+    if return_indices:
+        raise Unsupported("return_indices=True")
+    return LayerSpec("AdaptiveMaxPool2d", [x], {"output_size": _adaptive_output_size(ctx, x, output_size)})
+
+
+def _zero_pad(ctx: Context, x: Node, pad: Any, mode: str = "constant", value: float | None = 0) -> LayerSpec:
+    """F.pad's (left, right[, top, bottom]) with zeros on (N, C, H, W), as [top, left, bottom, right]."""
+    if mode != "constant" or not (value is None or value == 0 and math.copysign(1.0, value) > 0):
+        raise Unsupported(f"pad with mode={mode!r}, value={value!r}; only zeros (constant mode, value 0)")
+    if len(ctx.shape(x)) != 4:
+        raise Unsupported(f"pad of shape {ctx.shape(x)}; only of (N, C, H, W)")
+    amounts = list(pad) if isinstance(pad, (tuple, list)) else []
+    if len(amounts) not in (2, 4) or not all(isinstance(v, int) and not isinstance(v, bool) for v in amounts):
+        raise Unsupported(f"pad={pad!r}; only (left, right) or (left, right, top, bottom) of H and W")
+    if min(amounts) < 0:
+        raise Unsupported(f"pad={pad!r}: negative amounts crop; only padding (amounts >= 0)")
+    left, right, top, bottom = (amounts + [0, 0])[:4]
+    return LayerSpec("ZeroPad2d", [x], {"padding": [top, left, bottom, right]})
 
 
 def _global_mean(ctx: Context, node: Node, chain: MeanChain, dim: Any, keepdim: bool) -> LayerSpec | None:
@@ -170,8 +236,13 @@ def _global_mean(ctx: Context, node: Node, chain: MeanChain, dim: Any, keepdim: 
     if not dims or not all(isinstance(d, int) and -rank <= d < rank for d in dims):
         raise Unsupported(f"mean over dim={dim!r}")
     picked = {d % rank for d in dims}
+    if picked == {1} and len(chain.axes) == 4 and not any(reduced for _, reduced in chain.axes):
+        if not keepdim:
+            raise Unsupported("mean over the channel dimension without keepdim; only with keepdim=True")
+        return LayerSpec("ChannelMean", [chain.source])
     if any(chain.axes[i][0] < 2 for i in picked):
-        raise Unsupported("mean over the batch or channel dimension; only over H and W")
+        raise Unsupported("mean over the batch dimension, or over channels with other dimensions; "
+                          "only over H and W, or over the channels alone")
     axes = tuple((axis, reduced or i in picked) for i, (axis, reduced) in enumerate(chain.axes)
                  if keepdim or i not in picked)
     if axes == ((0, False), (1, False)):
@@ -377,8 +448,15 @@ MODULES: dict[type[nn.Module], Handler] = {
     nn.BatchNorm2d: _batchnorm2d,
     nn.Linear: _linear,
     nn.ReLU: lambda ctx, node, x, m: LayerSpec("ReLU", [x]),
-    nn.ReLU6: lambda ctx, node, x, m: _relu6(x, m.min_val, m.max_val),
-    nn.Hardtanh: lambda ctx, node, x, m: _relu6(x, m.min_val, m.max_val),
+    nn.ReLU6: lambda ctx, node, x, m: _hardtanh(x, m.min_val, m.max_val),
+    nn.Hardtanh: lambda ctx, node, x, m: _hardtanh(x, m.min_val, m.max_val),
+    nn.Hardswish: lambda ctx, node, x, m: LayerSpec("Hardswish", [x]),
+    nn.Hardsigmoid: lambda ctx, node, x, m: LayerSpec("Hardsigmoid", [x]),
+    nn.SiLU: lambda ctx, node, x, m: LayerSpec("SiLU", [x]),
+    nn.GELU: lambda ctx, node, x, m: _gelu(x, m.approximate),
+    nn.Tanh: lambda ctx, node, x, m: LayerSpec("Tanh", [x]),
+    nn.ELU: lambda ctx, node, x, m: _elu(x, m.alpha),
+    nn.PReLU: lambda ctx, node, x, m: _prelu(ctx, x, m.weight),
     nn.LeakyReLU: lambda ctx, node, x, m: _leaky_relu(x, m.negative_slope),
     nn.Sigmoid: lambda ctx, node, x, m: LayerSpec("Sigmoid", [x]),
     nn.Softmax: lambda ctx, node, x, m: _softmax(ctx, x, m.dim),
@@ -387,6 +465,9 @@ MODULES: dict[type[nn.Module], Handler] = {
     nn.AvgPool2d: lambda ctx, node, x, m: _avg_pool(
         x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override),
     nn.AdaptiveAvgPool2d: lambda ctx, node, x, m: _adaptive_avg_pool(ctx, x, m.output_size),
+    nn.AdaptiveMaxPool2d: lambda ctx, node, x, m: _adaptive_max_pool(ctx, x, m.output_size, m.return_indices),
+    nn.ZeroPad2d: lambda ctx, node, x, m: _zero_pad(ctx, x, m.padding),
+    nn.ConstantPad2d: lambda ctx, node, x, m: _zero_pad(ctx, x, m.padding, value=m.value),
     nn.Flatten: lambda ctx, node, x, m: _flatten(ctx, node, x),
     nn.Dropout: lambda ctx, node, x, m: _dropout(x, m.p),
     nn.Identity: lambda ctx, node, x, m: x,
@@ -410,7 +491,35 @@ def _f_relu6(ctx, node, input, inplace=False):
 
 
 def _f_hardtanh(ctx, node, input, min_val=-1.0, max_val=1.0, inplace=False):
-    return _relu6(input, min_val, max_val)
+    return _hardtanh(input, min_val, max_val)
+
+
+def _f_hardswish(ctx, node, input, inplace=False):
+    return LayerSpec("Hardswish", [input])
+
+
+def _f_hardsigmoid(ctx, node, input, inplace=False):
+    return LayerSpec("Hardsigmoid", [input])
+
+
+def _f_silu(ctx, node, input, inplace=False):
+    return LayerSpec("SiLU", [input])
+
+
+def _f_gelu(ctx, node, input, approximate="none"):
+    return _gelu(input, approximate)
+
+
+def _tanh(ctx, node, input):
+    return LayerSpec("Tanh", [input])
+
+
+def _f_elu(ctx, node, input, alpha=1.0, inplace=False):
+    return _elu(input, alpha)
+
+
+def _f_prelu(ctx, node, input, weight):
+    return _prelu(ctx, input, _attribute(weight))
 
 
 def _sigmoid(ctx, node, input):
@@ -435,6 +544,37 @@ def _f_avg_pool2d(ctx, node, input, kernel_size, stride=None, padding=0, ceil_mo
 
 def _f_adaptive_avg_pool2d(ctx, node, input, output_size):
     return _adaptive_avg_pool(ctx, input, output_size)
+
+
+def _f_adaptive_max_pool2d(ctx, node, input, output_size, return_indices=False):
+    return _adaptive_max_pool(ctx, input, output_size, return_indices)
+
+
+def _f_pad(ctx, node, input, pad, mode="constant", value=None):
+    return _zero_pad(ctx, input, pad, mode, value)
+
+
+def _channel_max(ctx: Context, input: Node, dim: Any, keepdim: bool) -> LayerSpec:
+    rank = len(ctx.shape(input))
+    if rank != 4 or not isinstance(dim, int) or isinstance(dim, bool) or dim % rank != 1 or not -4 <= dim < 4:
+        raise Unsupported(f"max over dim={dim!r} of shape {ctx.shape(input)}; only over the channels "
+                          "(dim 1) of (N, C, H, W)")
+    if not keepdim:
+        raise Unsupported("max over the channel dimension without keepdim; only with keepdim=True")
+    return LayerSpec("ChannelMax", [input])
+
+
+def _amax(ctx, node, input, dim=(), keepdim=False):
+    dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
+    return _channel_max(ctx, input, dims[0] if len(dims) == 1 else dims, keepdim)
+
+
+def _max(ctx, node, input, dim=None, keepdim=False):
+    """`x.max(1, keepdim=True)`: (values, indices); the values become a layer where they are read."""
+    if dim is None or isinstance(dim, Node):
+        raise Unsupported("max of a whole tensor or of two tensors; only over the channels with keepdim")
+    ctx.max_results[node] = _channel_max(ctx, input, dim, keepdim)
+    return None
 
 
 def _mean(ctx, node, input, dim=None, keepdim=False, *, dtype=None):
@@ -555,12 +695,16 @@ def _size(ctx, node, input, dim=None):
 
 
 def _getattr(ctx, node, obj, name):
+    if obj in ctx.max_results and name == "values":
+        return ctx.max_results[obj]
     if name != "shape":
         raise Unsupported(f"attribute {name!r} of a tensor")
     return _size_value(ctx, node)
 
 
 def _getitem(ctx, node, obj, index):
+    if obj in ctx.max_results and _is_int(index, 0):
+        return ctx.max_results[obj]
     if obj in ctx.size_values:
         return _size_value(ctx, node)
     split = ctx.splits.get(obj)
@@ -579,11 +723,15 @@ FUNCTIONS: dict[Any, Handler] = {
     F.leaky_relu: _f_leaky_relu, F.leaky_relu_: _f_leaky_relu,
     F.relu6: _f_relu6,
     F.hardtanh: _f_hardtanh, F.hardtanh_: _f_hardtanh,
+    F.hardswish: _f_hardswish, F.hardsigmoid: _f_hardsigmoid, F.silu: _f_silu, F.gelu: _f_gelu,
+    torch.tanh: _tanh, torch.tanh_: _tanh, F.elu: _f_elu, F.elu_: _f_elu,
+    F.prelu: _f_prelu, torch.prelu: _f_prelu,
     torch.sigmoid: _sigmoid,
     F.softmax: _f_softmax, torch.softmax: _f_softmax,
     F.max_pool2d: _f_max_pool2d, torch.max_pool2d: _f_max_pool2d,
     F.avg_pool2d: _f_avg_pool2d,
-    F.adaptive_avg_pool2d: _f_adaptive_avg_pool2d,
+    F.adaptive_avg_pool2d: _f_adaptive_avg_pool2d, F.adaptive_max_pool2d: _f_adaptive_max_pool2d,
+    F.pad: _f_pad, torch.amax: _amax, torch.max: _max,
     torch.mean: _mean,
     torch.flatten: _flatten_call, torch.reshape: _torch_reshape,
     F.dropout: _f_dropout,
@@ -600,13 +748,15 @@ FUNCTIONS: dict[Any, Handler] = {
 METHODS: dict[str, Handler] = {
     "relu": _relu, "relu_": _relu, "sigmoid": _sigmoid, "sigmoid_": _sigmoid,
     "softmax": _f_softmax, "mean": _mean, "flatten": _flatten_call,
+    "tanh": _tanh, "tanh_": _tanh, "amax": _amax, "max": _max,
     "view": _view, "reshape": _view, "add": _add, "add_": _add, "size": _size,
     "mul": _mul, "mul_": _mul, "multiply": _mul, "multiply_": _mul,
     "chunk": _chunk, "split": _split, "narrow": _narrow,
     "transpose": _transpose, "permute": _permute, "contiguous": _contiguous,
 }
 
-_INPLACE_FUNCTIONS = {torch.relu_, F.leaky_relu_, F.hardtanh_, operator.iadd, operator.imul}
+_INPLACE_FUNCTIONS = {torch.relu_, F.leaky_relu_, F.hardtanh_, operator.iadd, operator.imul, torch.tanh_,
+                      F.elu_}
 _VIEW_MODULES = (nn.Identity, nn.Dropout, nn.Flatten)
 _VIEW_FUNCTIONS = {F.dropout, torch.flatten, torch.reshape, torch.chunk, torch.split, torch.narrow,
                    torch.transpose, torch.permute, operator.getitem}

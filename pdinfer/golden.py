@@ -31,8 +31,9 @@ EDGE_KINDS = ("zeros", "ones", "large", "negative")  # always added after the ra
 LARGE_SCALE = 1000.0  # "large": uniform [0, 1000)
 # Allowed |port - torch| per layer and input: TORCH_ATOL_FACTOR * max(1, max|torch output|).
 TORCH_ATOL_FACTOR = 1e-4
-# Layers whose reference calls exp (float64 libm): a port may differ from them by at most 1 ulp.
-EXP_LAYER_TYPES = ("Sigmoid", "Softmax")
+# Layers whose reference calls exp, expm1 or tanh (float64 libm): a port may differ from them by
+# at most 1 ulp.
+EXP_LAYER_TYPES = ("Sigmoid", "Softmax", "SiLU", "Tanh", "GELU", "ELU")
 
 # One image (1, C, H, W) -> every layer's torch output, by layer name.
 TorchTracer = Callable[[np.ndarray], Mapping[str, np.ndarray]]

@@ -324,7 +324,7 @@ CORRUPTIONS = {
     "rank 5": (_edit_header(_tensor_entry("conv.bias", shape=[1, 1, 1, 1, 6])), "invalid shape"),
     "gap": (_edit_header(_tensor_entry("conv.weight", data_offsets=[4, 148])), "gap|overlaps"),
     "version": (_edit_header(_meta("format_version", "2")), "not supported"),
-    "unknown layer": (_edit_header(_layers(lambda ls: ls[7].update(type="GELU"))), "not supported"),
+    "unknown layer": (_edit_header(_layers(lambda ls: ls[7].update(type="Mish"))), "not supported"),
     "unknown param": (_edit_header(_layers(lambda ls: ls[3]["params"].update(inplace=True))), "unknown"),
     "bad input": (_edit_header(_layers(lambda ls: ls[2].update(inputs=["relu"]))), "earlier layer"),
     "wrong channels": (_edit_header(_layers(lambda ls: ls[1]["params"].update(num_features=5))), "shape"),

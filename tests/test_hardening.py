@@ -551,9 +551,9 @@ def test_bad_layers(work, mutate, match):
 
 def test_unsupported_type_is_an_unsupported_layer_error(work):
     layers = small_layers()
-    layers[5]["type"] = "GELU"
-    blob = write_raw(work / "gelu.pdw", layers_json=json.dumps(layers)).read_bytes()
-    rejected(work / "gelu.pdw", blob, "'GELU' is not supported", error=UnsupportedLayerError)
+    layers[5]["type"] = "Mish"
+    blob = write_raw(work / "mish.pdw", layers_json=json.dumps(layers)).read_bytes()
+    rejected(work / "mish.pdw", blob, "'Mish' is not supported", error=UnsupportedLayerError)
 
 
 def test_graph_level_checks(work):

@@ -247,6 +247,297 @@ def add(a, b):
     return out.reshape(a.shape)
 
 
+# ------------------------------------------------------------------ activations added for issue 9
+# Transcendentals run in float64 (math.exp, math.expm1, math.tanh: the C library's, as in Java's
+# StrictMath up to one double ulp; `erf` below is fdlibm's, ported), one rounding to float32 at the end.
+
+@jit
+def hardswish(x):
+    """y = x * min(max(x + 3, 0), 6) / 6, four float32 operations left to right.  x: any shape."""
+    flat = x.ravel()
+    out = np.empty_like(flat)
+    for i in range(flat.size):
+        v = flat[i]
+        t = v + np.float32(3.0)
+        t = np.float32(0.0) if t < 0 else (np.float32(6.0) if t > 6 else t)
+        out[i] = v * t / np.float32(6.0)
+    return out.reshape(x.shape)
+
+
+@jit
+def hardsigmoid(x):
+    """y = min(max(x + 3, 0), 6) / 6, float32.  x: any shape."""
+    flat = x.ravel()
+    out = np.empty_like(flat)
+    for i in range(flat.size):
+        t = flat[i] + np.float32(3.0)
+        t = np.float32(0.0) if t < 0 else (np.float32(6.0) if t > 6 else t)
+        out[i] = t / np.float32(6.0)
+    return out.reshape(x.shape)
+
+
+@jit
+def silu(x):
+    """y = float32(x / (1 + exp(-x))) in float64.  x: any shape."""
+    flat = x.ravel()
+    out = np.empty_like(flat)
+    for i in range(flat.size):
+        v = np.float64(flat[i])
+        out[i] = np.float32(v / (1.0 + math.exp(-v)))
+    return out.reshape(x.shape)
+
+
+@jit
+def tanh(x):
+    """y = float32(tanh(float64(x))).  x: any shape."""
+    flat = x.ravel()
+    out = np.empty_like(flat)
+    for i in range(flat.size):
+        out[i] = np.float32(math.tanh(np.float64(flat[i])))
+    return out.reshape(x.shape)
+
+
+@jit
+def hardtanh(x, min_val, max_val):
+    """y = min_val if x < min_val, max_val if x > max_val, else x (float32 bounds).  x: any shape."""
+    flat = x.ravel()
+    out = np.empty_like(flat)
+    for i in range(flat.size):
+        v = flat[i]
+        out[i] = min_val if v < min_val else (max_val if v > max_val else v)
+    return out.reshape(x.shape)
+
+
+@jit
+def elu(x, alpha):
+    """y = x if x > 0 else float32(float64(alpha) * expm1(float64(x))); alpha: float32.  x: any shape."""
+    flat = x.ravel()
+    out = np.empty_like(flat)
+    for i in range(flat.size):
+        v = flat[i]
+        out[i] = v if v > 0 else np.float32(np.float64(alpha) * math.expm1(np.float64(v)))
+    return out.reshape(x.shape)
+
+
+@jit
+def prelu(x, weight):
+    """y = x if x > 0 else weight[c] * x (one float32 multiply); one weight for all channels if it has 1.
+
+    x: (N, C, P) (P: the product of the dimensions after the channel); weight: (C,) or (1,)
+    returns (N, C, P)
+    """
+    n_batch, channels, positions = x.shape
+    out = np.empty_like(x)
+    for n in range(n_batch):
+        for c in range(channels):
+            w = weight[c if weight.size > 1 else 0]
+            for p in range(positions):
+                v = x[n, c, p]
+                out[n, c, p] = v if v > 0 else w * v
+    return out
+
+
+# fdlibm 5.3 s_erf.c (erf only), coefficients as written there. `ix` comparisons on the high word
+# become comparisons of |x| with the doubles whose high word they name (low word 0).
+_ERX = 8.45062911510467529297e-01
+_EFX = 1.28379167095512586316e-01
+_EFX8 = 1.02703333676410069053e+00
+_PP = (1.28379167095512558561e-01, -3.25042107247001499370e-01, -2.84817495755985104766e-02,
+       -5.77027029648944159157e-03, -2.37630166566501626084e-05)
+_QQ = (3.97917223959155352819e-01, 6.50222499887672944485e-02, 5.08130628187576562776e-03,
+       1.32494738004321644526e-04, -3.96022827877536812320e-06)
+_PA = (-2.36211856075265944077e-03, 4.14856118683748331666e-01, -3.72207876035701323847e-01,
+       3.18346619901161753674e-01, -1.10894694282396677476e-01, 3.54783043256182359371e-02,
+       -2.16637559486879084300e-03)
+_QA = (1.06420880400844228286e-01, 5.40397917702171048937e-01, 7.18286544141962662868e-02,
+       1.26171219808761642112e-01, 1.36370839120290507362e-02, 1.19844998467991074170e-02)
+_RA = (-9.86494403484714822705e-03, -6.93858572707181764372e-01, -1.05586262253232909814e+01,
+       -6.23753324503260060396e+01, -1.62396669462573470355e+02, -1.84605092906711035994e+02,
+       -8.12874355063065934246e+01, -9.81432934416914548592e+00)
+_SA = (1.96512716674392571292e+01, 1.37657754143519042600e+02, 4.34565877475229228821e+02,
+       6.45387271733267880336e+02, 4.29008140027567833386e+02, 1.08635005541779435134e+02,
+       6.57024977031928170135e+00, -6.04244152148580987438e-02)
+_RB = (-9.86494292470009928597e-03, -7.99283237680523006574e-01, -1.77579549177547519889e+01,
+       -1.60636384855821916062e+02, -6.37566443368389627722e+02, -1.02509513161107724954e+03,
+       -4.83519191608651397019e+02)
+_SB = (3.03380607434824582924e+01, 3.25792512996573918826e+02, 1.53672958608443695994e+03,
+       3.19985821950859553908e+03, 2.55305040643316442583e+03, 4.74528541206955367215e+02,
+       -2.24409524465858183362e+01)
+_ERF_UNDERFLOW = 2.0 ** -1015  # high word 0x00800000: below it, avoid underflow
+_ERF_TINY = 2.0 ** -28  # 0x3e300000
+_ERF_SMALL = 0.84375  # 0x3feb0000
+_ERF_MID = 1.25  # 0x3ff40000
+_ERF_BIG = 6.0  # 0x40180000
+_ERF_SPLIT = float.fromhex("0x1.6db6ep+1")  # 0x4006DB6E: 1/0.35, where the erfc tail changes
+
+
+@jit
+def erf(x):
+    """fdlibm's erf (s_erf.c) in float64, step for step; Java's port is java/.../GELU.java."""
+    if x != x:
+        return x
+    ax = abs(x)
+    if ax >= _ERF_BIG:
+        return 1.0 - 1e-300 if x > 0 else 1e-300 - 1.0
+    if ax < _ERF_SMALL:
+        if ax < _ERF_TINY:
+            if ax < _ERF_UNDERFLOW:
+                return 0.125 * (8.0 * x + _EFX8 * x)
+            return x + _EFX * x
+        z = x * x
+        r = _PP[0] + z * (_PP[1] + z * (_PP[2] + z * (_PP[3] + z * _PP[4])))
+        s = 1.0 + z * (_QQ[0] + z * (_QQ[1] + z * (_QQ[2] + z * (_QQ[3] + z * _QQ[4]))))
+        return x + x * (r / s)
+    if ax < _ERF_MID:
+        s = ax - 1.0
+        p = _PA[0] + s * (_PA[1] + s * (_PA[2] + s * (_PA[3] + s * (_PA[4] + s * (_PA[5] + s * _PA[6])))))
+        q = 1.0 + s * (_QA[0] + s * (_QA[1] + s * (_QA[2] + s * (_QA[3] + s * (_QA[4] + s * _QA[5])))))
+        return _ERX + p / q if x >= 0 else -_ERX - p / q
+    s = 1.0 / (ax * ax)
+    if ax < _ERF_SPLIT:
+        r = _RA[0] + s * (_RA[1] + s * (_RA[2] + s * (_RA[3] + s * (_RA[4] + s * (_RA[5] + s * (
+            _RA[6] + s * _RA[7]))))))
+        t = 1.0 + s * (_SA[0] + s * (_SA[1] + s * (_SA[2] + s * (_SA[3] + s * (_SA[4] + s * (
+            _SA[5] + s * (_SA[6] + s * _SA[7])))))))
+    else:
+        r = _RB[0] + s * (_RB[1] + s * (_RB[2] + s * (_RB[3] + s * (_RB[4] + s * (_RB[5] + s * _RB[6])))))
+        t = 1.0 + s * (_SB[0] + s * (_SB[1] + s * (_SB[2] + s * (_SB[3] + s * (_SB[4] + s * (
+            _SB[5] + s * _SB[6]))))))
+    mantissa, exponent = math.frexp(ax)  # z: ax with the low 32 bits of its binary64 cleared
+    z = math.ldexp(math.floor(math.ldexp(mantissa, 21)), exponent - 21)
+    r = math.exp(-z * z - 0.5625) * math.exp((z - ax) * (z + ax) + r / t)
+    return 1.0 - r / ax if x >= 0 else r / ax - 1.0
+
+
+_SQRT_HALF = 0.7071067811865476  # float64(1 / sqrt(2))
+_SQRT_2_OVER_PI = 0.7978845608028654  # float64(sqrt(2 / pi))
+
+
+@jit
+def gelu(x, approximate_tanh):
+    """GELU in float64, one rounding: 0.5 * x * (1 + erf(x / sqrt 2)), or with approximate_tanh
+    0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))).  x: any shape."""
+    flat = x.ravel()
+    out = np.empty_like(flat)
+    for i in range(flat.size):
+        v = np.float64(flat[i])
+        if approximate_tanh:
+            inner = _SQRT_2_OVER_PI * (v + 0.044715 * (v * v * v))
+            out[i] = np.float32(0.5 * v * (1.0 + math.tanh(inner)))
+        else:
+            out[i] = np.float32(0.5 * v * (1.0 + erf(v * _SQRT_HALF)))
+    return out.reshape(x.shape)
+
+
+# ------------------------------------------------------------------ pools, reductions, padding (issue 9)
+
+@jit
+def adaptive_bin(i, length, bins):
+    """PyTorch's adaptive pooling bin i of `bins` over `length`: [floor(i*length/bins), ceil((i+1)*length/bins))."""
+    return i * length // bins, ((i + 1) * length + bins - 1) // bins
+
+
+@jit
+def adaptive_avg_pool2d(x, out_h, out_w):
+    """AdaptiveAvgPool2d: float32 sum of each bin (adaptive_bin; rows, then columns, ascending)
+    / float32(its cell count).
+
+    x: (N, C, H, W); returns (N, C, out_h, out_w)
+    """
+    n_batch, channels, in_h, in_w = x.shape
+    out = np.empty((n_batch, channels, out_h, out_w), dtype=np.float32)
+    for n in range(n_batch):
+        for c in range(channels):
+            for oy in range(out_h):
+                h0, h1 = adaptive_bin(oy, in_h, out_h)
+                for ox in range(out_w):
+                    w0, w1 = adaptive_bin(ox, in_w, out_w)
+                    acc = np.float32(0.0)
+                    for iy in range(h0, h1):
+                        for ix in range(w0, w1):
+                            acc += x[n, c, iy, ix]
+                    out[n, c, oy, ox] = acc / np.float32((h1 - h0) * (w1 - w0))
+    return out
+
+
+@jit
+def adaptive_max_pool2d(x, out_h, out_w):
+    """AdaptiveMaxPool2d: the bins of adaptive_avg_pool2d; the largest value (rows, then columns,
+    ascending; a value wins only if strictly larger than the best so far, which starts at -inf).
+
+    x: (N, C, H, W); returns (N, C, out_h, out_w)
+    """
+    n_batch, channels, in_h, in_w = x.shape
+    out = np.empty((n_batch, channels, out_h, out_w), dtype=np.float32)
+    for n in range(n_batch):
+        for c in range(channels):
+            for oy in range(out_h):
+                h0, h1 = adaptive_bin(oy, in_h, out_h)
+                for ox in range(out_w):
+                    w0, w1 = adaptive_bin(ox, in_w, out_w)
+                    best = np.float32(-np.inf)
+                    for iy in range(h0, h1):
+                        for ix in range(w0, w1):
+                            if x[n, c, iy, ix] > best:
+                                best = x[n, c, iy, ix]
+                    out[n, c, oy, ox] = best
+    return out
+
+
+@jit
+def channel_mean(x):
+    """Mean over the channels: float32 sum (c ascending) / float32(C).
+
+    x: (N, C, H, W); returns (N, 1, H, W)
+    """
+    n_batch, channels, height, width = x.shape
+    out = np.empty((n_batch, 1, height, width), dtype=np.float32)
+    for n in range(n_batch):
+        for y in range(height):
+            for xx in range(width):
+                acc = np.float32(0.0)
+                for c in range(channels):
+                    acc += x[n, c, y, xx]
+                out[n, 0, y, xx] = acc / np.float32(channels)
+    return out
+
+
+@jit
+def channel_max(x):
+    """Max over the channels (c ascending; strictly larger wins, starting from -inf).
+
+    x: (N, C, H, W); returns (N, 1, H, W)
+    """
+    n_batch, channels, height, width = x.shape
+    out = np.empty((n_batch, 1, height, width), dtype=np.float32)
+    for n in range(n_batch):
+        for y in range(height):
+            for xx in range(width):
+                best = np.float32(-np.inf)
+                for c in range(channels):
+                    if x[n, c, y, xx] > best:
+                        best = x[n, c, y, xx]
+                out[n, 0, y, xx] = best
+    return out
+
+
+@jit
+def zero_pad2d(x, pad_top, pad_left, pad_bottom, pad_right):
+    """Zeros around each plane: out[n, c, y + pad_top, x + pad_left] = x[n, c, y, x], +0.0 elsewhere.
+
+    x: (N, C, H, W); returns (N, C, H + pad_top + pad_bottom, W + pad_left + pad_right)
+    """
+    n_batch, channels, in_h, in_w = x.shape
+    out = np.zeros((n_batch, channels, in_h + pad_top + pad_bottom, in_w + pad_left + pad_right),
+                   dtype=np.float32)
+    for n in range(n_batch):
+        for c in range(channels):
+            for y in range(in_h):
+                for xx in range(in_w):
+                    out[n, c, y + pad_top, xx + pad_left] = x[n, c, y, xx]
+    return out
+
+
 @jit
 def copy_channels(x, out, offset):
     """Concat, one input at a time: out[n, offset + c, p] = x[n, c, p] (writes into `out`).

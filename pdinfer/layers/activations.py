@@ -1,4 +1,5 @@
-"""Element-wise activations: ReLU, ReLU6, LeakyReLU, Sigmoid (any input shape)."""
+"""Element-wise activations (any input shape): ReLU, ReLU6, LeakyReLU, Sigmoid, Hardswish,
+Hardsigmoid, SiLU, GELU, Tanh, Hardtanh, ELU, and PReLU (one weight, or one per channel)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..kernels import reference
-from .base import Layer
+from .base import Layer, Shape
 
 
 class ReLU(Layer):
@@ -41,3 +42,100 @@ class Sigmoid(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return reference.sigmoid(x)
+
+
+class Hardswish(Layer):
+    type = "Hardswish"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.hardswish(x)
+
+
+class Hardsigmoid(Layer):
+    type = "Hardsigmoid"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.hardsigmoid(x)
+
+
+class SiLU(Layer):
+    type = "SiLU"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.silu(x)
+
+
+class Tanh(Layer):
+    type = "Tanh"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.tanh(x)
+
+
+class GELU(Layer):
+    """GELU with the exact erf form (approximate "none") or the tanh approximation ("tanh")."""
+
+    type = "GELU"
+    param_names = ("approximate",)
+
+    def load_param(self, params: dict[str, Any]) -> None:
+        super().load_param(params)
+        if params["approximate"] not in ("none", "tanh"):
+            raise self.unsupported(f"param 'approximate' must be \"none\" or \"tanh\", "
+                                   f"got {params['approximate']!r}")
+        self.approximate = params["approximate"]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.gelu(x, self.approximate == "tanh")
+
+
+class Hardtanh(Layer):
+    type = "Hardtanh"
+    param_names = ("min_val", "max_val")
+
+    def load_param(self, params: dict[str, Any]) -> None:
+        super().load_param(params)
+        self.min_val = self.float_param(params, "min_val")
+        self.max_val = self.float_param(params, "max_val")
+        if not np.float32(self.min_val) <= np.float32(self.max_val):
+            raise self.error(f"min_val={self.min_val} must not exceed max_val={self.max_val}")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.hardtanh(x, np.float32(self.min_val), np.float32(self.max_val))
+
+
+class ELU(Layer):
+    type = "ELU"
+    param_names = ("alpha",)
+
+    def load_param(self, params: dict[str, Any]) -> None:
+        super().load_param(params)
+        self.alpha = self.float_param(params, "alpha")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.elu(x, np.float32(self.alpha))
+
+
+class PReLU(Layer):
+    """y = x if x > 0 else weight[c] * x: one weight for every value, or one per channel (dim 1)."""
+
+    type = "PReLU"
+    param_names = ("num_parameters",)
+    weight: np.ndarray  # (num_parameters,)
+
+    def load_param(self, params: dict[str, Any]) -> None:
+        super().load_param(params)
+        self.num_parameters = self.int_param(params, "num_parameters")
+
+    def tensor_shapes(self) -> dict[str, Shape]:
+        return {"weight": (self.num_parameters,)}
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        shape = in_shapes[0]
+        if self.num_parameters > 1 and (len(shape) < 2 or shape[1] != self.num_parameters):
+            raise self.error(f"{self.num_parameters} weights need an input with {self.num_parameters} "
+                             f"channels (dim 1), got shape {shape}")
+        return shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.prelu(x.reshape(x.shape[0], x.shape[1], -1), self.weight).reshape(x.shape)

@@ -1,4 +1,4 @@
-"""MaxPool2d, AvgPool2d and GlobalAvgPool."""
+"""MaxPool2d, AvgPool2d, GlobalAvgPool, the adaptive pools and the channel reductions (mean, max)."""
 
 from __future__ import annotations
 
@@ -84,3 +84,55 @@ class GlobalAvgPool(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return reference.global_avg_pool(x).reshape(self.output_shape([x.shape]))
+
+
+class _AdaptivePool2d(Layer):
+    """Shared parameters of the adaptive pools: output_size [height, width]."""
+
+    param_names = ("output_size",)
+
+    def load_param(self, params: dict[str, Any]) -> None:
+        super().load_param(params)
+        self.output_size = self.pair_param(params, "output_size")
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        shape = in_shapes[0]
+        self.expect_rank(shape, 4)
+        return (shape[0], shape[1], *self.output_size)
+
+
+class AdaptiveAvgPool2d(_AdaptivePool2d):
+    type = "AdaptiveAvgPool2d"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.adaptive_avg_pool2d(x, *self.output_size)
+
+
+class AdaptiveMaxPool2d(_AdaptivePool2d):
+    type = "AdaptiveMaxPool2d"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.adaptive_max_pool2d(x, *self.output_size)
+
+
+class _ChannelReduction(Layer):
+    """A reduction over the channels with keepdim: (N, C, H, W) -> (N, 1, H, W)."""
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        shape = in_shapes[0]
+        self.expect_rank(shape, 4)
+        return (shape[0], 1, shape[2], shape[3])
+
+
+class ChannelMean(_ChannelReduction):
+    type = "ChannelMean"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.channel_mean(x)
+
+
+class ChannelMax(_ChannelReduction):
+    type = "ChannelMax"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return reference.channel_max(x)

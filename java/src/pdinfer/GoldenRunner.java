@@ -18,13 +18,13 @@ import pdinfer.layers.Layer;
  * For every golden input, every layer runs twice: "per layer", fed the reference outputs of its
  * input layers from the bundle (a mismatch points at that layer), and "end to end", fed this
  * kit's own outputs from the input image on. Both must equal pdinfer's reference outputs bit
- * for bit, except that Sigmoid and Softmax (exp in double) may be 1 ulp off (counted). End-to-end
+ * for bit, except that the EXP_LAYER_TYPES (exp, expm1, tanh in double) may be 1 ulp off (counted). End-to-end
  * outputs must also be within the manifest's tolerance of PyTorch's, when the bundle has them.
  * Prints a per-layer table; exits 0 if everything matches, 1 on a mismatch, 2 on an error.
  */
 public final class GoldenRunner {
-    /** Layers whose reference calls exp: the only ones allowed to differ, by at most 1 ulp. */
-    static final Set<String> EXP_LAYER_TYPES = Set.of("Sigmoid", "Softmax");
+    /** Layers whose reference calls exp, expm1 or tanh: the only ones allowed to differ, by at most 1 ulp. */
+    static final Set<String> EXP_LAYER_TYPES = Set.of("Sigmoid", "Softmax", "SiLU", "Tanh", "GELU", "ELU");
 
     /** One layer's results over all inputs. */
     private static final class LayerResult {

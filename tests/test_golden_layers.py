@@ -1,0 +1,65 @@
+"""The issue-9 single-input layers in the Java kit: a model using every one of them, a reference-only
+golden bundle from the CLI, and the Java runner, which must find every layer bit-exact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pdinfer.cli import main as cli_main
+from pdinfer.format import write_weights
+from pdinfer.graph import load_graph
+from test_golden import _layer, java, java_build, row  # noqa: F401 (java_build is a fixture)
+
+INPUT_SHAPE = (3, 9, 11)
+
+# Each activation reads the padded input itself (so it sees every golden input's raw range:
+# uniform, normal, zeros, ones, large, negative); a chain of Adds joins them.
+ACTIVATIONS = [
+    ("hswish", "Hardswish", {}), ("hsig", "Hardsigmoid", {}), ("silu", "SiLU", {}),
+    ("gelu", "GELU", {"approximate": "none"}), ("gelu_tanh", "GELU", {"approximate": "tanh"}),
+    ("tanh", "Tanh", {}), ("htanh", "Hardtanh", {"min_val": -0.5, "max_val": 2.25}),
+    ("elu", "ELU", {"alpha": 0.7}),
+]
+
+
+def new_layers_model(path: Path) -> Path:
+    """ZeroPad2d, every new activation, PReLU (per channel and single), adaptive pools that shrink,
+    grow and go to 1x1, and the channel mean and max."""
+    layers = [_layer("pad", "ZeroPad2d", ["input"], {"padding": [1, 2, 0, 1]})]
+    total = None
+    for name, type_name, params in ACTIVATIONS:
+        layers.append(_layer(name, type_name, ["pad"], params))
+        if total is not None:
+            layers.append(_layer(f"sum_{name}", "Add", [total, name]))
+        total = layers[-1]["name"]
+    layers += [
+        _layer("prelu_c", "PReLU", ["pad"], {"num_parameters": 3}, ("weight",)),
+        _layer("sum_prelu", "Add", [total, "prelu_c"]),
+        _layer("prelu_1", "PReLU", ["sum_prelu"], {"num_parameters": 1}, ("weight",)),
+        _layer("aavg", "AdaptiveAvgPool2d", ["prelu_1"], {"output_size": [4, 5]}),   # 10x14 -> 4x5
+        _layer("amax", "AdaptiveMaxPool2d", ["aavg"], {"output_size": [3, 7]}),      # 4x5 -> 3x7: overlapping bins
+        _layer("cmean", "ChannelMean", ["amax"]),
+        _layer("cmax", "ChannelMax", ["amax"]),
+        _layer("sum_c", "Add", ["cmean", "cmax"]),
+        _layer("gmax", "AdaptiveMaxPool2d", ["sum_c"], {"output_size": [1, 1]}),
+        _layer("flatten", "Flatten", ["gmax"]),
+    ]
+    rng = np.random.default_rng(0)
+    tensors = {"prelu_c.weight": rng.uniform(-1, 1, 3), "prelu_1.weight": np.array([0.3])}
+    write_weights(path, layers, {k: v.astype(np.float32) for k, v in tensors.items()},
+                  input_shape=INPUT_SHAPE, classes=["a"], producer="tests")
+    return path
+
+
+def test_java_is_bit_exact_on_the_new_layers(java_build, tmp_path):  # noqa: F811
+    weights = new_layers_model(tmp_path / "new_layers.pdw")
+    assert cli_main(["golden", str(weights), "--out", str(tmp_path), "--no-torch"]) == 0
+    result = java(java_build, "GoldenRunner", weights, tmp_path / "new_layers.golden.pdw")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"PASS: {len(load_graph(weights).layers)} layers bit-exact" in result.stdout, result.stdout
+    assert "(0 Sigmoid/Softmax values 1 ulp off)" in result.stdout, result.stdout  # no layer needed the allowance
+    for name in ("gelu", "amax", "cmean", "prelu_c"):
+        assert row(result.stdout, name).split()[-1] == "ok"

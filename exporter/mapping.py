@@ -70,7 +70,7 @@ class Context:
     partial_means: dict[Node, MeanChain] = field(default_factory=dict)
     shuffles: dict[Node, ShuffleView] = field(default_factory=dict)
     splits: dict[Node, ChannelSplit] = field(default_factory=dict)
-    size_values: set[Node] = field(default_factory=set)
+    size_values: dict[Node, Any] = field(default_factory=dict)  # -> its value, None for the batch size
     max_results: dict[Node, LayerSpec] = field(default_factory=dict)  # x.max(1, keepdim=True) -> its values
 
     def pending(self, value: Node) -> str | None:
@@ -296,9 +296,32 @@ _SIZE_USERS = {torch.reshape, operator.getitem, operator.floordiv, operator.mul}
 def _size_value(ctx: Context, node: Node) -> None:
     for user in node.users:
         if not (user.op == "call_method" and user.target in ("view", "reshape") or user.target in _SIZE_USERS):
-            raise Unsupported(f"a size used by '{user.name}'; only a view/reshape (or `//`, `*` feeding "
-                              "one) may use one")
-    ctx.size_values.add(node)
+            raise Unsupported(f"a size used by '{user.name}'; only a view/reshape, a slice (or `//`, `*` "
+                              "feeding one) may use one")
+    ctx.size_values[node] = _size_of(ctx, node)
+
+
+def _size_of(ctx: Context, node: Node) -> Any:
+    """The value of a size expression (an int or a tuple of them), None where it is the batch size."""
+    first = node.args[0]
+    if node.target in ("size", getattr):
+        shape = (None, *ctx.shape(first)[1:])
+        dim = node.args[1] if node.target == "size" and len(node.args) > 1 else node.kwargs.get("dim")
+        return shape if dim is None else shape[dim]
+    a, b = (ctx.size_values.get(v) if isinstance(v, Node) else v for v in node.args)
+    if node.target is operator.getitem:
+        return a[b] if isinstance(a, tuple) else None
+    return node.target(a, b) if isinstance(a, int) and isinstance(b, int) else None  # `//`, `*`
+
+
+def _constant(ctx: Context, value: Any, what: str) -> Any:
+    """A bound given as a number or as a size expression that does not involve the batch size."""
+    if isinstance(value, Node):
+        value = ctx.size_values.get(value)
+        if not isinstance(value, int):
+            raise Unsupported(f"{what} computed at run time or from the batch size; only constants or "
+                              "sizes of C, H, W")
+    return value
 
 
 def _is_batch_arg(value: Any) -> bool:
@@ -340,10 +363,9 @@ def _tensor_index(ctx: Context, x: Node, index: Any) -> LayerSpec | Node:
         at = items.index(Ellipsis)
         items = items[:at] + (slice(None),) * (len(shape) - len(items) + 1) + items[at + 1:]
     items += (slice(None),) * (len(shape) - len(items))
-    if len(items) != len(shape) or not all(isinstance(s, slice) for s in items) or any(
-            isinstance(v, Node) for s in items for v in (s.start, s.stop, s.step)):
-        raise Unsupported(f"indexing with {index!r}; only slicing the channels with constant bounds, "
-                          "x[:, a:b]")
+    if len(items) != len(shape) or not all(isinstance(s, slice) for s in items):
+        raise Unsupported(f"indexing with {index!r}; only slicing the channels, x[:, a:b]")
+    items = tuple(slice(*(_constant(ctx, v, "slice bounds") for v in (s.start, s.stop, s.step))) for s in items)
     bounds = [s.indices(size) for s, size in zip(items, shape)]
     if any(b != (0, size, 1) for i, (b, size) in enumerate(zip(bounds, shape)) if i != 1):
         raise Unsupported(f"slicing with {index!r}; only along the channels, x[:, a:b]")
@@ -650,9 +672,7 @@ def _split(ctx, node, tensor, split_size_or_sections, dim=0):
 
 def _narrow(ctx, node, input, dim, start, length):
     channels = _channel_dim(ctx, input, dim, "narrow")
-    if not all(isinstance(v, int) for v in (start, length)):
-        raise Unsupported("narrow with bounds computed at run time")
-    start %= channels
+    start, length = _constant(ctx, start, "narrow start") % channels, _constant(ctx, length, "narrow length")
     return _slice(ctx, input, start, start + length)
 
 

@@ -1,4 +1,4 @@
-"""`python -m exporter {pd_light,pd_model} OUT.pdw`: export a seed model to a weight file."""
+"""`python -m exporter {pd_light,pd_light_se,pd_model} OUT.pdw`: export a seed model to a weight file."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 import torch
 
 from .convert import export
-from .models import INPUT_SHAPE, PDLightModel, PDModel, randomize_batchnorm
+from .models import INPUT_SHAPE, PDLightModel, PDLightSEModel, PDModel, randomize_batchnorm
 from .synthetic import CLASSES
 
-SEED_MODELS = {"pd_light": PDLightModel, "pd_model": PDModel}
+SEED_MODELS = {"pd_light": PDLightModel, "pd_model": PDModel, "pd_light_se": PDLightSEModel}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,12 @@ Every block is built after `torch.manual_seed(seed)` with random BatchNorm stati
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -15,7 +21,9 @@ from torch import nn
 
 import blocks
 from exporter import export, randomize_batchnorm
-from helpers import check_against_torch
+from exporter.golden import load_seed_model
+from helpers import assert_close, check_against_torch
+from pdinfer.cli import main as cli_main
 from pdinfer.golden import write_golden
 from test_golden import java, java_build  # noqa: F401 (a fixture)
 from test_layers import EXAMPLES, batches, seeds
@@ -144,3 +152,35 @@ def test_blocks_are_bit_exact_in_java(name, java_build, tmp_path):  # noqa: F811
     result = java(java_build, "GoldenRunner", weights, bundle)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "layers bit-exact with pdinfer's reference" in result.stdout
+
+
+# ------------------------------------------------------------------------- the PDLightSEModel seed model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_pd_light_se_runs_through_the_cli_the_golden_bundle_and_java(java_build, tmp_path, capsys):  # noqa: F811
+    """`python -m exporter pd_light_se --random-bn`, then `pdinfer run` on a shipped sample against
+    torch, then `python -m exporter.golden` (torch and reference columns) checked by the Java kit."""
+    from PIL import Image
+
+    weights = tmp_path / "pd_light_se.pdw"
+    subprocess.run([sys.executable, "-m", "exporter", "pd_light_se", str(weights), "--random-bn"], check=True,
+                   capture_output=True, cwd=ROOT, timeout=600)
+    sample = ROOT / "weights" / "samples" / "void_1.png"
+    assert cli_main(["run", "--json", str(weights), str(sample)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    name, model = load_seed_model(weights)
+    image = np.asarray(Image.open(sample), dtype=np.float32)[None, None] / np.float32(255)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(image)).numpy()[0]
+    assert name == "pd_light_se" and len(record["probabilities"]) == 6
+    assert_close(np.array(list(record["probabilities"].values()), np.float32), expected, "pdinfer run vs torch")
+    assert len({round(p, 3) for p in record["probabilities"].values()}) > 1  # random BN: not uniform
+
+    subprocess.run([sys.executable, "-m", "exporter.golden", str(weights), "--out", str(tmp_path), "--count", "1"],
+                   check=True, capture_output=True, cwd=ROOT, timeout=600)
+    result = java(java_build, "GoldenRunner", weights, tmp_path / "pd_light_se.golden.pdw")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "layers bit-exact with pdinfer's reference" in result.stdout and "of torch" in result.stdout
+    assert "Hardsigmoid" in result.stdout and "Mul" in result.stdout

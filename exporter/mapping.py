@@ -290,12 +290,14 @@ def _flatten_view(ctx: Context, node: Node, x: Node, shape: tuple[Any, ...]) -> 
     return _flatten(ctx, node, x)
 
 
-_SIZE_USERS = {torch.reshape, operator.getitem, operator.floordiv, operator.mul}
+_SIZE_USERS = {torch.reshape, operator.getitem, operator.floordiv, operator.mul, torch.split, torch.chunk,
+               torch.narrow}
+_SIZE_USER_METHODS = {"view", "reshape", "split", "chunk", "narrow"}
 
 
 def _size_value(ctx: Context, node: Node) -> None:
     for user in node.users:
-        if not (user.op == "call_method" and user.target in ("view", "reshape") or user.target in _SIZE_USERS):
+        if not (user.op == "call_method" and user.target in _SIZE_USER_METHODS or user.target in _SIZE_USERS):
             raise Unsupported(f"a size used by '{user.name}'; only a view/reshape, a slice (or `//`, `*` "
                               "feeding one) may use one")
     ctx.size_values[node] = _size_of(ctx, node)
@@ -663,10 +665,14 @@ def _concatenate(ctx, node, tensors, axis=0, out=None):
 
 
 def _chunk(ctx, node, input, chunks, dim=0):
+    _constant(ctx, chunks, "chunk count")
     return _channel_split(ctx, node, input, dim, "chunk")
 
 
 def _split(ctx, node, tensor, split_size_or_sections, dim=0):
+    sizes = split_size_or_sections
+    for size in sizes if isinstance(sizes, (tuple, list)) else [sizes]:
+        _constant(ctx, size, "split sizes")
     return _channel_split(ctx, node, tensor, dim, "split")
 
 

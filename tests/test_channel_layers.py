@@ -94,7 +94,8 @@ def test_concat_of_features(seed, count, combine, c, h, w, batch):
 def channel_splits(draw, c: int) -> tuple[str, Split]:
     """A way to cut c channels into pieces: chunk, split by size or sizes, slicing, narrow."""
     kind = draw(st.sampled_from(["x.chunk", "torch.chunk", "torch.split(int)", "x.split(list)",
-                                 "slicing", "slicing ...", "narrow"]))
+                                 "x.split(size // k)", "slicing", "slicing ...", "narrow"]
+                                + ["slicing by size"] * (c > 1)))
     if kind in ("x.chunk", "torch.chunk"):
         k, dim = draw(st.integers(1, c + 1)), draw(st.sampled_from([1, -3]))
         fn = (lambda x: x.chunk(k, dim=dim)) if kind == "x.chunk" else (lambda x: torch.chunk(x, k, dim))
@@ -102,6 +103,12 @@ def channel_splits(draw, c: int) -> tuple[str, Split]:
     if kind == "torch.split(int)":
         size = draw(st.integers(1, c))
         return f"torch.split(x, {size}, 1)", lambda x: torch.split(x, size, 1)
+    if kind == "x.split(size // k)":
+        k = draw(st.integers(1, c))
+        return f"x.split(x.size(1) // {k}, 1)", lambda x: x.split(x.size(1) // k, 1)
+    if kind == "slicing by size":  # bounds computed from the shape, as ShuffleNetV2 ports write it
+        return "x[:, :x.shape[1] // 2], x[:, x.shape[1] // 2:]", lambda x: (x[:, :x.shape[1] // 2],
+                                                                          x[:, x.shape[1] // 2:])
     if kind == "x.split(list)":
         cuts = sorted(draw(st.sets(st.integers(1, c - 1), max_size=3))) if c > 1 else []
         sections = [b - a for a, b in zip([0, *cuts], [*cuts, c])]
@@ -240,6 +247,8 @@ def test_mul_of_features(seed, c, one_column, batch):
     ("cat along H", lambda x: torch.cat([x, x], 2), "only along the channels"),
     ("chunk along W", lambda x: x.chunk(2, 3)[0], "only along the channels"),
     ("strided slice", lambda x: x[:, ::2], "step 1"),
+    ("split by the batch size", lambda x: x.split(x.size(0), 1)[0], "from the batch size"),
+    ("slice to the batch size", lambda x: x[:, :x.size(0)], "from the batch size"),
     ("slice along H", lambda x: x[:, :, 1:], "only along the channels"),
     ("integer index", lambda x: x[:, 0], "indexing"),
     ("the chunk tuple", lambda x: torch.cat(x.chunk(2, 1), 1), "only of a list or tuple"),

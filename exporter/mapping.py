@@ -538,6 +538,13 @@ def _tanh(ctx, node, input):
     return LayerSpec("Tanh", [input])
 
 
+def _clamp(ctx, node, input, min=None, max=None):
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (min, max))
+    if not numbers or not min <= max:
+        raise Unsupported(f"clamp(min={min!r}, max={max!r}); only with two numbers, min <= max (a Hardtanh)")
+    return _hardtanh(input, min, max)
+
+
 def _f_elu(ctx, node, input, alpha=1.0, inplace=False):
     return _elu(input, alpha)
 
@@ -752,6 +759,7 @@ FUNCTIONS: dict[Any, Handler] = {
     F.hardswish: _f_hardswish, F.hardsigmoid: _f_hardsigmoid, F.silu: _f_silu, F.gelu: _f_gelu,
     torch.tanh: _tanh, torch.tanh_: _tanh, F.elu: _f_elu, F.elu_: _f_elu,
     F.prelu: _f_prelu, torch.prelu: _f_prelu,
+    torch.clamp: _clamp, torch.clip: _clamp, torch.clamp_: _clamp, torch.clip_: _clamp,
     torch.sigmoid: _sigmoid,
     F.softmax: _f_softmax, torch.softmax: _f_softmax,
     F.max_pool2d: _f_max_pool2d, torch.max_pool2d: _f_max_pool2d,
@@ -775,6 +783,7 @@ METHODS: dict[str, Handler] = {
     "relu": _relu, "relu_": _relu, "sigmoid": _sigmoid, "sigmoid_": _sigmoid,
     "softmax": _f_softmax, "mean": _mean, "flatten": _flatten_call,
     "tanh": _tanh, "tanh_": _tanh, "amax": _amax, "max": _max,
+    "clamp": _clamp, "clamp_": _clamp, "clip": _clamp, "clip_": _clamp,
     "view": _view, "reshape": _view, "add": _add, "add_": _add, "size": _size,
     "mul": _mul, "mul_": _mul, "multiply": _mul, "multiply_": _mul,
     "chunk": _chunk, "split": _split, "narrow": _narrow,
@@ -782,7 +791,7 @@ METHODS: dict[str, Handler] = {
 }
 
 _INPLACE_FUNCTIONS = {torch.relu_, F.leaky_relu_, F.hardtanh_, operator.iadd, operator.imul, torch.tanh_,
-                      F.elu_}
+                      F.elu_, torch.clamp_, torch.clip_}
 _VIEW_MODULES = (nn.Identity, nn.Dropout, nn.Flatten)
 _VIEW_FUNCTIONS = {F.dropout, torch.flatten, torch.reshape, torch.chunk, torch.split, torch.narrow,
                    torch.transpose, torch.permute, operator.getitem}

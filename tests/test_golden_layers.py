@@ -3,13 +3,15 @@ golden bundle from the CLI, and the Java runner, which must find every layer bit
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pdinfer.cli import main as cli_main
-from pdinfer.format import write_weights
+from pdinfer.errors import FormatError
+from pdinfer.format import read_weights, write_weights
 from pdinfer.graph import load_graph
 from test_golden import _layer, java, java_build, row  # noqa: F401 (java_build is a fixture)
 
@@ -63,3 +65,38 @@ def test_java_is_bit_exact_on_the_new_layers(java_build, tmp_path):  # noqa: F81
     assert "(0 Sigmoid/Softmax values 1 ulp off)" in result.stdout, result.stdout  # no layer needed the allowance
     for name in ("gelu", "amax", "cmean", "prelu_c"):
         assert row(result.stdout, name).split()[-1] == "ok"
+
+
+def _edit_layer(name: str, **changes):
+    def edit(layers: list[dict]) -> None:
+        next(layer for layer in layers if layer["name"] == name)["params"].update(changes)
+    return edit
+
+
+# Parameter errors in the new layers that pdinfer and the Java reader must both reject, and a
+# regular expression matching the reason both give.
+BAD_PARAMS = {
+    "gelu approximate": (_edit_layer("gelu", approximate="erf"), "'approximate' must be"),
+    "hardtanh bounds": (_edit_layer("htanh", min_val=3.0), "must not exceed"),
+    "elu alpha": (_edit_layer("elu", alpha="1"), "'alpha' must be a number"),
+    "prelu channels": (_edit_layer("prelu_1", num_parameters=2), "shape|channels"),
+    "adaptive size": (_edit_layer("aavg", output_size=[0, 5]), "'output_size'"),
+    "pad amounts": (_edit_layer("pad", padding=[1, 2, 0]), "'padding'"),
+    "channel param": (_edit_layer("cmax", keepdim=True), "unknown"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PARAMS))
+def test_java_reader_rejects_bad_params_as_pdinfer_does(case, java_build, tmp_path):  # noqa: F811
+    edit, reason = BAD_PARAMS[case]
+    good = new_layers_model(tmp_path / "good.pdw")
+    container, layers = read_weights(good)
+    edit(layers)
+    bad = tmp_path / "bad.pdw"
+    tensors = {name: np.array(array) for name, array in container.tensors.items()}
+    write_weights(bad, layers, tensors, input_shape=INPUT_SHAPE, classes=["a"], producer="tests")
+    with pytest.raises(FormatError, match=reason):
+        load_graph(bad)
+    result = java(java_build, "Info", bad)
+    assert result.returncode == 2, result.stdout
+    assert re.search(reason, result.stderr), result.stderr

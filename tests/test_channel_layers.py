@@ -7,6 +7,8 @@ counts, 2 to 5 concatenated inputs, uneven splits and both operand orders of a m
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -23,6 +25,7 @@ from helpers import check_against_torch
 from pdinfer.errors import FormatError
 from pdinfer.format import write_weights
 from pdinfer.graph import load_graph
+from test_golden import java, java_build  # noqa: F401 (a fixture)
 from test_layers import Fn, batches, seeds
 
 channels = st.integers(1, 9)
@@ -269,7 +272,7 @@ def _layer(name: str, type_name: str, inputs: list[str], **params) -> dict:
     return {"name": name, "type": type_name, "inputs": inputs, "params": params, "tensors": {}}
 
 
-@pytest.mark.parametrize("layer, reason", [
+BAD_LAYERS = [
     (_layer("cat", "Concat", ["input"], dim=1), r"'inputs' must list 2 or more"),
     (_layer("cat", "Concat", ["input", "input"], dim=2), "param 'dim' must be 1"),
     (_layer("cat", "Concat", ["input", "flat"], dim=1), "every input must match"),
@@ -280,14 +283,26 @@ def _layer(name: str, type_name: str, inputs: list[str], **params) -> dict:
     (_layer("shuffle", "ChannelShuffle", ["input"], groups=True), "param 'groups'"),
     (_layer("mul", "Mul", ["input", "flat"]), "do not broadcast"),
     (_layer("mul", "Mul", ["input"]), "'inputs' must list 2 "),
-])
-def test_bad_layer_params_and_shapes_are_refused(layer, reason, tmp_path):
-    """Input (1, 4, 3, 2); 'flat' is its flatten (1, 24)."""
+]
+
+
+def bad_file(path: Path, layer: dict) -> Path:
+    """Input (1, 4, 3, 2); 'flat' is its flatten (1, 24); `layer` comes last."""
     layers = [_layer("flat", "Flatten", ["input"])] * ("flat" in layer["inputs"]) + [layer]
-    path = tmp_path / "bad.pdw"
     write_weights(path, layers, {}, input_shape=[4, 3, 2], classes=[str(i) for i in range(100)])
+    return path
+
+
+@pytest.mark.parametrize("layer, reason", BAD_LAYERS)
+def test_bad_layer_params_and_shapes_are_refused(layer, reason, tmp_path):
     with pytest.raises(FormatError, match=reason):
-        load_graph(path)
+        load_graph(bad_file(tmp_path / "bad.pdw", layer))
+
+
+def test_the_java_reader_refuses_them_too(java_build, tmp_path):  # noqa: F811 (the fixture)
+    for i, (layer, reason) in enumerate(BAD_LAYERS):
+        result = java(java_build, "Info", bad_file(tmp_path / f"bad{i}.pdw", layer))
+        assert result.returncode == 2 and re.search(reason, result.stderr), (layer, result.stderr)
 
 
 def test_concat_and_slice_run_on_numpy_alone(tmp_path):

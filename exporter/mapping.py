@@ -71,6 +71,7 @@ class Context:
     shuffles: dict[Node, ShuffleView] = field(default_factory=dict)
     splits: dict[Node, ChannelSplit] = field(default_factory=dict)
     size_values: dict[Node, Any] = field(default_factory=dict)  # -> its value, None for the batch size
+    unsqueezed: dict[Node, Node] = field(default_factory=dict)  # (N, C, 1) -> its (N, C) source
     max_results: dict[Node, LayerSpec] = field(default_factory=dict)  # x.max(1, keepdim=True) -> its values
 
     def pending(self, value: Node) -> str | None:
@@ -82,6 +83,8 @@ class Context:
                     "H, W) -> transpose(1, 2) -> view(n, C, H, W) is supported")
         if value in self.splits:
             return f"'{value.name}', the tuple a chunk/split returns; only its items, t[i]"
+        if value in self.unsqueezed:
+            return f"'{value.name}', a 3-D tensor; only (N, C, H, W) or (N, features) values"
         return None
 
     @staticmethod
@@ -282,6 +285,8 @@ def _is_batch_size(value: Any) -> bool:
 
 def _flatten_view(ctx: Context, node: Node, x: Node, shape: tuple[Any, ...]) -> LayerSpec:
     features = math.prod(ctx.shape(x)[1:])
+    if len(shape) == 2 and isinstance(shape[1], Node):  # x.view(b, c) with b, c = x.size()[:2]
+        shape = (shape[0], ctx.size_values.get(shape[1]))
     if not (len(shape) == 2 and (_is_int(shape[0], -1) or _is_batch_size(shape[0]))
             and _is_int(shape[1], -1, features)
             and not (_is_int(shape[0], -1) and _is_int(shape[1], -1))):
@@ -395,12 +400,23 @@ def _shuffle_end(ctx: Context, node: Node, shuffle: ShuffleView, batch_kept: boo
     return LayerSpec("ChannelShuffle", [shuffle.source], {"groups": shuffle.groups})
 
 
+def _unflatten(ctx: Context, node: Node, x: Node, batch_kept: bool) -> LayerSpec:
+    """(N, F) viewed as (N, C, H, W): `y.view(b, c, 1, 1)` of squeeze-and-excitation."""
+    source, out = ctx.shape(x), ctx.shape(node)
+    if not (batch_kept and len(source) == 2 and len(out) == 4 and out[0] == source[0]):
+        raise Unsupported(f"view/reshape of shape {source} to {out} (batch of 2); only (N, features) to "
+                          "(n, C, H, W) with n = -1 or x.size(0), or a flatten")
+    return LayerSpec("Unflatten", [x], {"shape": list(out[1:])})
+
+
 def _reshape(ctx: Context, node: Node, x: Node, shape: tuple[Any, ...]) -> LayerSpec | None:
-    """view/reshape: a flatten, or the first or last step of a channel shuffle."""
+    """view/reshape: a flatten, an unflatten to 4-D, or the first or last step of a channel shuffle."""
     if x in ctx.shuffles:
         return _shuffle_end(ctx, node, ctx.shuffles[x], bool(shape) and _is_batch_arg(shape[0]))
     if len(ctx.shape(node)) == 5:
         return _shuffle_view(ctx, node, x, shape)
+    if len(ctx.shape(node)) == 4:
+        return _unflatten(ctx, node, x, bool(shape) and _is_batch_arg(shape[0]))
     return _flatten_view(ctx, node, x, shape)
 
 
@@ -496,6 +512,7 @@ MODULES: dict[type[nn.Module], Handler] = {
     nn.Dropout: lambda ctx, node, x, m: _dropout(x, m.p),
     nn.Identity: lambda ctx, node, x, m: x,
     nn.ChannelShuffle: lambda ctx, node, x, m: _channel_shuffle(ctx, x, m.groups),
+    nn.Unflatten: lambda ctx, node, x, m: _unflatten(ctx, node, x, m.dim in (1, -1)),
 }
 
 
@@ -654,6 +671,30 @@ def _contiguous(ctx, node, input, memory_format=torch.contiguous_format):
     return input
 
 
+def _unsqueeze(ctx, node, input, dim):
+    """(N, C) -> (N, C, 1) -> (N, C, 1, 1), the trailing unit axes one at a time."""
+    source = ctx.unsqueezed.get(input, input)
+    rank = len(ctx.shape(input))
+    if not (isinstance(dim, int) and dim % (rank + 1) == rank and len(ctx.shape(source)) == 2 and rank in (2, 3)):
+        raise Unsupported(f"unsqueeze({dim!r}) of shape {ctx.shape(input)}; only (N, C) -> (N, C, 1, 1) "
+                          "by unsqueezing the last axis twice")
+    if rank == 2:
+        ctx.unsqueezed[node] = source
+        return None
+    return _unflatten(ctx, node, source, True)
+
+
+def _expand_as(ctx, node, input, other):
+    """A broadcast a multiply does by itself: the input unchanged."""
+    if not all(user.target in _MULTIPLIES for user in node.users):
+        raise Unsupported("expand/expand_as; only feeding a multiply (which broadcasts by itself)")
+    return input
+
+
+def _expand(ctx, node, input, *sizes):
+    return _expand_as(ctx, node, input, None)
+
+
 def _f_channel_shuffle(ctx, node, input, groups):
     return _channel_shuffle(ctx, input, groups)
 
@@ -774,7 +815,7 @@ FUNCTIONS: dict[Any, Handler] = {
     operator.floordiv: _floordiv,
     torch.cat: _cat, torch.concat: _cat, torch.concatenate: _concatenate,
     torch.chunk: _chunk, torch.split: _split, torch.narrow: _narrow,
-    torch.transpose: _transpose, torch.permute: _permute,
+    torch.transpose: _transpose, torch.permute: _permute, torch.unsqueeze: _unsqueeze,
     F.channel_shuffle: _f_channel_shuffle, torch.channel_shuffle: _f_channel_shuffle,
     getattr: _getattr, operator.getitem: _getitem,
 }
@@ -788,15 +829,17 @@ METHODS: dict[str, Handler] = {
     "mul": _mul, "mul_": _mul, "multiply": _mul, "multiply_": _mul,
     "chunk": _chunk, "split": _split, "narrow": _narrow,
     "transpose": _transpose, "permute": _permute, "contiguous": _contiguous,
+    "unsqueeze": _unsqueeze, "expand_as": _expand_as, "expand": _expand,
 }
+_MULTIPLIES = {operator.mul, operator.imul, torch.mul, torch.multiply, "mul", "mul_", "multiply", "multiply_"}
 
 _INPLACE_FUNCTIONS = {torch.relu_, F.leaky_relu_, F.hardtanh_, operator.iadd, operator.imul, torch.tanh_,
                       F.elu_, torch.clamp_, torch.clip_}
 _VIEW_MODULES = (nn.Identity, nn.Dropout, nn.Flatten)
 _VIEW_FUNCTIONS = {F.dropout, torch.flatten, torch.reshape, torch.chunk, torch.split, torch.narrow,
-                   torch.transpose, torch.permute, operator.getitem}
+                   torch.transpose, torch.permute, torch.unsqueeze, operator.getitem}
 _VIEW_METHODS = {"view", "reshape", "flatten", "chunk", "split", "narrow", "transpose", "permute",
-                 "contiguous"}
+                 "contiguous", "unsqueeze", "expand_as", "expand"}
 
 
 # ---------------------------------------------------------------------------- dispatch

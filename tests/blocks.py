@@ -2,7 +2,8 @@
 
 torchvision is not importable beside the dev torch, so the blocks are transcribed here: SqueezeNet's
 Fire, DenseNet's dense layer/block and transition, GoogLeNet's Inception, ShuffleNetV2's unit (both
-strides), MobileNetV3's inverted residual with SE, EfficientNet's MBConv, and a CBAM ResNet block
+strides), MobileNetV3's inverted residual with SE, EfficientNet's MBConv, SENet's SE-ResNet block
+(the SE of Hu et al.'s code: Linear layers on the pooled (N, C) vector) and a CBAM ResNet block
 (Woo et al.'s channel and spatial attention). Where a block is commonly written in more than one
 way, `spelling` picks one; the spellings are the ones found in torchvision or the papers' code.
 """
@@ -366,6 +367,66 @@ class MBConv(nn.Module):
             result = self.stochastic_depth(result)
             result += input
         return result
+
+
+# ------------------------------------------------------------------------------ SENet
+
+class SELayer(nn.Module):
+    """SENet's SE layer (moskomule/senet.pytorch, after Hu et al.): pooled (N, C), Linear-ReLU-Linear-
+    Sigmoid, viewed back as (N, C, 1, 1) and expanded over x."""
+
+    def __init__(self, channel: int, reduction: int = 16) -> None:
+        super(SELayer, self).__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(
+            nn.Linear(channel, channel // reduction, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Linear(channel // reduction, channel, bias=False),
+            nn.Sigmoid()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, _, _ = x.size()
+        y = self.avg_pool(x).view(b, c)
+        y = self.fc(y).view(b, c, 1, 1)
+        return x * y.expand_as(x)
+
+
+class SEBasicBlock(nn.Module):
+    """SENet's SE-ResNet BasicBlock: conv-bn-relu, conv-bn, SE, `out += residual`, relu."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, reduction: int = 16) -> None:
+        super(SEBasicBlock, self).__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.se = SELayer(planes, reduction)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+        self.stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        residual = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.se(out)
+
+        if self.downsample is not None:
+            residual = self.downsample(x)
+
+        out += residual
+        out = self.relu(out)
+
+        return out
 
 
 # ------------------------------------------------------------------------------ CBAM

@@ -116,6 +116,17 @@ def test_efficientnet_mbconv(seed, cin, expand, kernel, stride, spelling, h, w, 
 
 
 @few
+@given(seeds, st.integers(1, 6), st.integers(1, 12), st.sampled_from([1, 2]), st.sampled_from([1, 4]), sizes,
+       sizes, batches)
+def test_se_resnet_block(seed, cin, planes, stride, reduction, h, w, batch):
+    """SENet's SEBasicBlock: the SE on Linear layers, (N, C) viewed back as (N, C, 1, 1), expand_as."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(blocks.SEBasicBlock(cin, planes * reduction, stride, reduction),
+                          blocks.SEBasicBlock(planes * reduction, planes * reduction, 1, reduction))
+    check_block(model, (cin, h, w), seed, batch)
+
+
+@few
 @given(seeds, st.integers(1, 6), st.integers(1, 12), st.sampled_from([1, 2]), st.sampled_from([1, 4, 16]),
        st.sampled_from(["mean-max", "max-mean"]), sizes, sizes, batches)
 def test_cbam_resnet_block(seed, cin, planes, stride, ratio, spelling, h, w, batch):
@@ -137,6 +148,7 @@ JAVA_BLOCKS = {
     "mobilenet_v3": (lambda: blocks.MobileNetV3Block(5, 3, 16, 5, True, True, 1), (5, 9, 7)),
     "mbconv": (lambda: blocks.MBConv(5, 4, 5, 2, 7), (5, 9, 10)),
     "cbam": (lambda: blocks.CBAMBasicBlock(3, 8, 2, 4), (3, 12, 9)),
+    "se_resnet": (lambda: blocks.SEBasicBlock(3, 8, 2, 4), (3, 10, 9)),
 }
 
 

@@ -198,36 +198,57 @@ GATES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-class Gate(nn.Module):
-    """`mul(x, gate(attention(x)))` (or the operands swapped): the attention shape is drawn."""
+UNFLATTENS: dict[str, Callable[[torch.Tensor, int], torch.Tensor]] = {  # (N, C) -> (N, C, 1, 1)
+    "y.view(b, c, 1, 1)": lambda y, c: y.view(y.size(0), c, 1, 1),
+    "y.reshape(-1, c, 1, 1)": lambda y, c: y.reshape(-1, c, 1, 1),
+    "y.unsqueeze(-1).unsqueeze(-1)": lambda y, c: y.unsqueeze(-1).unsqueeze(-1),
+    "torch.unsqueeze(y.unsqueeze(2), 3)": lambda y, c: torch.unsqueeze(y.unsqueeze(2), 3),
+}
 
-    def __init__(self, kind: str, c: int, mul: str, gate: str, swap: bool) -> None:
+
+class Gate(nn.Module):
+    """`mul(x, gate(attention(x)))` (or the operands swapped): the attention shape is drawn.
+
+    "se-linear" is SENet's SE: a global mean viewed as (N, C), Linear, viewed back as (N, C, 1, 1)
+    in one of the UNFLATTENS spellings (or nn.Unflatten), expanded as x.
+    """
+
+    def __init__(self, kind: str, c: int, mul: str, gate: str, swap: bool, unflatten: str = "") -> None:
         super().__init__()
-        self.kind, self.mul, self.gate, self.swap = kind, mul, gate, swap
+        self.kind, self.mul, self.gate, self.swap, self.c, self.unflatten = kind, mul, gate, swap, c, unflatten
         self.conv = nn.Conv2d(c, 1 if kind == "spatial" else c, 1 if kind == "se" else 3, padding=0 if kind == "se" else 1)
+        self.fc = nn.Linear(c, c)
+        self.unflatten_module = nn.Unflatten(1, (c, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "se":
             y = self.conv(x.mean((2, 3), keepdim=True))  # (N, C, 1, 1)
         elif self.kind == "se-pool":
             y = self.conv(F.adaptive_avg_pool2d(x, 1))  # (N, C, 1, 1) (the 3x3 conv sees one pixel)
+        elif self.kind == "se-linear":
+            b, c, _, _ = x.size()
+            y = self.fc(F.adaptive_avg_pool2d(x, 1).view(b, c))
+            y = self.unflatten_module(y) if self.unflatten == "nn.Unflatten" else UNFLATTENS[self.unflatten](y, self.c)
         else:
             y = self.conv(x)  # (N, 1, H, W) or same-shape
         y = GATES[self.gate](y)
+        if self.kind == "se-linear":
+            y = y.expand_as(x)
         in_place_gate = self.mul == "a.mul_(b)" and self.kind != "same"  # a must have the output's shape
         a, b = (y, x.relu()) if self.swap and not in_place_gate else (x.relu(), y)
         return MULS[self.mul](a, b)
 
     def extra_repr(self) -> str:
-        return f"{self.kind}, {self.mul}, {self.gate}, swap={self.swap}"
+        return f"{self.kind}, {self.mul}, {self.gate}, swap={self.swap}, {self.unflatten}"
 
 
-@given(seeds, st.sampled_from(["se", "se-pool", "spatial", "same"]), st.sampled_from(sorted(MULS)),
-       st.sampled_from(sorted(GATES)), st.booleans(), channels, sizes, sizes, batches)
-def test_mul(seed, kind, mul, gate, swap, c, h, w, batch):
+@given(seeds, st.sampled_from(["se", "se-pool", "se-linear", "spatial", "same"]), st.sampled_from(sorted(MULS)),
+       st.sampled_from(sorted(GATES)), st.booleans(), st.sampled_from([*sorted(UNFLATTENS), "nn.Unflatten"]),
+       channels, sizes, sizes, batches)
+def test_mul(seed, kind, mul, gate, swap, unflatten, c, h, w, batch):
     """SE (N, C, 1, 1), spatial (N, 1, H, W) and same-shape products, either operand order."""
     torch.manual_seed(seed)
-    check_against_torch(Gate(kind, c, mul, gate, swap), (c, h, w), batch=batch, seed=seed)
+    check_against_torch(Gate(kind, c, mul, gate, swap, unflatten), (c, h, w), batch=batch, seed=seed)
 
 
 @given(seeds, channels, st.booleans(), batches)
@@ -259,6 +280,10 @@ def test_mul_of_features(seed, c, one_column, batch):
     ("5-D view not a shuffle", lambda x: x.view(x.size(0), 2, 2, 36, 1), "only 5-D view"),
     ("shuffle without the transpose", lambda x: x.view(-1, 2, 2, 6, 6).view(-1, 4, 6, 6), "transpose(1, 2)"),
     ("other transpose", lambda x: x.transpose(2, 3), "only a channel shuffle's transpose"),
+    ("unsqueeze of the channels", lambda x: x.flatten(1).unsqueeze(1).unsqueeze(1).relu(), "unsqueezing the last"),
+    ("expand feeding an add", lambda x: x + x.mean((2, 3), keepdim=True).expand_as(x), "only feeding a multiply"),
+    ("view of features as 3-D", lambda x: x.flatten(1).view(-1, 4, 36).relu(), "view/reshape to (-1, 4, 36)"),
+    ("unflatten with the batch hard-coded", lambda x: x.flatten(1).view(2, 4, 6, 6).relu(), "n = -1"),
     ("hard-coded batch", lambda x: x.view(2, 2, 2, 6, 6).transpose(1, 2).reshape(2, 4, 6, 6), "n = -1"),
 ])
 def test_unsupported_says_why(spelling, forward, reason):
@@ -283,6 +308,9 @@ BAD_LAYERS = [
     (_layer("shuffle", "ChannelShuffle", ["input"], groups=True), "param 'groups'"),
     (_layer("mul", "Mul", ["input", "flat"]), "do not broadcast"),
     (_layer("mul", "Mul", ["input"]), "'inputs' must list 2 "),
+    (_layer("unflat", "Unflatten", ["flat"], shape=[4, 3, 3]), "24 features cannot be viewed as"),
+    (_layer("unflat", "Unflatten", ["flat"], shape=[24, 1]), "param 'shape' must be"),
+    (_layer("unflat", "Unflatten", ["input"], shape=[24, 1, 1]), "must have 2 dimensions"),
 ]
 
 

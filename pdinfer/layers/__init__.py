@@ -11,13 +11,13 @@ from .padding import ZeroPad2d
 from .pooling import (AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, ChannelMax, ChannelMean,
                       GlobalAvgPool, MaxPool2d)
 from .softmax import Softmax
-from .structural import Add, Dropout, Flatten, Mul
+from .structural import Add, Dropout, Flatten, Mul, Unflatten
 
 LAYER_TYPES: dict[str, type[Layer]] = {cls.type: cls for cls in (
     Conv2d, BatchNorm2d, Linear, ReLU, ReLU6, LeakyReLU, Sigmoid, Softmax,
     MaxPool2d, AvgPool2d, GlobalAvgPool, Flatten, Dropout, Add,
     Hardswish, Hardsigmoid, SiLU, GELU, Tanh, Hardtanh, ELU, PReLU,
     AdaptiveAvgPool2d, AdaptiveMaxPool2d, ChannelMean, ChannelMax, ZeroPad2d,
-    Mul, Concat, Slice, ChannelShuffle)}
+    Mul, Concat, Slice, ChannelShuffle, Unflatten)}
 
 __all__ = ["LAYER_TYPES", "Layer", "Shape"]

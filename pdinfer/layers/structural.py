@@ -1,4 +1,4 @@
-"""Layers that move or combine values without weights: Flatten, Dropout, Add, Mul."""
+"""Layers that move or combine values without weights: Flatten, Unflatten, Dropout, Add, Mul."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ..format import is_int
 from ..kernels import reference
 from .base import Layer, Shape
 
@@ -21,6 +22,28 @@ class Flatten(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x.reshape(x.shape[0], -1)
+
+
+class Unflatten(Layer):
+    type = "Unflatten"
+    param_names = ("shape",)
+
+    def load_param(self, params: dict[str, Any]) -> None:
+        super().load_param(params)
+        shape = params["shape"]
+        if not isinstance(shape, list) or len(shape) != 3 or not all(is_int(d) and 1 <= d <= 1 << 24 for d in shape):
+            raise self.error(f"param 'shape' must be [C, H, W] integers in [1, {1 << 24}], got {shape!r}")
+        self.shape = tuple(shape)
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        shape = in_shapes[0]
+        self.expect_rank(shape, 2)
+        if shape[1] != int(np.prod(self.shape, dtype=object)):
+            raise self.error(f"input of {shape[1]} features cannot be viewed as {list(self.shape)}")
+        return (shape[0], *self.shape)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[0], *self.shape)
 
 
 class Dropout(Layer):

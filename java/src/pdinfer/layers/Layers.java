@@ -38,7 +38,8 @@ public final class Layers {
             Map.entry("Mul", Mul::new),
             Map.entry("Concat", Concat::new),
             Map.entry("Slice", Slice::new),
-            Map.entry("ChannelShuffle", ChannelShuffle::new));
+            Map.entry("ChannelShuffle", ChannelShuffle::new),
+            Map.entry("Unflatten", Unflatten::new));
 
     private Layers() {
     }

@@ -415,6 +415,8 @@ def _reshape(ctx: Context, node: Node, x: Node, shape: tuple[Any, ...]) -> Layer
         return _shuffle_end(ctx, node, ctx.shuffles[x], bool(shape) and _is_batch_arg(shape[0]))
     if len(ctx.shape(node)) == 5:
         return _shuffle_view(ctx, node, x, shape)
+    if ctx.shape(node) == ctx.shape(x) and bool(shape) and _is_batch_arg(shape[0]):
+        return x  # a view to the shape it has
     if len(ctx.shape(node)) == 4:
         return _unflatten(ctx, node, x, bool(shape) and _is_batch_arg(shape[0]))
     return _flatten_view(ctx, node, x, shape)

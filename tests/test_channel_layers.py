@@ -169,8 +169,10 @@ def shuffle_paper(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def shuffle_minus_one(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """With -1 for the batch, transpose(2, 1), flatten(1, 2), and a no-op view after it."""
     _, c, h, w = x.size()
-    return x.view(-1, groups, c // groups, h, w).transpose(2, 1).contiguous().flatten(1, 2)
+    x = x.view(-1, groups, c // groups, h, w).transpose(2, 1).contiguous().flatten(1, 2)
+    return x.view(x.size(0), c, h, w)
 
 
 SHUFFLES = {"torchvision": shuffle_torchvision, "paper": shuffle_paper, "view(-1, ...)": shuffle_minus_one,

@@ -256,6 +256,40 @@ class ShuffleV2Unit(nn.Module):
         return channel_shuffle(out, 2) if self.spelling == "torchvision" else self.shuffle(out)
 
 
+class ShuffleNetV2Tiny(nn.Module):
+    """torchvision's ShuffleNetV2 layout, narrowed: conv1, max pool, stages of units, conv5,
+    `x.mean([2, 3])`, fc."""
+
+    def __init__(self, cin: int, classes: int, stages_out_channels: tuple[int, ...] = (8, 12, 16, 24)) -> None:
+        super().__init__()
+        output_channels = stages_out_channels[0]
+        self.conv1 = nn.Sequential(nn.Conv2d(cin, output_channels, 3, 2, 1, bias=False),
+                                   nn.BatchNorm2d(output_channels), nn.ReLU(inplace=True))
+        input_channels = output_channels
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        stage_names = [f"stage{i}" for i in [2, 3]]
+        for name, repeats, output_channels in zip(stage_names, [2, 3], stages_out_channels[1:]):
+            seq = [ShuffleV2Unit(input_channels, output_channels, 2)]
+            for i in range(repeats - 1):
+                seq.append(ShuffleV2Unit(output_channels, output_channels, 1))
+            setattr(self, name, nn.Sequential(*seq))
+            input_channels = output_channels
+        output_channels = stages_out_channels[-1]
+        self.conv5 = nn.Sequential(nn.Conv2d(input_channels, output_channels, 1, 1, 0, bias=False),
+                                   nn.BatchNorm2d(output_channels), nn.ReLU(inplace=True))
+        self.fc = nn.Linear(output_channels, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)
+        x = self.maxpool(x)
+        x = self.stage2(x)
+        x = self.stage3(x)
+        x = self.conv5(x)
+        x = x.mean([2, 3])  # globalpool
+        x = self.fc(x)
+        return x
+
+
 # ------------------------------------------------------------------------------ SE, MobileNetV3, EfficientNet
 
 class SqueezeExcitation(nn.Module):
@@ -319,6 +353,30 @@ class MobileNetV3Block(nn.Module):
         return result
 
 
+class MobileNetV3Tiny(nn.Module):
+    """torchvision's MobileNetV3 layout, narrowed: Hardswish stem, inverted residuals, last conv,
+    avgpool, flatten, Linear-Hardswish-Dropout-Linear classifier."""
+
+    def __init__(self, cin: int, classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            ConvNormActivation(cin, 16, kernel_size=3, stride=2, activation_layer=nn.Hardswish),
+            MobileNetV3Block(16, 3, 16, 16, True, False, 2),
+            MobileNetV3Block(16, 3, 72, 24, False, False, 2),
+            MobileNetV3Block(24, 5, 96, 24, True, True, 1),
+            ConvNormActivation(24, 144, kernel_size=1, activation_layer=nn.Hardswish))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Linear(144, 64), nn.Hardswish(inplace=True),
+                                        nn.Dropout(p=0.2, inplace=True), nn.Linear(64, classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        x = self.classifier(x)
+        return x
+
+
 def stochastic_depth(input: Tensor, p: float, mode: str, training: bool = True) -> Tensor:
     """torchvision.ops.stochastic_depth: the identity at inference."""
     if not training or p == 0.0:
@@ -367,6 +425,27 @@ class MBConv(nn.Module):
             result = self.stochastic_depth(result)
             result += input
         return result
+
+
+class EfficientNetTiny(nn.Module):
+    """torchvision's EfficientNet layout, narrowed: SiLU stem, MBConv stages, SiLU head conv,
+    avgpool, flatten, Dropout(inplace)-Linear classifier."""
+
+    def __init__(self, cin: int, classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            ConvNormActivation(cin, 16, kernel_size=3, stride=2, activation_layer=nn.SiLU),
+            MBConv(16, 1, 3, 1, 8, 0.0), MBConv(8, 6, 3, 2, 12, 0.05), MBConv(12, 6, 5, 1, 12, 0.1),
+            ConvNormActivation(12, 48, kernel_size=1, activation_layer=nn.SiLU))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(p=0.2, inplace=True), nn.Linear(48, classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        x = self.classifier(x)
+        return x
 
 
 # ------------------------------------------------------------------------------ SENet

@@ -137,6 +137,17 @@ def test_cbam_resnet_block(seed, cin, planes, stride, ratio, spelling, h, w, bat
     check_block(model, (cin, h, w), seed, batch)
 
 
+@few
+@given(seeds, st.sampled_from(["shufflenet_v2", "mobilenet_v3", "efficientnet"]), st.integers(1, 3),
+       st.integers(13, 40), st.integers(13, 40), batches)
+def test_whole_networks(seed, network, cin, h, w, batch):
+    """The torchvision layouts with their heads (x.mean([2, 3]), Hardswish/Dropout(inplace) classifiers)."""
+    torch.manual_seed(seed)
+    make = {"shufflenet_v2": blocks.ShuffleNetV2Tiny, "mobilenet_v3": blocks.MobileNetV3Tiny,
+            "efficientnet": blocks.EfficientNetTiny}[network]
+    check_block(make(cin, 6), (cin, h, w), seed, batch)
+
+
 # ----------------------------------------------------------------------------------------- Java kit
 
 JAVA_BLOCKS = {

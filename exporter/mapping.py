@@ -786,7 +786,8 @@ def _getitem(ctx, node, obj, index):
     split = ctx.splits.get(obj)
     meta = obj.meta.get("tensor_meta") if isinstance(obj, Node) else None
     if split is None and isinstance(meta, (tuple, list)) and not hasattr(meta, "shape"):
-        raise Unsupported(f"item of '{obj.name}', a tuple that is not a chunk/split along the channels")
+        raise Unsupported(f"indexing item {index!r} of '{obj.name}', a tuple; only the items of a chunk/split "
+                          "along the channels, or the values ([0]) of a max over the channels")
     if split is None:
         return _tensor_index(ctx, obj, index)
     if not (_is_int(index, *range(-len(split.bounds), len(split.bounds)))):

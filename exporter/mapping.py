@@ -65,14 +65,17 @@ class ChannelSplit:
 @dataclass
 class Context:
     """What handlers share: means over part of H and W, channel shuffles and splits under way,
-    the nodes holding sizes, max results."""
+    the nodes holding sizes, channel reductions."""
 
     partial_means: dict[Node, MeanChain] = field(default_factory=dict)
     shuffles: dict[Node, ShuffleView] = field(default_factory=dict)
     splits: dict[Node, ChannelSplit] = field(default_factory=dict)
     size_values: dict[Node, Any] = field(default_factory=dict)  # -> its value, None for the batch size
     unsqueezed: dict[Node, Node] = field(default_factory=dict)  # (N, C, 1) -> its (N, C) source
-    max_results: dict[Node, LayerSpec] = field(default_factory=dict)  # x.max(1, keepdim=True) -> its values
+    max_results: dict[Node, LayerSpec] = field(default_factory=dict)  # x.max(1, ...) -> its values' layer
+    max_keepdim: dict[Node, bool] = field(default_factory=dict)  # x.max(1, ...) -> its keepdim
+    # A mean or max over the channels without keepdim, (N, H, W): a layer where unsqueeze(1) restores it.
+    squeezed_channels: dict[Node, LayerSpec] = field(default_factory=dict)
 
     def pending(self, value: Node) -> str | None:
         """Why `value`, a node that made no layer of its own, cannot be used as a tensor (or None)."""
@@ -124,6 +127,8 @@ def _hardtanh(x: Node, min_val: float, max_val: float) -> LayerSpec:
     """ReLU6 for (0, 6), else a general Hardtanh."""
     if (min_val, max_val) == (0, 6):
         return LayerSpec("ReLU6", [x])
+    if not all(abs(v) <= 1e30 for v in (min_val, max_val)):
+        raise Unsupported(f"hardtanh/clamp bounds ({min_val}, {max_val}); only finite bounds within ±1e30")
     return LayerSpec("Hardtanh", [x], {"min_val": float(min_val), "max_val": float(max_val)})
 
 
@@ -232,6 +237,25 @@ def _zero_pad(ctx: Context, x: Node, pad: Any, mode: str = "constant", value: fl
     return LayerSpec("ZeroPad2d", [x], {"padding": [top, left, bottom, right]})
 
 
+def _is_unsqueeze_1(node: Node) -> bool:
+    """True for `t.unsqueeze(1)`, `t.unsqueeze(-3)` or `torch.unsqueeze(t, 1)` (t of rank 3)."""
+    if not (node.op == "call_method" and node.target == "unsqueeze" or node.target is torch.unsqueeze):
+        return False
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    return _is_int(dim, 1, -3)
+
+
+def _channel_reduction(ctx: Context, node: Node, spec: LayerSpec, keepdim: bool) -> LayerSpec | None:
+    """`spec` (ChannelMean or ChannelMax) with keepdim; without, remembered for its unsqueeze(1)."""
+    if keepdim:
+        return spec
+    if not node.users or not all(_is_unsqueeze_1(user) for user in node.users):
+        raise Unsupported("a mean or max over the channel dimension without keepdim; only with keepdim=True "
+                          "or followed by unsqueeze(1)")
+    ctx.squeezed_channels[node] = spec
+    return None
+
+
 def _global_mean(ctx: Context, node: Node, chain: MeanChain, dim: Any, keepdim: bool) -> LayerSpec | None:
     """Apply one mean to the chain; a layer once H and W are both reduced, else remember it."""
     rank = len(chain.axes)
@@ -240,9 +264,7 @@ def _global_mean(ctx: Context, node: Node, chain: MeanChain, dim: Any, keepdim: 
         raise Unsupported(f"mean over dim={dim!r}")
     picked = {d % rank for d in dims}
     if picked == {1} and len(chain.axes) == 4 and not any(reduced for _, reduced in chain.axes):
-        if not keepdim:
-            raise Unsupported("mean over the channel dimension without keepdim; only with keepdim=True")
-        return LayerSpec("ChannelMean", [chain.source])
+        return _channel_reduction(ctx, node, LayerSpec("ChannelMean", [chain.source]), keepdim)
     if any(chain.axes[i][0] < 2 for i in picked):
         raise Unsupported("mean over the batch dimension, or over channels with other dimensions; "
                           "only over H and W, or over the channels alone")
@@ -296,15 +318,15 @@ def _flatten_view(ctx: Context, node: Node, x: Node, shape: tuple[Any, ...]) -> 
 
 
 _SIZE_USERS = {torch.reshape, operator.getitem, operator.floordiv, operator.mul, torch.split, torch.chunk,
-               torch.narrow}
+               torch.narrow, F.max_pool2d, torch.max_pool2d, F.avg_pool2d}
 _SIZE_USER_METHODS = {"view", "reshape", "split", "chunk", "narrow"}
 
 
 def _size_value(ctx: Context, node: Node) -> None:
     for user in node.users:
         if not (user.op == "call_method" and user.target in _SIZE_USER_METHODS or user.target in _SIZE_USERS):
-            raise Unsupported(f"a size used by '{user.name}'; only a view/reshape, a slice (or `//`, `*` "
-                              "feeding one) may use one")
+            raise Unsupported(f"a size used by '{user.name}'; only a view/reshape, a slice, a pool window "
+                              "(or `//`, `*` feeding one) may use one")
     ctx.size_values[node] = _size_of(ctx, node)
 
 
@@ -582,14 +604,23 @@ def _f_softmax(ctx, node, input, dim=None, _stacklevel=3, dtype=None):
     return _softmax(ctx, input, dim)
 
 
+def _window(ctx: Context, value: Any) -> Any:
+    """A pool's kernel_size or stride, its entries possibly sizes: `(x.size(2), x.size(3))` (CBAM)."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_constant(ctx, v, "pool window") for v in value)
+    return _constant(ctx, value, "pool window")
+
+
 def _f_max_pool2d(ctx, node, input, kernel_size, stride=None, padding=0, dilation=1,
                   ceil_mode=False, return_indices=False):
-    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+    return _max_pool(input, _window(ctx, kernel_size), _window(ctx, stride), padding, dilation, ceil_mode,
+                     return_indices)
 
 
 def _f_avg_pool2d(ctx, node, input, kernel_size, stride=None, padding=0, ceil_mode=False,
                   count_include_pad=True, divisor_override=None):
-    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    return _avg_pool(input, _window(ctx, kernel_size), _window(ctx, stride), padding, ceil_mode,
+                     count_include_pad, divisor_override)
 
 
 def _f_adaptive_avg_pool2d(ctx, node, input, output_size):
@@ -604,27 +635,37 @@ def _f_pad(ctx, node, input, pad, mode="constant", value=None):
     return _zero_pad(ctx, input, pad, mode, value)
 
 
-def _channel_max(ctx: Context, input: Node, dim: Any, keepdim: bool) -> LayerSpec:
-    rank = len(ctx.shape(input))
-    if rank != 4 or not isinstance(dim, int) or isinstance(dim, bool) or dim % rank != 1 or not -4 <= dim < 4:
+def _channel_max(ctx: Context, input: Node, dim: Any) -> LayerSpec:
+    if len(ctx.shape(input)) != 4 or not _is_int(dim, 1, -3):
         raise Unsupported(f"max over dim={dim!r} of shape {ctx.shape(input)}; only over the channels "
                           "(dim 1) of (N, C, H, W)")
-    if not keepdim:
-        raise Unsupported("max over the channel dimension without keepdim; only with keepdim=True")
     return LayerSpec("ChannelMax", [input])
 
 
 def _amax(ctx, node, input, dim=(), keepdim=False):
     dims = list(dim) if isinstance(dim, (tuple, list)) else [dim]
-    return _channel_max(ctx, input, dims[0] if len(dims) == 1 else dims, keepdim)
+    return _channel_reduction(ctx, node, _channel_max(ctx, input, dims[0] if len(dims) == 1 else dims), keepdim)
 
 
 def _max(ctx, node, input, dim=None, keepdim=False):
     """`x.max(1, keepdim=True)`: (values, indices); the values become a layer where they are read."""
     if dim is None or isinstance(dim, Node):
         raise Unsupported("max of a whole tensor or of two tensors; only over the channels with keepdim")
-    ctx.max_results[node] = _channel_max(ctx, input, dim, keepdim)
+    ctx.max_results[node] = _channel_max(ctx, input, dim)
+    ctx.max_keepdim[node] = keepdim
     return None
+
+
+def _max_values(ctx: Context, node: Node, result: Node) -> LayerSpec | None:
+    """`x.max(1, ...)[0]` or `.values`: the ChannelMax layer."""
+    return _channel_reduction(ctx, node, ctx.max_results[result], ctx.max_keepdim[result])
+
+
+def _unsqueeze_channels(ctx, node, input, dim):
+    """`m.unsqueeze(1)` of a channel mean or max taken without keepdim: that layer (CBAM's ChannelPool)."""
+    if input not in ctx.squeezed_channels or not _is_int(dim, 1, -3):
+        raise Unsupported(f"unsqueeze({dim!r}); only of a mean or max over the channels, at dim 1")
+    return ctx.squeezed_channels[input]
 
 
 def _mean(ctx, node, input, dim=None, keepdim=False, *, dtype=None):
@@ -674,12 +715,16 @@ def _contiguous(ctx, node, input, memory_format=torch.contiguous_format):
 
 
 def _unsqueeze(ctx, node, input, dim):
-    """(N, C) -> (N, C, 1) -> (N, C, 1, 1), the trailing unit axes one at a time."""
+    """(N, C) -> (N, C, 1) -> (N, C, 1, 1), the trailing unit axes one at a time; or a channel
+    reduction's dim 1 restored."""
+    if input in ctx.squeezed_channels:
+        return _unsqueeze_channels(ctx, node, input, dim)
     source = ctx.unsqueezed.get(input, input)
     rank = len(ctx.shape(input))
     if not (isinstance(dim, int) and dim % (rank + 1) == rank and len(ctx.shape(source)) == 2 and rank in (2, 3)):
         raise Unsupported(f"unsqueeze({dim!r}) of shape {ctx.shape(input)}; only (N, C) -> (N, C, 1, 1) "
-                          "by unsqueezing the last axis twice")
+                          "by unsqueezing the last axis twice, and unsqueeze(1) only of a mean or max over "
+                          "the channels")
     if rank == 2:
         ctx.unsqueezed[node] = source
         return None
@@ -772,7 +817,7 @@ def _size(ctx, node, input, dim=None):
 
 def _getattr(ctx, node, obj, name):
     if obj in ctx.max_results and name == "values":
-        return ctx.max_results[obj]
+        return _max_values(ctx, node, obj)
     if name != "shape":
         raise Unsupported(f"attribute {name!r} of a tensor")
     return _size_value(ctx, node)
@@ -780,7 +825,7 @@ def _getattr(ctx, node, obj, name):
 
 def _getitem(ctx, node, obj, index):
     if obj in ctx.max_results and _is_int(index, 0):
-        return ctx.max_results[obj]
+        return _max_values(ctx, node, obj)
     if obj in ctx.size_values:
         return _size_value(ctx, node)
     split = ctx.splits.get(obj)

@@ -4,7 +4,7 @@ torchvision is not importable beside the dev torch, so the blocks are transcribe
 Fire, DenseNet's dense layer/block and transition, GoogLeNet's Inception, ShuffleNetV2's unit (both
 strides), MobileNetV3's inverted residual with SE, EfficientNet's MBConv, SENet's SE-ResNet block
 (the SE of Hu et al.'s code: Linear layers on the pooled (N, C) vector) and a CBAM ResNet block
-(Woo et al.'s channel and spatial attention). Where a block is commonly written in more than one
+(Woo et al.'s channel and spatial attention), in its common form and as the authors' code writes it. Where a block is commonly written in more than one
 way, `spelling` picks one; the spellings are the ones found in torchvision or the papers' code.
 """
 
@@ -580,4 +580,140 @@ class CBAMBasicBlock(nn.Module):
             residual = self.downsample(x)
         out += residual
         out = self.relu(out)
+        return out
+
+
+# ------------------------------------------------------------------------------ CBAM, the authors' code
+
+class BasicConv(nn.Module):
+    """Jongchan/attention-module cbam.py: conv, optional BatchNorm (eps 1e-5, momentum 0.01), optional ReLU."""
+
+    def __init__(self, in_planes: int, out_planes: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 dilation: int = 1, groups: int = 1, relu: bool = True, bn: bool = True, bias: bool = False) -> None:
+        super(BasicConv, self).__init__()
+        self.out_channels = out_planes
+        self.conv = nn.Conv2d(in_planes, out_planes, kernel_size=kernel_size, stride=stride, padding=padding,
+                              dilation=dilation, groups=groups, bias=bias)
+        self.bn = nn.BatchNorm2d(out_planes, eps=1e-5, momentum=0.01, affine=True) if bn else None
+        self.relu = nn.ReLU() if relu else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.relu is not None:
+            x = self.relu(x)
+        return x
+
+
+class Flatten(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.view(x.size(0), -1)
+
+
+class ChannelGate(nn.Module):
+    """The authors' channel gate: avg and max pools written as F.*_pool2d over (H, W), an MLP of Linear
+    layers on (N, C), summed, sigmoid, unsqueezed and expanded over x."""
+
+    def __init__(self, gate_channels: int, reduction_ratio: int = 16, pool_types: tuple[str, ...] = ('avg', 'max')) -> None:
+        super(ChannelGate, self).__init__()
+        self.gate_channels = gate_channels
+        self.mlp = nn.Sequential(
+            Flatten(),
+            nn.Linear(gate_channels, gate_channels // reduction_ratio),
+            nn.ReLU(),
+            nn.Linear(gate_channels // reduction_ratio, gate_channels)
+        )
+        self.pool_types = pool_types
+
+    def forward(self, x: Tensor) -> Tensor:
+        channel_att_sum = None
+        for pool_type in self.pool_types:
+            if pool_type == 'avg':
+                avg_pool = F.avg_pool2d(x, (x.size(2), x.size(3)), stride=(x.size(2), x.size(3)))
+                channel_att_raw = self.mlp(avg_pool)
+            elif pool_type == 'max':
+                max_pool = F.max_pool2d(x, (x.size(2), x.size(3)), stride=(x.size(2), x.size(3)))
+                channel_att_raw = self.mlp(max_pool)
+
+            if channel_att_sum is None:
+                channel_att_sum = channel_att_raw
+            else:
+                channel_att_sum = channel_att_sum + channel_att_raw
+
+        scale = torch.sigmoid(channel_att_sum).unsqueeze(2).unsqueeze(3).expand_as(x)
+        return x * scale
+
+
+class ChannelPool(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat((torch.max(x, 1)[0].unsqueeze(1), torch.mean(x, 1).unsqueeze(1)), dim=1)
+
+
+class SpatialGate(nn.Module):
+    def __init__(self) -> None:
+        super(SpatialGate, self).__init__()
+        kernel_size = 7
+        self.compress = ChannelPool()
+        self.spatial = BasicConv(2, 1, kernel_size, stride=1, padding=(kernel_size - 1) // 2, relu=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x_compress = self.compress(x)
+        x_out = self.spatial(x_compress)
+        scale = torch.sigmoid(x_out)  # broadcasting
+        return x * scale
+
+
+class CBAM(nn.Module):
+    def __init__(self, gate_channels: int, reduction_ratio: int = 16, pool_types: tuple[str, ...] = ('avg', 'max'),
+                 no_spatial: bool = False) -> None:
+        super(CBAM, self).__init__()
+        self.ChannelGate = ChannelGate(gate_channels, reduction_ratio, pool_types)
+        self.no_spatial = no_spatial
+        if not no_spatial:
+            self.SpatialGate = SpatialGate()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x_out = self.ChannelGate(x)
+        if not self.no_spatial:
+            x_out = self.SpatialGate(x_out)
+        return x_out
+
+
+class CBAMAuthorsBasicBlock(nn.Module):
+    """The authors' ResNet BasicBlock with `use_cbam=True` (model_resnet.py), a projection shortcut."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, reduction: int = 16) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+        self.cbam = CBAM(planes, reduction)
+
+    def forward(self, x: Tensor) -> Tensor:
+        residual = x
+
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+
+        out = self.conv2(out)
+        out = self.bn2(out)
+
+        if self.downsample is not None:
+            residual = self.downsample(x)
+
+        if self.cbam is not None:
+            out = self.cbam(out)
+
+        out += residual
+        out = self.relu(out)
+
         return out

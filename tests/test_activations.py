@@ -42,7 +42,9 @@ def new_activations(draw) -> nn.Module:
     spellings: Spellings = {
         "Hardswish()": nn.Hardswish(), "F.hardswish": F.hardswish,
         "F.hardswish(inplace)": lambda x: F.hardswish(x, inplace=True),
+        "Hardswish(inplace)": nn.Hardswish(inplace=True),
         "Hardsigmoid()": nn.Hardsigmoid(), "F.hardsigmoid": F.hardsigmoid,
+        "Hardsigmoid(inplace)": nn.Hardsigmoid(inplace=True),
         "SiLU()": nn.SiLU(), "SiLU(inplace)": nn.SiLU(inplace=True), "F.silu": F.silu,
         f"GELU({approximate!r})": nn.GELU(approximate=approximate),
         f"F.gelu(x, approximate={approximate!r})": lambda x: F.gelu(x, approximate=approximate),
@@ -51,7 +53,8 @@ def new_activations(draw) -> nn.Module:
         f"Hardtanh({low}, {high})": nn.Hardtanh(low, high) if low < high else nn.Hardtanh(),
         f"F.hardtanh(x, {low}, {high})": lambda x: F.hardtanh(x, low, high),
         f"F.hardtanh_(x, {low}, {high})": lambda x: F.hardtanh_(x, low, high),
-        f"ELU({alpha})": nn.ELU(alpha), f"F.elu(x, {alpha})": lambda x: F.elu(x, alpha),
+        f"ELU({alpha})": nn.ELU(alpha), f"ELU({alpha}, inplace)": nn.ELU(alpha, inplace=True),
+        f"F.elu(x, {alpha})": lambda x: F.elu(x, alpha),
         f"F.elu_(x, {alpha})": lambda x: F.elu_(x, alpha),
         f"torch.clamp(x, {low}, {high})": lambda x: torch.clamp(x, low, high),
         f"x.clamp(min={low}, max={high})": lambda x: x.clamp(min=low, max=high),
@@ -137,6 +140,11 @@ CHANNEL_REDUCTIONS: Spellings = {
     "torch.max(x, 1, True)[0]": lambda x: torch.max(x, 1, True)[0],
     "torch.amax(x, 1, keepdim=True)": lambda x: torch.amax(x, 1, keepdim=True),
     "x.amax(dim=(1,), keepdim=True)": lambda x: x.amax(dim=(1,), keepdim=True),
+    # CBAM's own ChannelPool: the reduction without keepdim, then unsqueeze(1)
+    "torch.max(x, 1)[0].unsqueeze(1)": lambda x: torch.max(x, 1)[0].unsqueeze(1),
+    "torch.mean(x, 1).unsqueeze(1)": lambda x: torch.mean(x, 1).unsqueeze(1),
+    "torch.unsqueeze(x.amax(1), -3)": lambda x: torch.unsqueeze(x.amax(1), -3),
+    "x.max(dim=1).values.unsqueeze(dim=1)": lambda x: x.max(dim=1).values.unsqueeze(dim=1),
 }
 
 
@@ -240,6 +248,17 @@ def test_prelu_weight_is_exported():
     np.testing.assert_array_equal(graph.tensors["p.weight"], prelu.weight.detach().numpy())
 
 
+def test_an_in_place_change_of_one_unsqueeze_is_seen_by_the_other():
+    def forward(m, x):
+        mean = x.mean(1)
+        a, b = mean.unsqueeze(1), mean.unsqueeze(1)
+        a.relu_()
+        return a + b
+
+    with pytest.raises(UnsupportedModelError, match="shares its storage"):
+        to_layers(Net(forward), SHAPE)
+
+
 @pytest.mark.parametrize("forward, reason", [
     (lambda m, x: F.pad(x, (1, -1)), "negative amounts crop"),
     (lambda m, x: F.pad(x, (1, 1, 1, 1, 1, 1)), "only (left, right) or (left, right, top, bottom)"),
@@ -247,7 +266,11 @@ def test_prelu_weight_is_exported():
     (lambda m, x: F.pad(x, (1, 1), value=-0.0), "only zeros"),
     (lambda m, x: F.pad(x.flatten(1), (1, 1)), "only of (N, C, H, W)"),
     (lambda m, x: x.mean(1), "without keepdim"),
+    (lambda m, x: x.mean(1).unsqueeze(2), "or followed by unsqueeze(1)"),
+    (lambda m, x: x.max(1)[0].relu(), "or followed by unsqueeze(1)"),
+    (lambda m, x: x.unsqueeze(1), "only of a mean or max over the channels"),
     (lambda m, x: x.clamp(min=0), "only with two numbers"),
+    (lambda m, x: x.clamp(0, float("inf")), "only finite bounds"),
     (lambda m, x: torch.clamp(x, x.relu(), x.relu() + x), "only with two numbers"),
     (lambda m, x: x.mean((1, 2), keepdim=True), "over the channels alone"),
     (lambda m, x: torch.amax(x, 1), "without keepdim"),
@@ -328,3 +351,21 @@ def test_hardtanh_and_elu_scalars_are_float32(tmp_path):
     x = np.array([[[[-1.0, 0.2, 1.0]]]], np.float32)
     assert pdinfer.load(path).trace(x)["x"].ravel().tolist() == [np.float32(-0.1), np.float32(0.2), np.float32(0.3)]
     assert json.loads(pdinfer.format.read_container(path).metadata["layers"])[0]["params"]["min_val"] == -0.1
+
+
+# ------------------------------------------------------------------------------------- model heads
+
+def test_alexnet_and_vgg_style_heads_on_a_pd_image():
+    """torchvision's AlexNet/VGG shape on a 1x60x120 PD image, channels cut down: the adaptive
+    average pool shrinks (AlexNet's 6x6 from 7x14) or grows (VGG's 7x7 from 1x3) the feature map."""
+    torch.manual_seed(0)
+    alexnet = nn.Sequential(
+        nn.Conv2d(1, 8, 11, stride=4, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(8, 8, 5, padding=2), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((6, 6)), nn.Flatten(),
+        nn.Dropout(0.5), nn.Linear(8 * 6 * 6, 16), nn.ReLU(inplace=True), nn.Linear(16, 6))
+    check_against_torch(alexnet, (1, 60, 120))
+    vgg = nn.Sequential(
+        *[layer for cin, cout in ((1, 4), (4, 8), (8, 8), (8, 8), (8, 8))
+          for layer in (nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, 2))],
+        nn.AdaptiveAvgPool2d((7, 7)), nn.Flatten(), nn.Linear(8 * 7 * 7, 6))
+    check_against_torch(vgg, (1, 60, 120))

@@ -148,6 +148,19 @@ def test_whole_networks(seed, network, cin, h, w, batch):
     check_block(make(cin, 6), (cin, h, w), seed, batch)
 
 
+@few
+@given(seeds, st.integers(1, 6), st.integers(1, 6), st.sampled_from([1, 2]), st.sampled_from([1, 4, 16]), sizes,
+       sizes, batches)
+def test_cbam_authors_code(seed, cin, planes, stride, ratio, h, w, batch):
+    """CBAM as the authors wrote it: F.avg_pool2d/F.max_pool2d over (x.size(2), x.size(3)), a Linear MLP,
+    unsqueeze(2).unsqueeze(3).expand_as(x), ChannelPool's torch.max(x, 1)[0].unsqueeze(1)."""
+    torch.manual_seed(seed)
+    width = planes * ratio
+    model = nn.Sequential(blocks.CBAMAuthorsBasicBlock(cin, width, stride, ratio),
+                          blocks.CBAMAuthorsBasicBlock(width, width, 1, ratio))
+    check_block(model, (cin, h, w), seed, batch)
+
+
 # ----------------------------------------------------------------------------------------- Java kit
 
 JAVA_BLOCKS = {
@@ -160,6 +173,7 @@ JAVA_BLOCKS = {
     "mbconv": (lambda: blocks.MBConv(5, 4, 5, 2, 7), (5, 9, 10)),
     "cbam": (lambda: blocks.CBAMBasicBlock(3, 8, 2, 4), (3, 12, 9)),
     "se_resnet": (lambda: blocks.SEBasicBlock(3, 8, 2, 4), (3, 10, 9)),
+    "cbam_authors": (lambda: blocks.CBAMAuthorsBasicBlock(3, 8, 2, 4), (3, 11, 10)),
 }
 
 

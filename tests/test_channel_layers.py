@@ -275,6 +275,7 @@ def test_mul_of_features(seed, c, one_column, batch):
     ("strided slice", lambda x: x[:, ::2], "step 1"),
     ("split by the batch size", lambda x: x.split(x.size(0), 1)[0], "from the batch size"),
     ("slice to the batch size", lambda x: x[:, :x.size(0)], "from the batch size"),
+    ("pool window from the batch size", lambda x: F.avg_pool2d(x, x.size(0)), "pool window computed"),
     ("slice along H", lambda x: x[:, :, 1:], "only along the channels"),
     ("integer index", lambda x: x[:, 0], "indexing"),
     ("the chunk tuple", lambda x: torch.cat(x.chunk(2, 1), 1), "only of a list or tuple"),

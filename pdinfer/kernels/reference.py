@@ -252,14 +252,19 @@ def add(a, b):
 # StrictMath up to one double ulp; `erf` below is fdlibm's, ported), one rounding to float32 at the end.
 
 @jit
+def clip_0_6(t):
+    """ReLU6's clip of one float32: 0 if t < 0, 6 if t > 6, else t."""
+    return np.float32(0.0) if t < 0 else (np.float32(6.0) if t > 6 else t)
+
+
+@jit
 def hardswish(x):
     """y = x * min(max(x + 3, 0), 6) / 6, four float32 operations left to right.  x: any shape."""
     flat = x.ravel()
     out = np.empty_like(flat)
     for i in range(flat.size):
         v = flat[i]
-        t = v + np.float32(3.0)
-        t = np.float32(0.0) if t < 0 else (np.float32(6.0) if t > 6 else t)
+        t = clip_0_6(v + np.float32(3.0))
         out[i] = v * t / np.float32(6.0)
     return out.reshape(x.shape)
 
@@ -270,9 +275,7 @@ def hardsigmoid(x):
     flat = x.ravel()
     out = np.empty_like(flat)
     for i in range(flat.size):
-        t = flat[i] + np.float32(3.0)
-        t = np.float32(0.0) if t < 0 else (np.float32(6.0) if t > 6 else t)
-        out[i] = t / np.float32(6.0)
+        out[i] = clip_0_6(flat[i] + np.float32(3.0)) / np.float32(6.0)
     return out.reshape(x.shape)
 
 

@@ -166,8 +166,8 @@ public final class GoldenRunner {
                     r.torchChecked ? String.format("%.2f%%", 100 * r.torchWorstRatio) : "-", status);
         }
         if (failed == 0) {
-            System.out.printf("PASS: %d layers bit-exact with pdinfer's reference (%d Sigmoid/Softmax values 1 ulp "
-                    + "off)%s%n", graph.layers.size(), oneUlpValues,
+            System.out.printf("PASS: %d layers bit-exact with pdinfer's reference (%d values of exp/tanh "
+                    + "layers 1 ulp off)%s%n", graph.layers.size(), oneUlpValues,
                     golden.hasTorch ? String.format(", within %.0e x max(1, max|torch|) of torch", golden.torchAtolFactor) : "");
         } else {
             System.out.printf("FAIL: %d of %d layers do not match%n", failed, graph.layers.size());

@@ -48,7 +48,8 @@ public final class ZeroPad2d extends Layer {
         float[] out = new float[planes * outH * outW]; // +0.0f everywhere to start with
         for (int plane = 0; plane < planes; plane++) {
             for (int y = 0; y < inH; y++) {
-                System.arraycopy(x.data, (plane * inH + y) * inW, out, (plane * outH + y + padding[0]) * outW + padding[1], inW);
+                int to = (plane * outH + y + padding[0]) * outW + padding[1];
+                System.arraycopy(x.data, (plane * inH + y) * inW, out, to, inW);
             }
         }
         return new Tensor(outShape, out);

@@ -30,6 +30,7 @@ class Layer:
     # True when forward maps each value on its own, so it runs on any shape and memory layout
     # (the fast path then calls it on channels-last values as they are).
     elementwise: ClassVar[bool] = False
+    variadic: ClassVar[bool] = False  # True: takes num_inputs or more inputs
 
     def __init__(self, name: str, inputs: list[str]) -> None:
         self.name = name

@@ -65,12 +65,12 @@ else
 fi
 
 status=0
-for model in pd_light pd_model; do
+for model in pd_light pd_model pd_light_se; do
     weights="$root/weights/$model.pdw"
     if [[ ! -f $weights ]]; then
         weights="$work/$model.pdw"
         extra=()
-        [[ $model == pd_light ]] && extra=(--random-bn)  # untrained batch norm would be the identity
+        [[ $model != pd_model ]] && extra=(--random-bn)  # untrained batch norm would be the identity
         "$python" -m exporter "$model" "$weights" "${extra[@]}"
     fi
     "$python" "${golden[@]}" "$weights" --out "$work/golden"

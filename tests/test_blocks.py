@@ -25,7 +25,7 @@ from exporter.golden import load_seed_model
 from helpers import assert_close, check_against_torch
 from pdinfer.cli import main as cli_main
 from pdinfer.golden import write_golden
-from test_golden import java, java_build  # noqa: F401 (a fixture)
+from test_golden import java
 from test_layers import EXAMPLES, batches, seeds
 
 sizes = st.integers(5, 12)
@@ -178,7 +178,7 @@ JAVA_BLOCKS = {
 
 
 @pytest.mark.parametrize("name", sorted(JAVA_BLOCKS))
-def test_blocks_are_bit_exact_in_java(name, java_build, tmp_path):  # noqa: F811 (the fixture)
+def test_blocks_are_bit_exact_in_java(name, java_classes, tmp_path):
     make, input_shape = JAVA_BLOCKS[name]
     torch.manual_seed(0)
     model = make()
@@ -186,7 +186,7 @@ def test_blocks_are_bit_exact_in_java(name, java_build, tmp_path):  # noqa: F811
     weights = tmp_path / f"{name}.pdw"
     export(model, weights, input_shape=input_shape)
     bundle = write_golden(weights, tmp_path, count=2, seed=3)
-    result = java(java_build, "GoldenRunner", weights, bundle)
+    result = java(java_classes, "GoldenRunner", weights, bundle)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "layers bit-exact with pdinfer's reference" in result.stdout
 
@@ -196,7 +196,7 @@ def test_blocks_are_bit_exact_in_java(name, java_build, tmp_path):  # noqa: F811
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_pd_light_se_runs_through_the_cli_the_golden_bundle_and_java(java_build, tmp_path, capsys):  # noqa: F811
+def test_pd_light_se_runs_through_the_cli_the_golden_bundle_and_java(java_classes, tmp_path, capsys):
     """`python -m exporter pd_light_se --random-bn`, then `pdinfer run` on a shipped sample against
     torch, then `python -m exporter.golden` (torch and reference columns) checked by the Java kit."""
     from PIL import Image
@@ -217,7 +217,7 @@ def test_pd_light_se_runs_through_the_cli_the_golden_bundle_and_java(java_build,
 
     subprocess.run([sys.executable, "-m", "exporter.golden", str(weights), "--out", str(tmp_path), "--count", "1"],
                    check=True, capture_output=True, cwd=ROOT, timeout=600)
-    result = java(java_build, "GoldenRunner", weights, tmp_path / "pd_light_se.golden.pdw")
+    result = java(java_classes, "GoldenRunner", weights, tmp_path / "pd_light_se.golden.pdw")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "layers bit-exact with pdinfer's reference" in result.stdout and "of torch" in result.stdout
     assert "Hardsigmoid" in result.stdout and "Mul" in result.stdout

@@ -25,7 +25,7 @@ from helpers import check_against_torch
 from pdinfer.errors import FormatError
 from pdinfer.format import write_weights
 from pdinfer.graph import load_graph
-from test_golden import java, java_build  # noqa: F401 (a fixture)
+from test_golden import java
 from test_layers import Fn, batches, seeds
 
 channels = st.integers(1, 9)
@@ -330,9 +330,9 @@ def test_bad_layer_params_and_shapes_are_refused(layer, reason, tmp_path):
         load_graph(bad_file(tmp_path / "bad.pdw", layer))
 
 
-def test_the_java_reader_refuses_them_too(java_build, tmp_path):  # noqa: F811 (the fixture)
+def test_the_java_reader_refuses_them_too(java_classes, tmp_path):
     for i, (layer, reason) in enumerate(BAD_LAYERS):
-        result = java(java_build, "Info", bad_file(tmp_path / f"bad{i}.pdw", layer))
+        result = java(java_classes, "Info", bad_file(tmp_path / f"bad{i}.pdw", layer))
         assert result.returncode == 2 and re.search(reason, result.stderr), (layer, result.stderr)
 
 

@@ -12,14 +12,16 @@ import os
 import warnings
 from typing import Any, Callable
 
-ENGINES = ("pdinfer", "torch", "torch_jit", "ort")
-LABELS = {"pdinfer": "pdinfer", "torch": "torch eager", "torch_jit": "torch.jit frozen",
+ENGINES = ("pdinfer", "pdinfer_f16", "pdinfer_bf16", "pdinfer_int8", "torch", "torch_jit", "ort")
+LABELS = {"pdinfer": "pdinfer", "pdinfer_f16": "pdinfer f16", "pdinfer_bf16": "pdinfer bf16",
+          "pdinfer_int8": "pdinfer int8", "torch": "torch eager", "torch_jit": "torch.jit frozen",
           "ort": "ONNX Runtime"}
+COMPRESSED = {"pdinfer_f16": "f16", "pdinfer_bf16": "bf16", "pdinfer_int8": "int8"}  # engine -> exporter weights
 SEED_MODELS = {"pd_light": "PDLightModel", "pd_model": "PDModel"}  # name -> exporter.models class
 NUM_CLASSES = 6
 SEED = 0
 
-Artifacts = dict[str, str]  # "model" (a SEED_MODELS key) and engine file paths: pdw, state_dict, jit, onnx
+Artifacts = dict[str, str]  # "model" (a SEED_MODELS key) and engine file paths: pdw (and pdw_f16, ...), state_dict, jit, onnx
 Runner = Callable[[Any], Any]  # (N, C, H, W) float32 numpy array -> the engine's output
 
 
@@ -37,6 +39,9 @@ def make_artifacts(model: str, directory: str) -> tuple[Artifacts, dict[str, str
     artifacts: Artifacts = {"model": model, "pdw": path + ".pdw", "state_dict": path + ".pt"}
     problems: dict[str, str] = {}
     exporter.export(module, artifacts["pdw"], input_shape=exporter.INPUT_SHAPE)
+    for weights in COMPRESSED.values():  # the same model with compressed weights (BatchNorm folded)
+        artifacts[f"pdw_{weights}"] = f"{path}.{weights}.pdw"
+        exporter.export(module, artifacts[f"pdw_{weights}"], input_shape=exporter.INPUT_SHAPE, weights=weights)
     torch.save(module.state_dict(), artifacts["state_dict"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit and the TorchScript ONNX exporter are deprecated
@@ -66,7 +71,7 @@ def make_artifacts(model: str, directory: str) -> tuple[Artifacts, dict[str, str
 def import_runtime(engine: str) -> None:
     """Import what the engine needs (the 'import' part of a cold start)."""
     import numpy  # noqa: F401  (every engine is fed numpy input)
-    if engine == "pdinfer":
+    if engine.startswith("pdinfer"):
         import pdinfer  # noqa: F401
     elif engine in ("torch", "torch_jit"):
         import torch  # noqa: F401
@@ -94,11 +99,11 @@ def torch_module(artifacts: Artifacts) -> Any:
 
 def load(engine: str, artifacts: Artifacts, threads: int) -> Runner:
     """Load the model for `engine` on `threads` threads; returns its run function."""
-    if engine == "pdinfer":
+    if engine.startswith("pdinfer"):
         import pdinfer
         if hasattr(pdinfer, "set_num_threads"):
             pdinfer.set_num_threads(threads)
-        return pdinfer.load(artifacts["pdw"])
+        return pdinfer.load(artifacts["pdw_" + COMPRESSED[engine] if engine in COMPRESSED else "pdw"])
     if engine in ("torch", "torch_jit"):
         import torch
         torch.set_num_threads(threads)  # process-wide

@@ -155,7 +155,8 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-COLORS = {"pdinfer": (214, 84, 38), "torch": (55, 105, 190), "torch_jit": (120, 160, 225), "ort": (70, 150, 80)}
+COLORS = {"pdinfer": (214, 84, 38), "pdinfer_f16": (230, 130, 80), "pdinfer_bf16": (240, 160, 110),
+          "pdinfer_int8": (245, 190, 140), "torch": (55, 105, 190), "torch_jit": (120, 160, 225), "ort": (70, 150, 80)}
 
 
 def chart(results: dict, path: Path) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 _HOMES = {
     "export": ".convert", "to_layers": ".convert", "LayerGraph": ".convert",
     "UnsupportedModelError": ".convert",
-    "PDModel": ".models", "PDLightModel": ".models", "InvertedResidualBlock": ".models",
+    "PDModel": ".models", "PDLightModel": ".models", "PDLightSEModel": ".models",
+    "InvertedResidualBlock": ".models",
     "randomize_batchnorm": ".models", "INPUT_SHAPE": ".models",
 }
 

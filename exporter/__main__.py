@@ -1,4 +1,4 @@
-"""`python -m exporter {pd_light,pd_model} OUT.pdw`: export a seed model to a weight file.
+"""`python -m exporter {pd_light,pd_light_se,pd_model} OUT.pdw`: export a seed model to a weight file.
 
 Run it from a pdinfer checkout with the development extra installed (pip install '.[dev]').
 An existing OUT.pdw is kept unless --force is given. Exit status 0 on success, 1 on any error
@@ -14,7 +14,8 @@ import sys
 
 from .synthetic import CLASSES
 
-SEED_MODELS = {"pd_light": "PDLightModel", "pd_model": "PDModel"}  # command name -> exporter.models class
+SEED_MODELS = {"pd_light": "PDLightModel", "pd_model": "PDModel",
+               "pd_light_se": "PDLightSEModel"}  # command name -> exporter.models class
 
 
 def main(argv: list[str] | None = None) -> int:

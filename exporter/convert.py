@@ -154,8 +154,9 @@ class _Converter:
             return self.source[value]
         if value in self.failed:
             raise _Skip
-        if value in self.ctx.partial_means:
-            raise Unsupported(f"uses '{value.name}', a mean over only one of H and W")
+        pending = self.ctx.pending(value)
+        if pending is not None:
+            raise Unsupported(f"uses {pending}")
         if value.op == "get_attr":
             raise Unsupported(f"uses the parameter or buffer '{value.target}' as a tensor")
         raise Unsupported(f"uses '{value.name}', which is not a tensor computed by a layer")

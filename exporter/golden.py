@@ -27,9 +27,10 @@ from pdinfer.format import parse_json, read_weights
 from pdinfer.golden import TorchTracer, write_golden
 
 from .convert import UnsupportedModelError, to_layers
-from .models import PDLightModel, PDModel
+from .models import PDLightModel, PDLightSEModel, PDModel
 
-SEED_MODELS: dict[str, type[nn.Module]] = {"pd_light": PDLightModel, "pd_model": PDModel}
+SEED_MODELS: dict[str, type[nn.Module]] = {"pd_light": PDLightModel, "pd_model": PDModel,
+                                            "pd_light_se": PDLightSEModel}
 
 
 class NotASeedModel(ValueError):

@@ -3,7 +3,8 @@
 A handler takes the fx node's arguments, bound like the torch call they record, and returns a
 `LayerSpec`, an fx node whose value it returns unchanged (`nn.Identity`), or None for a node
 that makes no layer of its own (a size feeding a flatten, the `x.mean(3)` of
-`x.mean(3).mean(2)`). It raises `Unsupported` with the reason when the call has no layer.
+`x.mean(3).mean(2)`, the tuple of a `chunk`, the steps of a channel shuffle before its last
+view). It raises `Unsupported` with the reason when the call has no layer.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.fx import Node
+
+from pdinfer.layers.structural import broadcast_shape
 
 
 class Unsupported(Exception):
@@ -42,16 +45,50 @@ class MeanChain:
     axes: tuple[tuple[int, bool], ...]
 
 
+@dataclass(frozen=True)
+class ShuffleView:
+    """A channel shuffle under way: `source` (N, C, H, W) viewed as (N, groups, C / groups, H, W)."""
+
+    source: Node
+    groups: int
+    transposed: bool  # the transpose(1, 2) is done
+
+
+@dataclass(frozen=True)
+class ChannelSplit:
+    """The tuple `chunk`/`split` returns: `source`'s channels [start, end) per item."""
+
+    source: Node
+    bounds: tuple[tuple[int, int], ...]
+
+
 @dataclass
 class Context:
-    """What handlers share: means over part of H and W, the nodes holding sizes, channel reductions."""
+    """What handlers share: means over part of H and W, channel shuffles and splits under way,
+    the nodes holding sizes, channel reductions."""
 
     partial_means: dict[Node, MeanChain] = field(default_factory=dict)
-    size_values: set[Node] = field(default_factory=set)
+    shuffles: dict[Node, ShuffleView] = field(default_factory=dict)
+    splits: dict[Node, ChannelSplit] = field(default_factory=dict)
+    size_values: dict[Node, Any] = field(default_factory=dict)  # -> its value, None for the batch size
+    unsqueezed: dict[Node, Node] = field(default_factory=dict)  # (N, C, 1) -> its (N, C) source
     max_results: dict[Node, LayerSpec] = field(default_factory=dict)  # x.max(1, ...) -> its values' layer
     max_keepdim: dict[Node, bool] = field(default_factory=dict)  # x.max(1, ...) -> its keepdim
     # A mean or max over the channels without keepdim, (N, H, W): a layer where unsqueeze(1) restores it.
     squeezed_channels: dict[Node, LayerSpec] = field(default_factory=dict)
+
+    def pending(self, value: Node) -> str | None:
+        """Why `value`, a node that made no layer of its own, cannot be used as a tensor (or None)."""
+        if value in self.partial_means:
+            return f"'{value.name}', a mean over only one of H and W"
+        if value in self.shuffles:
+            return (f"'{value.name}', a 5-D view; only a channel shuffle's view(n, groups, C // groups, "
+                    "H, W) -> transpose(1, 2) -> view(n, C, H, W) is supported")
+        if value in self.splits:
+            return f"'{value.name}', the tuple a chunk/split returns; only its items, t[i]"
+        if value in self.unsqueezed:
+            return f"'{value.name}', a 3-D tensor; only (N, C, H, W) or (N, features) values"
+        return None
 
     @staticmethod
     def shape(value: Any) -> tuple[int, ...]:
@@ -270,6 +307,8 @@ def _is_batch_size(value: Any) -> bool:
 
 def _flatten_view(ctx: Context, node: Node, x: Node, shape: tuple[Any, ...]) -> LayerSpec:
     features = math.prod(ctx.shape(x)[1:])
+    if len(shape) == 2 and isinstance(shape[1], Node):  # x.view(b, c) with b, c = x.size()[:2]
+        shape = (shape[0], ctx.size_values.get(shape[1]))
     if not (len(shape) == 2 and (_is_int(shape[0], -1) or _is_batch_size(shape[0]))
             and _is_int(shape[1], -1, features)
             and not (_is_int(shape[0], -1) and _is_int(shape[1], -1))):
@@ -278,12 +317,147 @@ def _flatten_view(ctx: Context, node: Node, x: Node, shape: tuple[Any, ...]) -> 
     return _flatten(ctx, node, x)
 
 
+_SIZE_USERS = {torch.reshape, operator.getitem, operator.floordiv, operator.mul, torch.split, torch.chunk,
+               torch.narrow, F.max_pool2d, torch.max_pool2d, F.avg_pool2d}
+_SIZE_USER_METHODS = {"view", "reshape", "split", "chunk", "narrow"}
+
+
 def _size_value(ctx: Context, node: Node) -> None:
     for user in node.users:
-        if not (user.op == "call_method" and user.target in ("view", "reshape")
-                or user.target in (torch.reshape, operator.getitem)):
-            raise Unsupported(f"a size used by '{user.name}'; only a view/reshape may use one")
-    ctx.size_values.add(node)
+        if not (user.op == "call_method" and user.target in _SIZE_USER_METHODS or user.target in _SIZE_USERS):
+            raise Unsupported(f"a size used by '{user.name}'; only a view/reshape, a slice, a pool window "
+                              "(or `//`, `*` feeding one) may use one")
+    ctx.size_values[node] = _size_of(ctx, node)
+
+
+def _size_of(ctx: Context, node: Node) -> Any:
+    """The value of a size expression (an int or a tuple of them), None where it is the batch size."""
+    first = node.args[0]
+    if node.target in ("size", getattr):
+        shape = (None, *ctx.shape(first)[1:])
+        dim = node.args[1] if node.target == "size" and len(node.args) > 1 else node.kwargs.get("dim")
+        return shape if dim is None else shape[dim]
+    a, b = (ctx.size_values.get(v) if isinstance(v, Node) else v for v in node.args)
+    if node.target is operator.getitem:
+        return a[b] if isinstance(a, tuple) else None
+    return node.target(a, b) if isinstance(a, int) and isinstance(b, int) else None  # `//`, `*`
+
+
+def _constant(ctx: Context, value: Any, what: str) -> Any:
+    """A bound given as a number or as a size expression that does not involve the batch size."""
+    if isinstance(value, Node):
+        value = ctx.size_values.get(value)
+        if not isinstance(value, int):
+            raise Unsupported(f"{what} computed at run time or from the batch size; only constants or "
+                              "sizes of C, H, W")
+    return value
+
+
+def _is_batch_arg(value: Any) -> bool:
+    """The first entry of a view's shape that keeps the batch: -1 or the batch size."""
+    return _is_int(value, -1) or _is_batch_size(value)
+
+
+def _channel_dim(ctx: Context, x: Any, dim: Any, what: str) -> int:
+    """The channel count of x, checking that `dim` is its dim 1 (after normalising a negative dim)."""
+    shape = ctx.shape(x)
+    rank = len(shape)
+    if not (isinstance(dim, int) and not isinstance(dim, bool) and -rank <= dim < rank and dim % rank == 1):
+        raise Unsupported(f"{what} along dim {dim!r} of a rank-{rank} tensor; only along the channels "
+                          "(dim 1)")
+    return shape[1]
+
+
+def _slice(ctx: Context, x: Node, start: int, end: int) -> LayerSpec | Node:
+    """Channels [start, end) of x (x itself if that is all of them)."""
+    if (start, end) == (0, ctx.shape(x)[1]):
+        return x
+    return LayerSpec("Slice", [x], {"dim": 1, "start": start, "end": end})
+
+
+def _channel_split(ctx: Context, node: Node, x: Any, dim: Any, what: str) -> None:
+    """Remember a chunk/split along channels; its items (`t[i]`) become Slice layers."""
+    _channel_dim(ctx, x, dim, what)
+    starts = [0]
+    for item in node.meta["tensor_meta"]:  # ShapeProp's shape of every item
+        starts.append(starts[-1] + item.shape[1])
+    ctx.splits[node] = ChannelSplit(x, tuple(zip(starts, starts[1:])))
+
+
+def _tensor_index(ctx: Context, x: Node, index: Any) -> LayerSpec | Node:
+    """`x[:, a:b]` (any trailing `:` or `...`) as a Slice of channels [a, b)."""
+    shape = ctx.shape(x)
+    items = index if isinstance(index, tuple) else (index,)
+    if items.count(Ellipsis) == 1:
+        at = items.index(Ellipsis)
+        items = items[:at] + (slice(None),) * (len(shape) - len(items) + 1) + items[at + 1:]
+    items += (slice(None),) * (len(shape) - len(items))
+    if len(items) != len(shape) or not all(isinstance(s, slice) for s in items):
+        raise Unsupported(f"indexing with {index!r}; only slicing the channels, x[:, a:b]")
+    items = tuple(slice(*(_constant(ctx, v, "slice bounds") for v in (s.start, s.stop, s.step))) for s in items)
+    bounds = [s.indices(size) for s, size in zip(items, shape)]
+    if any(b != (0, size, 1) for i, (b, size) in enumerate(zip(bounds, shape)) if i != 1):
+        raise Unsupported(f"slicing with {index!r}; only along the channels, x[:, a:b]")
+    start, end, step = bounds[1]
+    if step != 1 or end <= start:
+        raise Unsupported(f"channel slice {index!r}: only a non-empty slice with step 1")
+    return _slice(ctx, x, start, end)
+
+
+def _shuffle_view(ctx: Context, node: Node, x: Node, shape: tuple[Any, ...]) -> None:
+    """The first view of a channel shuffle: (N, C, H, W) -> (N, groups, C // groups, H, W)."""
+    source, out = ctx.shape(x), ctx.shape(node)
+    if not (len(shape) == 5 and _is_batch_arg(shape[0]) and len(source) == 4
+            and out[:1] + out[3:] == source[:1] + source[2:] and out[1] * out[2] == source[1]):
+        raise Unsupported(f"view/reshape to {shape}; the only 5-D view supported is a channel shuffle's "
+                          "(n, groups, C // groups, H, W) of (N, C, H, W), n = -1 or x.size(0)")
+    ctx.shuffles[node] = ShuffleView(x, out[1], False)
+
+
+def _shuffle_end(ctx: Context, node: Node, shuffle: ShuffleView, batch_kept: bool) -> LayerSpec:
+    """The last view of a channel shuffle, back to (N, C, H, W): one ChannelShuffle layer."""
+    if not (shuffle.transposed and batch_kept and ctx.shape(node) == ctx.shape(shuffle.source)):
+        raise Unsupported(f"view/reshape of a 5-D view to {ctx.shape(node)} (batch of 2); only a channel "
+                          "shuffle's transpose(1, 2) viewed back to (n, C, H, W), n = -1 or x.size(0)")
+    return LayerSpec("ChannelShuffle", [shuffle.source], {"groups": shuffle.groups})
+
+
+def _unflatten(ctx: Context, node: Node, x: Node, batch_kept: bool) -> LayerSpec:
+    """(N, F) viewed as (N, C, H, W): `y.view(b, c, 1, 1)` of squeeze-and-excitation."""
+    source, out = ctx.shape(x), ctx.shape(node)
+    if not (batch_kept and len(source) == 2 and len(out) == 4 and out[0] == source[0]):
+        raise Unsupported(f"view/reshape of shape {source} to {out} (batch of 2); only (N, features) to "
+                          "(n, C, H, W) with n = -1 or x.size(0), or a flatten")
+    return LayerSpec("Unflatten", [x], {"shape": list(out[1:])})
+
+
+def _reshape(ctx: Context, node: Node, x: Node, shape: tuple[Any, ...]) -> LayerSpec | None:
+    """view/reshape: a flatten, an unflatten to 4-D, or the first or last step of a channel shuffle."""
+    if x in ctx.shuffles:
+        return _shuffle_end(ctx, node, ctx.shuffles[x], bool(shape) and _is_batch_arg(shape[0]))
+    if len(ctx.shape(node)) == 5:
+        return _shuffle_view(ctx, node, x, shape)
+    if ctx.shape(node) == ctx.shape(x) and bool(shape) and _is_batch_arg(shape[0]):
+        return x  # a view to the shape it has
+    if len(ctx.shape(node)) == 4:
+        return _unflatten(ctx, node, x, bool(shape) and _is_batch_arg(shape[0]))
+    return _flatten_view(ctx, node, x, shape)
+
+
+def _transposed_shuffle(ctx: Context, node: Node, x: Any, dims: list[Any]) -> None:
+    """transpose(1, 2) / permute(0, 2, 1, 3, 4) of a channel shuffle's 5-D view."""
+    shuffle = ctx.shuffles.get(x)
+    if shuffle is None or shuffle.transposed or dims != [0, 2, 1, 3, 4]:
+        raise Unsupported("transpose/permute; only a channel shuffle's transpose(1, 2) of its "
+                          "(n, groups, C // groups, H, W) view")
+    ctx.shuffles[node] = ShuffleView(shuffle.source, shuffle.groups, True)
+
+
+def _channel_shuffle(ctx: Context, x: Node, groups: Any) -> LayerSpec:
+    if len(ctx.shape(x)) != 4 or not isinstance(groups, int):
+        raise Unsupported(f"channel shuffle of shape {ctx.shape(x)} with groups={groups!r}; only of "
+                          "(N, C, H, W) with integer groups")
+    return LayerSpec("ChannelShuffle", [x], {"groups": groups})
 
 
 def _dropout(x: Node, p: float) -> LayerSpec:
@@ -361,6 +535,8 @@ MODULES: dict[type[nn.Module], Handler] = {
     nn.Flatten: lambda ctx, node, x, m: _flatten(ctx, node, x),
     nn.Dropout: lambda ctx, node, x, m: _dropout(x, m.p),
     nn.Identity: lambda ctx, node, x, m: x,
+    nn.ChannelShuffle: lambda ctx, node, x, m: _channel_shuffle(ctx, x, m.groups),
+    nn.Unflatten: lambda ctx, node, x, m: _unflatten(ctx, node, x, m.dim in (1, -1)),
 }
 
 
@@ -428,14 +604,23 @@ def _f_softmax(ctx, node, input, dim=None, _stacklevel=3, dtype=None):
     return _softmax(ctx, input, dim)
 
 
+def _window(ctx: Context, value: Any) -> Any:
+    """A pool's kernel_size or stride, its entries possibly sizes: `(x.size(2), x.size(3))` (CBAM)."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_constant(ctx, v, "pool window") for v in value)
+    return _constant(ctx, value, "pool window")
+
+
 def _f_max_pool2d(ctx, node, input, kernel_size, stride=None, padding=0, dilation=1,
                   ceil_mode=False, return_indices=False):
-    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+    return _max_pool(input, _window(ctx, kernel_size), _window(ctx, stride), padding, dilation, ceil_mode,
+                     return_indices)
 
 
 def _f_avg_pool2d(ctx, node, input, kernel_size, stride=None, padding=0, ceil_mode=False,
                   count_include_pad=True, divisor_override=None):
-    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    return _avg_pool(input, _window(ctx, kernel_size), _window(ctx, stride), padding, ceil_mode,
+                     count_include_pad, divisor_override)
 
 
 def _f_adaptive_avg_pool2d(ctx, node, input, output_size):
@@ -495,17 +680,119 @@ def _mean(ctx, node, input, dim=None, keepdim=False, *, dtype=None):
 
 
 def _flatten_call(ctx, node, input, start_dim=0, end_dim=-1):
+    if input in ctx.shuffles:  # the channel shuffle's last step written x.flatten(1, 2)
+        return _shuffle_end(ctx, node, ctx.shuffles[input], (start_dim, end_dim) == (1, 2))
     return _flatten(ctx, node, input)
 
 
 def _view(ctx, node, input, *shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
-    return _flatten_view(ctx, node, input, shape)
+    return _reshape(ctx, node, input, shape)
 
 
 def _torch_reshape(ctx, node, input, shape):
-    return _flatten_view(ctx, node, input, tuple(shape))
+    return _reshape(ctx, node, input, tuple(shape))
+
+
+def _transpose(ctx, node, input, dim0, dim1):
+    dims = [0, 1, 2, 3, 4]
+    if all(isinstance(d, int) and -5 <= d < 5 for d in (dim0, dim1)):
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    return _transposed_shuffle(ctx, node, input, dims)
+
+
+def _permute(ctx, node, input, *dims):
+    dims = list(dims[0]) if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else list(dims)
+    return _transposed_shuffle(ctx, node, input, [d % 5 if isinstance(d, int) else d for d in dims])
+
+
+def _contiguous(ctx, node, input, memory_format=torch.contiguous_format):
+    if input in ctx.shuffles:
+        ctx.shuffles[node] = ctx.shuffles[input]
+        return None
+    return input
+
+
+def _unsqueeze(ctx, node, input, dim):
+    """(N, C) -> (N, C, 1) -> (N, C, 1, 1), the trailing unit axes one at a time; or a channel
+    reduction's dim 1 restored."""
+    if input in ctx.squeezed_channels:
+        return _unsqueeze_channels(ctx, node, input, dim)
+    source = ctx.unsqueezed.get(input, input)
+    rank = len(ctx.shape(input))
+    if not (isinstance(dim, int) and dim % (rank + 1) == rank and len(ctx.shape(source)) == 2 and rank in (2, 3)):
+        raise Unsupported(f"unsqueeze({dim!r}) of shape {ctx.shape(input)}; only (N, C) -> (N, C, 1, 1) "
+                          "by unsqueezing the last axis twice, and unsqueeze(1) only of a mean or max over "
+                          "the channels")
+    if rank == 2:
+        ctx.unsqueezed[node] = source
+        return None
+    return _unflatten(ctx, node, source, True)
+
+
+def _expand_as(ctx, node, input, other):
+    """A broadcast a multiply does by itself: the input unchanged."""
+    if not all(user.target in _MULTIPLIES for user in node.users):
+        raise Unsupported("expand/expand_as; only feeding a multiply (which broadcasts by itself)")
+    return input
+
+
+def _expand(ctx, node, input, *sizes):
+    return _expand_as(ctx, node, input, None)
+
+
+def _f_channel_shuffle(ctx, node, input, groups):
+    return _channel_shuffle(ctx, input, groups)
+
+
+def _cat(ctx, node, tensors, dim=0, *, out=None):
+    if out is not None:
+        raise Unsupported("cat with out=")
+    if not isinstance(tensors, (tuple, list)) or not tensors:
+        raise Unsupported("cat of a sequence made at run time; only of a list or tuple of tensors")
+    _channel_dim(ctx, tensors[0], dim, "cat")
+    return tensors[0] if len(tensors) == 1 else LayerSpec("Concat", list(tensors), {"dim": 1})
+
+
+def _concatenate(ctx, node, tensors, axis=0, out=None):
+    return _cat(ctx, node, tensors, axis, out=out)
+
+
+def _chunk(ctx, node, input, chunks, dim=0):
+    _constant(ctx, chunks, "chunk count")
+    return _channel_split(ctx, node, input, dim, "chunk")
+
+
+def _split(ctx, node, tensor, split_size_or_sections, dim=0):
+    sizes = split_size_or_sections
+    for size in sizes if isinstance(sizes, (tuple, list)) else [sizes]:
+        _constant(ctx, size, "split sizes")
+    return _channel_split(ctx, node, tensor, dim, "split")
+
+
+def _narrow(ctx, node, input, dim, start, length):
+    channels = _channel_dim(ctx, input, dim, "narrow")
+    start, length = _constant(ctx, start, "narrow start") % channels, _constant(ctx, length, "narrow length")
+    return _slice(ctx, input, start, start + length)
+
+
+def _mul(ctx, node, input, other, *, out=None):
+    if input in ctx.size_values or other in ctx.size_values:  # arithmetic on sizes
+        return _size_value(ctx, node)
+    if out is not None or not (isinstance(input, Node) and isinstance(other, Node)):
+        raise Unsupported("multiply by a constant or with out=; only of two tensors")
+    a, b = ctx.shape(input), ctx.shape(other)
+    if broadcast_shape(a, b) is None:
+        raise Unsupported(f"multiply of shapes {a} and {b}; only of two (N, C) or two (N, C, H, W) "
+                          "tensors whose other axes are equal or 1 in one of them")
+    return LayerSpec("Mul", [input, other])
+
+
+def _floordiv(ctx, node, input, other):
+    if input not in ctx.size_values and other not in ctx.size_values:
+        raise Unsupported("floor division; only of sizes (C // groups)")
+    return _size_value(ctx, node)
 
 
 def _f_dropout(ctx, node, input, p=0.5, training=True, inplace=False):
@@ -539,9 +826,18 @@ def _getattr(ctx, node, obj, name):
 def _getitem(ctx, node, obj, index):
     if obj in ctx.max_results and _is_int(index, 0):
         return _max_values(ctx, node, obj)
-    if obj not in ctx.size_values:
-        raise Unsupported("indexing or slicing; only a size may be indexed")
-    return _size_value(ctx, node)
+    if obj in ctx.size_values:
+        return _size_value(ctx, node)
+    split = ctx.splits.get(obj)
+    meta = obj.meta.get("tensor_meta") if isinstance(obj, Node) else None
+    if split is None and isinstance(meta, (tuple, list)) and not hasattr(meta, "shape"):
+        raise Unsupported(f"indexing item {index!r} of '{obj.name}', a tuple; only the items of a chunk/split "
+                          "along the channels, or the values ([0]) of a max over the channels")
+    if split is None:
+        return _tensor_index(ctx, obj, index)
+    if not (_is_int(index, *range(-len(split.bounds), len(split.bounds)))):
+        raise Unsupported(f"item {index!r} of a chunk/split; only a constant item index")
+    return _slice(ctx, split.source, *split.bounds[index])
 
 
 FUNCTIONS: dict[Any, Handler] = {
@@ -558,27 +854,40 @@ FUNCTIONS: dict[Any, Handler] = {
     F.max_pool2d: _f_max_pool2d, torch.max_pool2d: _f_max_pool2d,
     F.avg_pool2d: _f_avg_pool2d,
     F.adaptive_avg_pool2d: _f_adaptive_avg_pool2d, F.adaptive_max_pool2d: _f_adaptive_max_pool2d,
-    F.pad: _f_pad, torch.amax: _amax, torch.max: _max, torch.unsqueeze: _unsqueeze_channels,
+    F.pad: _f_pad, torch.amax: _amax, torch.max: _max,
     torch.mean: _mean,
     torch.flatten: _flatten_call, torch.reshape: _torch_reshape,
     F.dropout: _f_dropout,
     operator.add: _add, operator.iadd: _add, torch.add: _add,
+    operator.mul: _mul, operator.imul: _mul, torch.mul: _mul, torch.multiply: _mul,
+    operator.floordiv: _floordiv,
+    torch.cat: _cat, torch.concat: _cat, torch.concatenate: _concatenate,
+    torch.chunk: _chunk, torch.split: _split, torch.narrow: _narrow,
+    torch.transpose: _transpose, torch.permute: _permute, torch.unsqueeze: _unsqueeze,
+    F.channel_shuffle: _f_channel_shuffle, torch.channel_shuffle: _f_channel_shuffle,
     getattr: _getattr, operator.getitem: _getitem,
 }
 
 METHODS: dict[str, Handler] = {
     "relu": _relu, "relu_": _relu, "sigmoid": _sigmoid, "sigmoid_": _sigmoid,
     "softmax": _f_softmax, "mean": _mean, "flatten": _flatten_call,
-    "tanh": _tanh, "tanh_": _tanh, "amax": _amax, "max": _max, "unsqueeze": _unsqueeze_channels,
+    "tanh": _tanh, "tanh_": _tanh, "amax": _amax, "max": _max,
     "clamp": _clamp, "clamp_": _clamp, "clip": _clamp, "clip_": _clamp,
     "view": _view, "reshape": _view, "add": _add, "add_": _add, "size": _size,
+    "mul": _mul, "mul_": _mul, "multiply": _mul, "multiply_": _mul,
+    "chunk": _chunk, "split": _split, "narrow": _narrow,
+    "transpose": _transpose, "permute": _permute, "contiguous": _contiguous,
+    "unsqueeze": _unsqueeze, "expand_as": _expand_as, "expand": _expand,
 }
+_MULTIPLIES = {operator.mul, operator.imul, torch.mul, torch.multiply, "mul", "mul_", "multiply", "multiply_"}
 
-_INPLACE_FUNCTIONS = {torch.relu_, F.leaky_relu_, F.hardtanh_, operator.iadd, torch.tanh_, F.elu_,
-                      torch.clamp_, torch.clip_}
+_INPLACE_FUNCTIONS = {torch.relu_, F.leaky_relu_, F.hardtanh_, operator.iadd, operator.imul, torch.tanh_,
+                      F.elu_, torch.clamp_, torch.clip_}
 _VIEW_MODULES = (nn.Identity, nn.Dropout, nn.Flatten)
-_VIEW_FUNCTIONS = {F.dropout, torch.flatten, torch.reshape, torch.unsqueeze}
-_VIEW_METHODS = {"view", "reshape", "flatten", "unsqueeze"}
+_VIEW_FUNCTIONS = {F.dropout, torch.flatten, torch.reshape, torch.chunk, torch.split, torch.narrow,
+                   torch.transpose, torch.permute, torch.unsqueeze, operator.getitem}
+_VIEW_METHODS = {"view", "reshape", "flatten", "chunk", "split", "narrow", "transpose", "permute",
+                 "contiguous", "unsqueeze", "expand_as", "expand"}
 
 
 # ---------------------------------------------------------------------------- dispatch

@@ -1,8 +1,12 @@
-"""The two seed models of docs (shared seed-models.md), PyTorch reference implementations."""
+"""The seed models: the two of docs (shared seed-models.md), PyTorch reference implementations, and
+PDLightSEModel, the light model with squeeze-and-excitation and Hardswish."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 INPUT_SHAPE = (1, 60, 120)  # one phase-resolved PD image: (C, H, W)
@@ -31,31 +35,55 @@ class PDModel(nn.Module):
         return self.dense(x)
 
 
-def conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
-    """3x3 convolution, batch norm, LeakyReLU(0.2)."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                         nn.LeakyReLU(0.2))
+Activation = Callable[[], nn.Module]
 
 
-def conv1x1_bn(cin: int, cout: int) -> nn.Sequential:
-    """Pointwise convolution, batch norm, LeakyReLU(0.2)."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout),
-                         nn.LeakyReLU(0.2))
+def leaky_relu() -> nn.Module:
+    """The seed models' activation, LeakyReLU(0.2)."""
+    return nn.LeakyReLU(0.2)
+
+
+def conv_bn(cin: int, cout: int, stride: int, act: Activation = leaky_relu) -> nn.Sequential:
+    """3x3 convolution, batch norm, activation (LeakyReLU(0.2))."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), act())
+
+
+def conv1x1_bn(cin: int, cout: int, act: Activation = leaky_relu) -> nn.Sequential:
+    """Pointwise convolution, batch norm, activation (LeakyReLU(0.2))."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout), act())
+
+
+class SqueezeExcitation(nn.Module):
+    """Squeeze-and-excitation as MobileNetV3 writes it: global mean, 1x1 conv, ReLU, 1x1 conv,
+    Hardsigmoid, and the input scaled per channel."""
+
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Conv2d(channels, squeeze, 1)
+        self.fc2 = nn.Conv2d(squeeze, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = F.adaptive_avg_pool2d(x, 1)
+        scale = F.hardsigmoid(self.fc2(F.relu(self.fc1(scale))))
+        return x * scale
 
 
 class InvertedResidualBlock(nn.Module):
-    """MobileNetV2 block: (expand,) depthwise, linear pointwise; `x + conv(x)` when shapes allow."""
+    """MobileNetV2 block: (expand,) depthwise, (SE,) linear pointwise; `x + conv(x)` when shapes allow."""
 
-    def __init__(self, cin: int, cout: int, stride: int, t: float) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, t: float, act: Activation = leaky_relu,
+                 se: bool = False) -> None:
         super().__init__()
         hidden = int(cin * t)
         self.residual = stride == 1 and cin == cout
         expand: list[nn.Module] = [] if t == 1 else [
-            nn.Conv2d(cin, hidden, 1, 1, 0, bias=False), nn.BatchNorm2d(hidden), nn.LeakyReLU(0.2)]
+            nn.Conv2d(cin, hidden, 1, 1, 0, bias=False), nn.BatchNorm2d(hidden), act()]
+        excite: list[nn.Module] = [SqueezeExcitation(hidden, max(8, hidden // 4))] if se else []
         self.conv = nn.Sequential(
             *expand,
             nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
-            nn.BatchNorm2d(hidden), nn.LeakyReLU(0.2),
+            nn.BatchNorm2d(hidden), act(),
+            *excite,
             nn.Conv2d(hidden, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,24 +91,39 @@ class InvertedResidualBlock(nn.Module):
 
 
 class PDLightModel(nn.Module):
-    """The light MobileNetV2-style model: inverted residual blocks, global mean, softmax."""
+    """The light MobileNetV2-style model: inverted residual blocks, global mean, softmax.
 
-    def __init__(self, classes: int | list[str]) -> None:
+    `act` is the activation after every convolution but the linear pointwise ones; `se` puts a
+    squeeze-and-excitation block in every inverted residual that expands (t != 1).
+    """
+
+    def __init__(self, classes: int | list[str], act: Activation = leaky_relu, se: bool = False) -> None:
         super().__init__()
-        IRB = InvertedResidualBlock
+
+        def IRB(cin: int, cout: int, stride: int, t: float) -> InvertedResidualBlock:
+            return InvertedResidualBlock(cin, cout, stride, t, act, se and t != 1)
+
         self.extractor = nn.Sequential(
-            conv_bn(1, 32, 2),
+            conv_bn(1, 32, 2, act),
             IRB(32, 16, 1, 1),
             IRB(16, 24, 2, 6), IRB(24, 24, 1, 6),
             IRB(24, 32, 2, 6), IRB(32, 32, 1, 6), IRB(32, 32, 1, 6),
             IRB(32, 64, 2, 6), IRB(64, 64, 1, 6), IRB(64, 64, 1, 6),
-            conv1x1_bn(64, 256))
+            conv1x1_bn(64, 256, act))
         self.classifier = nn.Sequential(nn.Linear(256, _num_classes(classes)), nn.Softmax(dim=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.extractor(x)
         x = x.mean(3).mean(2)
         return self.classifier(x)
+
+
+class PDLightSEModel(PDLightModel):
+    """PDLightModel with squeeze-and-excitation (Hardsigmoid gate) in every expanding inverted
+    residual and Hardswish instead of LeakyReLU, as MobileNetV3 tunes MobileNetV2."""
+
+    def __init__(self, classes: int | list[str]) -> None:
+        super().__init__(classes, act=nn.Hardswish, se=True)
 
 
 def randomize_batchnorm(module: nn.Module, seed: int) -> None:

@@ -116,13 +116,17 @@ class LayerList:
 
 
 def every_layer_type(seed: int = 0) -> tuple[LayerList, list[str]]:
-    """A small model (input 2 x 9 x 11) using every registered layer type and every fast-kernel
-    variant: a strided stem with BatchNorm and LeakyReLU writing a border, a depthwise conv with
-    ReLU6, a pointwise conv fused with the residual Add, a BatchNorm with nothing to fold into, a
-    grouped conv, ZeroPad2d and a chain of the other activations ending in PReLU, a CBAM-like
-    channel mean + max through a 1x1 conv fused with an Add, adaptive average and max pooling,
-    ceil-mode max pooling, padded average pooling, a global mean, a Flatten and Dropout before a
-    Linear with a fused LeakyReLU, Sigmoid and Softmax. Returns it and its classes."""
+    """A small model (input 2 x 9 x 11) that uses every registered layer type and every fast-kernel
+    variant; returns it and its classes.
+
+    A strided stem with BatchNorm and LeakyReLU writing a border, a depthwise conv with ReLU6, a
+    pointwise conv fused with the residual Add, a BatchNorm with nothing to fold into, a grouped
+    conv, ceil-mode max pooling, padded average pooling; then zero padding, every smooth and
+    clipping activation, PReLU, adaptive pools, a channel split, concat and shuffle, spatial
+    attention (channel mean and max, a gate multiplied in), squeeze-and-excitation (a global mean,
+    Linear, Sigmoid, Unflatten, multiplied in); a global mean, Flatten and Dropout before a Linear
+    with a fused LeakyReLU, Sigmoid and Softmax.
+    """
     layers = LayerList((2, 9, 11), seed)
     layers.add("Conv2d", name="stem", **conv2d_params(2, 4, 3, stride=2, padding=1, bias=False))
     layers.add("BatchNorm2d", name="stem_bn", num_features=4, eps=1e-5)
@@ -135,24 +139,34 @@ def every_layer_type(seed: int = 0) -> tuple[LayerList, list[str]]:
     layers.add("ReLU", name="post_act")
     layers.add("Conv2d", name="grouped", **conv2d_params(4, 6, 3, padding=1, groups=2))
     layers.add("ReLU", name="grouped_act")
-    layers.add("ZeroPad2d", name="pad", padding=[1, 0, 1, 2])
-    layers.add("Hardswish", name="hswish")
-    layers.add("Hardsigmoid", name="hsig")
-    layers.add("SiLU", name="silu")
-    layers.add("GELU", name="gelu", approximate="tanh")
-    layers.add("Tanh", name="tanh")
-    layers.add("Hardtanh", name="htanh", min_val=-0.5, max_val=0.75)
-    layers.add("ELU", name="elu", alpha=0.7)
-    prelu = layers.add("PReLU", name="prelu", num_parameters=6)
-    layers.add("ChannelMean", [prelu], name="cmean")
-    layers.add("ChannelMax", [prelu], name="cmax")
-    layers.add("Add", ["cmean", "cmax"], name="attention")
-    layers.add("Conv2d", name="att_conv", **conv2d_params(1, 6, 1))
-    layers.add("Add", [prelu, "att_conv"], name="attended")
-    layers.add("AdaptiveAvgPool2d", name="aavg", output_size=[4, 5])
-    layers.add("AdaptiveMaxPool2d", name="amax", output_size=[3, 4])
     layers.add("MaxPool2d", name="max", **max_pool2d_params(2, ceil_mode=True))
     layers.add("AvgPool2d", name="avg", **avg_pool2d_params(2, stride=1, padding=1, count_include_pad=False))
+    layers.add("ZeroPad2d", name="pad", padding=[1, 0, 0, 1])  # 6 x 5 x 5
+    layers.add("Hardswish", name="hardswish")
+    layers.add("Hardsigmoid", name="hardsigmoid")
+    layers.add("SiLU", name="silu")
+    layers.add("GELU", name="gelu", approximate="none")
+    layers.add("GELU", name="gelu_tanh", approximate="tanh")
+    layers.add("Tanh", name="tanh")
+    layers.add("Hardtanh", name="hardtanh", min_val=-0.5, max_val=0.5)
+    layers.add("ELU", name="elu", alpha=1.0)
+    layers.add("PReLU", name="prelu", num_parameters=6)
+    layers.add("AdaptiveMaxPool2d", name="adaptive_max", output_size=[3, 2])
+    pooled = layers.add("AdaptiveAvgPool2d", name="adaptive_avg", output_size=[2, 2])  # 6 x 2 x 2
+    low = layers.add("Slice", [pooled], name="low", dim=1, start=0, end=2)
+    high = layers.add("Slice", [pooled], name="high", dim=1, start=2, end=6)
+    layers.add("Concat", [high, low], name="cat", dim=1)
+    shuffled = layers.add("ChannelShuffle", name="shuffle", groups=2)
+    mean = layers.add("ChannelMean", [shuffled], name="channel_mean")
+    peak = layers.add("ChannelMax", [shuffled], name="channel_max")
+    layers.add("Add", [mean, peak], name="spatial")
+    layers.add("Sigmoid", name="spatial_gate")
+    attended = layers.add("Mul", [shuffled, "spatial_gate"], name="spatial_mul")
+    layers.add("GlobalAvgPool", name="squeeze", keepdim=False)
+    layers.add("Linear", name="excite", in_features=6, out_features=6, bias=True)
+    layers.add("Sigmoid", name="excite_gate")
+    layers.add("Unflatten", name="excite_view", shape=[6, 1, 1])
+    layers.add("Mul", [attended, "excite_view"], name="se_mul")
     layers.add("GlobalAvgPool", name="gap", keepdim=True)
     layers.add("Flatten", name="flat")
     layers.add("Dropout", name="drop", p=0.5)

@@ -22,7 +22,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence, Union
 
 import numpy as np
 
@@ -63,12 +63,12 @@ class Container:
 
 
 class _Span(NamedTuple):
-    """Where a tensor lies: byte offsets in the data section, its shape and its dtype."""
+    """Where a tensor lies: byte offsets in the data section, its shape and its element type."""
 
     begin: int
     end: int
     shape: tuple[int, ...]
-    dtype: str  # a DTYPES key
+    dtype: np.dtype  # a value of DTYPES
 
 
 class _Layout(NamedTuple):
@@ -167,14 +167,13 @@ def _tensor_entry(name: str, entry: Any, data_size: int, where: str) -> _Span:
     if end - begin != needed:
         raise FormatError(f"{where}: tensor {name!r} has {end - begin} bytes but shape {shape} "
                           f"of {entry['dtype']} needs {needed}")
-    return _Span(begin, end, tuple(shape), entry["dtype"])
+    return _Span(begin, end, tuple(shape), dtype)
 
 
 def _array(buffer: Any, offset: int, span: _Span) -> np.ndarray:
     """The tensor of `span` as a read-only array over `buffer` (bytes-like), starting at byte `offset`."""
-    dtype = DTYPES[span.dtype]
-    return np.frombuffer(buffer, dtype=dtype, count=(span.end - span.begin) // dtype.itemsize,
-                         offset=offset).reshape(span.shape)
+    count = (span.end - span.begin) // span.dtype.itemsize
+    return np.frombuffer(buffer, dtype=span.dtype, count=count, offset=offset).reshape(span.shape)
 
 
 def _file_digest(prefix: bytes, header: bytes, declared: str, where: str) -> "hashlib._Hash":
@@ -244,9 +243,8 @@ def _parse_container(read_at: _ReadAt, file_size: int, where: str, *, verify_che
 
     spans: dict[str, _Span] = {}
     expected_begin = 0
-    entries = sorted(((_tensor_entry(name, entry, data_size, where), name) for name, entry in header.items()),
-                     key=lambda item: (item[0].begin, item[0].end, item[1]))
-    for span, name in entries:
+    entries = [(_tensor_entry(name, entry, data_size, where), name) for name, entry in header.items()]
+    for span, name in sorted(entries, key=lambda item: (item[0].begin, item[0].end, item[1])):
         if span.begin != expected_begin:
             relation = "overlaps the previous tensor" if span.begin < expected_begin else "leaves a gap before it"
             raise FormatError(f"{where}: tensor {name!r} at byte {span.begin} {relation} "
@@ -374,9 +372,11 @@ def open_container(path: str | os.PathLike, *, kind: str, dtypes: Sequence[str] 
         raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
     if changed:
         raise FormatError(f"{where}: file changed while it was being checked")
+    stored_as = {dtype: name for name, dtype in DTYPES.items()}
     for name, span in layout.spans.items():
-        if span.dtype not in dtypes:
-            raise FormatError(f"{where}: tensor {name!r} is {span.dtype}; a {kind} holds only {', '.join(dtypes)}")
+        if stored_as[span.dtype] not in dtypes:
+            raise FormatError(f"{where}: tensor {name!r} is {stored_as[span.dtype]}; a {kind} holds only "
+                              f"{', '.join(dtypes)}")
     return Container(where, layout.metadata, _FileTensors(where, _identity(before), layout),
                      layout.data_sha256, layout.header_verified)
 
@@ -384,11 +384,12 @@ def open_container(path: str | os.PathLike, *, kind: str, dtypes: Sequence[str] 
 _temporary_names = itertools.count()
 
 
-TensorLayout = Sequence[tuple[str, tuple[int, ...]] | tuple[str, tuple[int, ...], str]]  # (name, shape[, dtype])
+# A layout entry: (name, shape), or (name, shape, dtype) with dtype a DTYPES key (default F32).
+LayoutEntry = Union[tuple[str, tuple[int, ...]], tuple[str, tuple[int, ...], str]]
 
 
-def _normalized(layout: TensorLayout) -> list[tuple[str, tuple[int, ...], str]]:
-    """(name, shape of ints, dtype) for each entry; the dtype defaults to F32."""
+def _typed(layout: Sequence[LayoutEntry]) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape of ints, dtype) for each entry."""
     return [(entry[0], tuple(int(d) for d in entry[1]), entry[2] if len(entry) > 2 else "F32") for entry in layout]
 
 
@@ -406,10 +407,10 @@ def _header(metadata: Mapping[str, str], layout: Sequence[tuple[str, tuple[int, 
     return struct.pack("<Q", len(text)) + text
 
 
-def header_size(metadata: Mapping[str, str], layout: TensorLayout) -> int:
-    """The header length ContainerWriter would write for this metadata and layout (readers
-    refuse more than MAX_HEADER_BYTES)."""
-    return len(_header(metadata, _normalized(layout))) - 8
+def header_size(metadata: Mapping[str, str], layout: Sequence[LayoutEntry]) -> int:
+    """The header length ContainerWriter would write for this metadata and (name, shape[, dtype])
+    layout (readers refuse more than MAX_HEADER_BYTES)."""
+    return len(_header(metadata, _typed(layout))) - 8
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -440,9 +441,9 @@ class ContainerWriter:
     """
 
     def __init__(self, path: str | os.PathLike, metadata: Mapping[str, str],
-                 layout: TensorLayout) -> None:
+                 layout: Sequence[LayoutEntry]) -> None:
         self.path = Path(path)
-        self._layout = _normalized(layout)
+        self._layout = _typed(layout)
         names = [name for name, _, _ in self._layout]
         if len(set(names)) != len(names) or "__metadata__" in names:
             raise FormatError(f"{path}: tensor names must be unique and not '__metadata__'")

@@ -72,9 +72,10 @@ def _build_layer(entry: Any, index: int, shapes: dict[str, Shape], container: Co
         raise UnsupportedLayerError(f"{where}: layer type {type_name!r} is not supported "
                                     f"(supported: {', '.join(sorted(LAYER_TYPES))})")
     cls = LAYER_TYPES[type_name]
-    if (not isinstance(inputs, list) or len(inputs) != cls.num_inputs
-            or not all(isinstance(i, str) for i in inputs)):
-        raise FormatError(f"{where}: 'inputs' must list {cls.num_inputs} layer name(s), got {inputs!r}")
+    if (not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs)
+            or not (len(inputs) == cls.num_inputs or cls.variadic and len(inputs) > cls.num_inputs)):
+        count = f"{cls.num_inputs} or more" if cls.variadic else cls.num_inputs
+        raise FormatError(f"{where}: 'inputs' must list {count} layer name(s), got {inputs!r}")
     for i in inputs:
         if i not in shapes:
             raise FormatError(f"{where}: input {i!r} is not the graph input or an earlier layer")

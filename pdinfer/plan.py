@@ -36,11 +36,12 @@ from .kernels.params import (ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_RELU6, NO_BORDER
 from .layers import Layer
 from .layers.activations import LeakyReLU, ReLU, ReLU6, Sigmoid
 from .layers.batchnorm2d import BatchNorm2d
+from .layers.channels import ChannelShuffle, Concat, Slice
 from .layers.conv2d import Conv2d
 from .layers.linear import Linear
 from .layers.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .layers.softmax import Softmax
-from .layers.structural import Add, Dropout, Flatten
+from .layers.structural import Add, Dropout, Flatten, Mul
 
 ACTIVATIONS = (ReLU, ReLU6, LeakyReLU)  # the activations fast kernels fuse
 PASS_BYTES = 1 << 20  # the largest value of one pass stays about this small, so passes run in the L2 cache
@@ -531,18 +532,60 @@ class ReferenceLayer:
         return np.ascontiguousarray(out.transpose(0, 2, 3, 1)) if out.ndim == 4 else out
 
 
-_LAYOUT_FREE = {Sigmoid: reference.sigmoid, Add: reference.add}  # elementwise: any layout will do
+def _concat(*xs: Values) -> Values:
+    """Concat along channels: the last axis here. One copy of each input into the output."""
+    return np.concatenate(xs, axis=-1)
+
+
+@dataclass(frozen=True)
+class ChannelSlice:
+    """Slice channels [start, end): one copy of the slice."""
+
+    start: int
+    end: int
+
+    def __call__(self, x: Values) -> Values:
+        return np.ascontiguousarray(x[..., self.start:self.end])
+
+
+@dataclass(frozen=True)
+class Shuffle:
+    """ChannelShuffle: channel j * groups + i of the output is channel i * (C / groups) + j of the
+    input, as the view-transpose-view in PyTorch's layout; one copy."""
+
+    groups: int
+
+    def __call__(self, x: Values) -> Values:
+        c = x.shape[-1]
+        grouped = x.reshape(*x.shape[:-1], self.groups, c // self.groups)
+        return np.ascontiguousarray(np.swapaxes(grouped, -1, -2)).reshape(x.shape)
+
+
+def _mul(a: Values, b: Values) -> Values:
+    """Mul with broadcasting: an (N, C, 1, 1) or (N, 1, H, W) operand in PyTorch's layout is
+    (N, 1, 1, C) or (N, H, W, 1) here and broadcasts the same way; the products are the
+    reference's, in one pass."""
+    return np.multiply(a, b)
 
 
 def _lower_layer(group: LayerGroup, graph: Graph):
+    """Layers with channels-last forms (Softmax, Flatten, Concat, Slice, ChannelShuffle, Mul); an
+    elementwise layer's reference forward runs on the values as they are; any other layer runs its
+    reference forward on NCHW copies."""
     layer = group.layer
-    if type(layer) in _LAYOUT_FREE:
-        return _LAYOUT_FREE[type(layer)]
     if isinstance(layer, Softmax):
         return _softmax
     if isinstance(layer, Flatten):
         return _flatten
-    return ReferenceLayer(layer)
+    if isinstance(layer, Concat):
+        return _concat
+    if isinstance(layer, Slice):
+        return ChannelSlice(layer.start, layer.end)
+    if isinstance(layer, ChannelShuffle):
+        return Shuffle(layer.groups)
+    if isinstance(layer, Mul):
+        return _mul
+    return layer.forward if layer.elementwise else ReferenceLayer(layer)
 
 
 _LOWER = {ConvGroup: _lower_conv, LinearGroup: _lower_linear, AffineGroup: _lower_affine,

@@ -10,6 +10,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .builder import every_layer_type
+from .kernels import fast
 from .model import load
 
 
@@ -26,6 +27,8 @@ def warmup(progress: Optional[Callable[[int, int], None]] = None) -> float:
         report(1, 3)
         x = np.zeros((1, *model.input_shape), np.float32)
         model(x)
+        fast.int8_to_float32(np.zeros((1, 1, 1), np.int8), np.ones((1, 1), np.float32))  # compressed weights
+        fast.half_to_float32(np.zeros(1, np.uint16), False)
         report(2, 3)
         model.trace(x)
         report(3, 3)

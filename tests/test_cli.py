@@ -188,8 +188,8 @@ def test_info_lists_layers_shapes_and_macs(capsys):
     out = capsys.readouterr().out
     assert "conv.0" in out and "32x60x120" in out and "MACs per image: 99,7" in out
     assert "corona, floating, particle, void, surface, noise" in out
-    assert "format version 2)" in out and "checksum:   the whole file (header and data) verified" in out
     assert "resident:" in out and "bytes of weights" in out
+    assert "format version 2)" in out and "checksum:   the whole file (header and data) verified" in out
 
 
 def test_info_shows_each_layers_weight_storage(capsys):

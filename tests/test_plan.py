@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 import pdinfer
+from pdinfer.builder import every_layer_type
 from pdinfer.graph import load_graph
+from pdinfer.layers import LAYER_TYPES
 from pdinfer.plan import build_plan, describe, fuse
 from small_model import sample_images, write_small_model
 
@@ -113,3 +115,12 @@ def test_a_value_with_two_readers_gets_no_border(small_path):
     model = pdinfer.load(small_path)
     x = sample_images(4)
     assert np.allclose(model(x), next(reversed(model.trace(x).values())), atol=1e-6)
+
+
+def test_the_every_layer_type_model_has_every_type_and_its_fast_path_matches_the_reference(tmp_path):
+    layers, classes = every_layer_type()
+    assert {entry["type"] for entry in layers.entries} == set(LAYER_TYPES)
+    model = pdinfer.load(layers.write(tmp_path / "every.pdw", classes))
+    x = np.random.default_rng(3).standard_normal((5, *model.input_shape)).astype(np.float32)
+    trace = model.trace(x)
+    assert np.allclose(model(x), next(reversed(trace.values())), rtol=0, atol=1e-6)

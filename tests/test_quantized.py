@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from torch import nn
 
@@ -177,6 +177,32 @@ def test_compressed_linear_matches_numpy_dequantize_then_float32(tmp_path_factor
 
 # ----------------------------------------------------------------------------- against torch
 
+def _twin_with_file_weights(module: nn.Module, path: Path) -> nn.Module:
+    """`module` without BatchNorm2d layers, its Conv2d/Linear weights and biases replaced by the
+    file's dequantized (and BatchNorm-folded) ones."""
+    container, layers = read_weights(path)
+    twin = nn.Sequential(*[m for m in module if not isinstance(m, nn.BatchNorm2d)])
+    targets = [m for m in twin.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    entries = [layer for layer in layers if layer["type"] in ("Conv2d", "Linear")]
+    with torch.no_grad():
+        for target, entry in zip(targets, entries, strict=True):
+            roles = entry["tensors"]
+            scale = container.tensors[roles["weight_scale"]] if "weight_scale" in roles else None
+            target.weight.copy_(torch.from_numpy(dequantized(container.tensors[roles["weight"]], scale)))
+            if "bias" in roles:
+                target.bias = nn.Parameter(torch.from_numpy(container.tensors[roles["bias"]].copy()))
+    return twin.eval()
+
+
+def _check_against(twin: nn.Module, path: Path, x: np.ndarray, context: str) -> None:
+    """pdinfer's fast and reference paths on the file against the torch module `twin`."""
+    with torch.no_grad():
+        expected = twin(torch.from_numpy(x)).numpy()
+    model = pdinfer.load(path)
+    assert_close(model(x), expected, "fast path vs torch", context)
+    assert_close(list(model.trace(x).values())[-1], expected, "trace vs torch", context)
+
+
 @pytest.mark.parametrize("storage", STORAGES)
 @pytest.mark.parametrize("kind", ["dense", "depthwise", "grouped", "pointwise", "linear", "conv+bn"])
 def test_exported_compressed_layers_match_torch_with_the_dequantized_weights(tmp_path, storage, kind):
@@ -197,22 +223,35 @@ def test_exported_compressed_layers_match_torch_with_the_dequantized_weights(tmp
     container, layers = read_weights(path)
     assert container.metadata.get("weights") == (None if storage == "f32" else storage)
     assert ("BatchNorm2d" in [layer["type"] for layer in layers]) == (kind == "conv+bn" and storage == "f32")
-    twin = module if storage == "f32" else nn.Sequential(*[m for m in module if not isinstance(m, nn.BatchNorm2d)])
-    target = next(m for m in twin.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
     entry = next(layer for layer in layers if layer["type"] in ("Conv2d", "Linear"))
     stored = container.tensors[entry["tensors"]["weight"]]
     assert stored.dtype == {"f32": np.float32, "f16": np.float16, "bf16": np.uint16, "int8": np.int8}[storage]
-    scale = container.tensors.get(entry["tensors"].get("weight_scale", ""))
-    with torch.no_grad():
-        target.weight.copy_(torch.from_numpy(dequantized(stored, scale)))
-        if "bias" in entry["tensors"]:
-            target.bias = nn.Parameter(torch.from_numpy(container.tensors[entry["tensors"]["bias"]].copy()))
-    x = np.random.default_rng(0).standard_normal((3, *shape)).astype(np.float32)
-    with torch.no_grad():
-        expected = twin(torch.from_numpy(x)).numpy()
-    model = pdinfer.load(path)
-    assert_close(model(x), expected, "fast path vs torch", f"{kind} {storage}")
-    assert_close(list(model.trace(x).values())[-1], expected, "trace vs torch", f"{kind} {storage}")
+    twin = module if storage == "f32" else _twin_with_file_weights(module, path)
+    _check_against(twin, path, np.random.default_rng(0).standard_normal((3, *shape)).astype(np.float32),
+                   f"{kind} {storage}")
+
+
+@given(data=st.data(), storage=st.sampled_from(STORAGES), seed=st.integers(0, 2**16))
+def test_drawn_compressed_convolutions_match_torch(tmp_path_factory, data, storage, seed):
+    """Conv2d drawn by hypothesis (dense, depthwise, grouped, pointwise; stride, padding, dilation),
+    with a BatchNorm2d after it half of the time, exported as `storage`: pdinfer against torch
+    running the file's dequantized weights."""
+    params, shape, batch = data.draw(conv_cases())
+    top, left = params["padding"][:2]
+    torch.manual_seed(seed)
+    conv = nn.Conv2d(params["in_channels"], params["out_channels"], params["kernel_size"], params["stride"],
+                     (top, left), params["dilation"], params["groups"], params["bias"])
+    assume(all((size + 2 * pad - d * (k - 1) - 1) >= 0 for size, pad, d, k in
+               zip(shape[1:], (top, left), params["dilation"], params["kernel_size"])))
+    module = nn.Sequential(conv, nn.BatchNorm2d(params["out_channels"])) if data.draw(st.booleans()) \
+        else nn.Sequential(conv)
+    exporter.randomize_batchnorm(module, seed)
+    module.eval()
+    path = tmp_path_factory.mktemp("drawn") / "m.pdw"
+    exporter.export(module, path, input_shape=shape, weights=storage)
+    twin = module if storage == "f32" else _twin_with_file_weights(module, path)
+    _check_against(twin, path, np.random.default_rng(seed).standard_normal((batch, *shape)).astype(np.float32),
+                   f"{storage} {params} input {shape}")
 
 
 # ----------------------------------------------------------------------------- the resident plan
@@ -228,7 +267,7 @@ def test_packed_weights_keep_the_compressed_type(tmp_path):
         write_weights(path, entries, tensors, input_shape=layers.input_shape, classes=classes)
         model = pdinfer.load(path)
         packed = [step.kernel.weight for step in model._plan.steps if hasattr(step.kernel, "weight")]
-        assert len(packed) == sum(e["type"] in ("Conv2d", "Linear") for e in layers.entries)  # one per layer
+        assert len(packed) == sum(layer.compressible for layer in model.graph.layers) >= 5  # Conv2d and Linear
         dtype = {"f32": np.float32, "f16": np.uint16, "bf16": np.uint16, "int8": np.int8}[storage]
         assert all(p.data.dtype == dtype for p in packed), [p.data.dtype for p in packed]
         sizes[storage] = sum(p.data.nbytes for p in packed)

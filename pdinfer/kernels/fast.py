@@ -447,24 +447,26 @@ def int8_to_float32(q, scale):
 
 @jit
 def half_to_float32(bits, brain):
-    """Widen 16-bit floats exactly: bfloat16 (`brain`) or IEEE float16, given as their bit patterns.
+    """Widen 16-bit floats exactly: bfloat16 (`brain`) or IEEE float16, given as their bit patterns
+    (finite: the loader rejects infinities and NaN).
 
+    float16, in two vectorisable passes without a subnormal operand anywhere: first each mantissa m
+    as a float32 (exact), then per value either the exponent rebiased (+112) with the mantissa
+    shifted into place, or, for exponent 0 (zero, subnormals: m * 2^-24), the float32 of m with 24
+    taken off its exponent; then the sign.
     bits: (K,) uint16; returns (K,) float32
     """
     out = np.empty(bits.size, dtype=np.uint32)
+    if brain:
+        for i in range(bits.size):
+            out[i] = np.uint32(bits[i]) << 16
+        return out.view(np.float32)
+    values = out.view(np.float32)
     for i in range(bits.size):
-        b = np.uint32(bits[i])
-        if brain:
-            out[i] = b << 16
-            continue
-        sign, exponent, mantissa = (b >> 15) << 31, (b >> 10) & 0x1F, b & 0x3FF
-        if exponent == 0:  # zero, or subnormal mantissa * 2^-24: normalised, a float32 normal
-            top = 0
-            while mantissa >> (top + 1):
-                top += 1
-            out[i] = sign if mantissa == 0 else sign | ((top + 103) << 23) | ((mantissa << (23 - top)) & 0x7FFFFF)
-        elif exponent == 0x1F:  # infinity or NaN (a loaded file has none)
-            out[i] = sign | np.uint32(0x7F800000) | (mantissa << 13)
-        else:
-            out[i] = sign | ((exponent + 112) << 23) | (mantissa << 13)
-    return out.view(np.float32)
+        values[i] = np.float32(np.uint32(bits[i]) & 0x3FF)
+    for i in range(bits.size):
+        b = np.int64(bits[i])
+        normal = ((b & 0x7FFF) + 0x1C000) << 13  # + (112 << 10): exponent rebiased
+        small = np.int64(out[i]) - (24 << 23) if b & 0x3FF else 0
+        out[i] = ((b & 0x8000) << 16) | (normal if b & 0x7C00 else small)
+    return values

@@ -543,6 +543,73 @@ def zero_pad2d(x, pad_top, pad_left, pad_bottom, pad_right):
     return out
 
 
+@jit
+def copy_channels(x, out, offset):
+    """Concat, one input at a time: out[n, offset + c, p] = x[n, c, p] (writes into `out`).
+
+    x: (N, Cx, P); out: (N, Co, P) with offset + Cx <= Co
+    """
+    n_batch, channels, plane = x.shape
+    for n in range(n_batch):
+        for c in range(channels):
+            for p in range(plane):
+                out[n, offset + c, p] = x[n, c, p]
+
+
+@jit
+def slice_channels(x, start, end):
+    """Slice: y[n, c, p] = x[n, start + c, p] for c in [0, end - start).
+
+    x: (N, C, P) with 0 <= start < end <= C; returns (N, end - start, P)
+    """
+    n_batch, _, plane = x.shape
+    out = np.empty((n_batch, end - start, plane), dtype=np.float32)
+    for n in range(n_batch):
+        for c in range(end - start):
+            for p in range(plane):
+                out[n, c, p] = x[n, start + c, p]
+    return out
+
+
+@jit
+def channel_shuffle(x, groups):
+    """ChannelShuffle: y[n, k * groups + g, p] = x[n, g * (C / groups) + k, p].
+
+    x: (N, C, P) with groups dividing C; returns (N, C, P)
+    """
+    n_batch, channels, plane = x.shape
+    per_group = channels // groups
+    out = np.empty_like(x)
+    for n in range(n_batch):
+        for k in range(per_group):
+            for g in range(groups):
+                for p in range(plane):
+                    out[n, k * groups + g, p] = x[n, g * per_group + k, p]
+    return out
+
+
+@jit
+def mul(a, b, out_c, out_h, out_w):
+    """y = a * b (one float32 multiply), broadcasting every size-1 axis of a or b but N.
+
+    a: (N, Ca, Ha, Wa); b: (N, Cb, Hb, Wb), each size 1 or the output's; returns (N, out_c, out_h, out_w)
+    """
+    n_batch = a.shape[0]
+    out = np.empty((n_batch, out_c, out_h, out_w), dtype=np.float32)
+    for n in range(n_batch):
+        for c in range(out_c):
+            ac = c if a.shape[1] > 1 else 0
+            bc = c if b.shape[1] > 1 else 0
+            for y in range(out_h):
+                ay = y if a.shape[2] > 1 else 0
+                by = y if b.shape[2] > 1 else 0
+                for xx in range(out_w):
+                    ax = xx if a.shape[3] > 1 else 0
+                    bx = xx if b.shape[3] > 1 else 0
+                    out[n, c, y, xx] = a[n, ac, ay, ax] * b[n, bc, by, bx]
+    return out
+
+
 def dequantize(weight: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
     """A stored weight as float32 (docs/KERNELS.md, "Compressed weights"): float32 as it is; F16
     exactly; BF16 exactly (its 16 bits are the high half of the float32's); I8 as float32(q) * scale

@@ -13,6 +13,7 @@ from .base import Layer, Shape
 
 class ReLU(Layer):
     type = "ReLU"
+    elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return reference.relu(x)
@@ -20,6 +21,7 @@ class ReLU(Layer):
 
 class ReLU6(Layer):
     type = "ReLU6"
+    elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return reference.relu6(x)
@@ -27,6 +29,7 @@ class ReLU6(Layer):
 
 class LeakyReLU(Layer):
     type = "LeakyReLU"
+    elementwise = True
     param_names = ("negative_slope",)
 
     def load_param(self, params: dict[str, Any]) -> None:
@@ -39,6 +42,7 @@ class LeakyReLU(Layer):
 
 class Sigmoid(Layer):
     type = "Sigmoid"
+    elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return reference.sigmoid(x)
@@ -46,6 +50,7 @@ class Sigmoid(Layer):
 
 class Hardswish(Layer):
     type = "Hardswish"
+    elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return reference.hardswish(x)
@@ -53,6 +58,7 @@ class Hardswish(Layer):
 
 class Hardsigmoid(Layer):
     type = "Hardsigmoid"
+    elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return reference.hardsigmoid(x)
@@ -60,6 +66,7 @@ class Hardsigmoid(Layer):
 
 class SiLU(Layer):
     type = "SiLU"
+    elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return reference.silu(x)
@@ -67,6 +74,7 @@ class SiLU(Layer):
 
 class Tanh(Layer):
     type = "Tanh"
+    elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return reference.tanh(x)
@@ -76,6 +84,7 @@ class GELU(Layer):
     """GELU with the exact erf form (approximate "none") or the tanh approximation ("tanh")."""
 
     type = "GELU"
+    elementwise = True
     param_names = ("approximate",)
 
     def load_param(self, params: dict[str, Any]) -> None:
@@ -91,6 +100,7 @@ class GELU(Layer):
 
 class Hardtanh(Layer):
     type = "Hardtanh"
+    elementwise = True
     param_names = ("min_val", "max_val")
 
     def load_param(self, params: dict[str, Any]) -> None:
@@ -106,6 +116,7 @@ class Hardtanh(Layer):
 
 class ELU(Layer):
     type = "ELU"
+    elementwise = True
     param_names = ("alpha",)
 
     def load_param(self, params: dict[str, Any]) -> None:

@@ -32,6 +32,10 @@ class Layer:
     # `weight_scale` per output channel); every other tensor is F32 (docs/FORMAT.md, section 1.2).
     compressible: ClassVar[bool] = False
     weight_scale: Optional[np.ndarray] = None  # (O,) float32, with an I8 weight only
+    # True when forward maps each value on its own, so it runs on any shape and memory layout
+    # (the fast path then calls it on channels-last values as they are).
+    elementwise: ClassVar[bool] = False
+    variadic: ClassVar[bool] = False  # True: takes num_inputs or more inputs
 
     def __init__(self, name: str, inputs: list[str]) -> None:
         self.name = name

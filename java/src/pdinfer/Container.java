@@ -42,9 +42,9 @@ public final class Container {
     public static final String FORMAT_PREFIX = "pdinfer";
     public static final String FILE_CHECKSUM = "file_sha256";
     public static final String DATA_CHECKSUM = "data_sha256";
+    private static final int HASH_BLOCK = 1 << 20; // bytes hashed per read in the checksum pass
     /** The tensor types (safetensors dtype) and their element sizes in bytes. */
     public static final Map<String, Integer> ELEMENT_BYTES = Map.of("F32", 4, "F16", 2, "BF16", 2, "I8", 1);
-    private static final int HASH_BLOCK = 1 << 20; // bytes hashed per read in the checksum pass
 
     public final String path;
     public final Map<String, String> metadata;

@@ -173,9 +173,9 @@ public final class Graph {
             inputNames.add((String) i);
         }
         Layer layer = Layers.create((String) type, (String) name, inputNames);
-        if (inputNames.size() != layer.numInputs()) {
-            throw new FormatException(where + ": 'inputs' must list " + layer.numInputs() + " layer name(s), got "
-                    + inputs);
+        if (!(inputNames.size() == layer.numInputs() || layer.variadic() && inputNames.size() > layer.numInputs())) {
+            throw new FormatException(where + ": 'inputs' must list " + layer.numInputs()
+                    + (layer.variadic() ? " or more" : "") + " layer name(s), got " + inputs);
         }
         for (String i : inputNames) {
             if (!shapes.containsKey(i)) {

@@ -38,6 +38,11 @@ public abstract class Layer {
         return 1;
     }
 
+    /** True if the layer takes numInputs() or more inputs. */
+    public boolean variadic() {
+        return false;
+    }
+
     // -- read parameters ---------------------------------------------------------------------
 
     /** Check and keep the parameters; subclasses call this first, then read theirs. */

@@ -34,7 +34,12 @@ public final class Layers {
             Map.entry("AdaptiveMaxPool2d", AdaptiveMaxPool2d::new),
             Map.entry("ChannelMean", ChannelMean::new),
             Map.entry("ChannelMax", ChannelMax::new),
-            Map.entry("ZeroPad2d", ZeroPad2d::new));
+            Map.entry("ZeroPad2d", ZeroPad2d::new),
+            Map.entry("Mul", Mul::new),
+            Map.entry("Concat", Concat::new),
+            Map.entry("Slice", Slice::new),
+            Map.entry("ChannelShuffle", ChannelShuffle::new),
+            Map.entry("Unflatten", Unflatten::new));
 
     private Layers() {
     }

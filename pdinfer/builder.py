@@ -119,7 +119,7 @@ def every_layer_type(seed: int = 0) -> tuple[LayerList, list[str]]:
     """A small model (input 2 x 9 x 11) that uses every registered layer type and every fast-kernel
     variant; returns it and its classes.
 
-    A strided stem with BatchNorm and LeakyReLU writing a border, a depthwise conv with ReLU6, a
+    A strided stem with BatchNorm and LeakyReLU, a depthwise conv with ReLU6, a
     pointwise conv fused with the residual Add, a BatchNorm with nothing to fold into, a grouped
     conv, ceil-mode max pooling, padded average pooling; then zero padding, every smooth and
     clipping activation, PReLU, adaptive pools, a channel split, concat and shuffle, spatial

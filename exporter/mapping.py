@@ -892,8 +892,25 @@ _VIEW_METHODS = {"view", "reshape", "flatten", "chunk", "split", "narrow", "tran
 
 # ---------------------------------------------------------------------------- dispatch
 
+def _stochastic_depth(ctx, node, input, p, mode, training=True):
+    """torchvision.ops.stochastic_depth (EfficientNet, ConvNeXt): the identity at inference."""
+    if training and p > 0:
+        raise Unsupported("stochastic_depth with training=True drops at inference too")
+    return input
+
+
+# Functions of libraries the exporter does not import, by module and name: torch.fx.wrap'ed
+# functions (torchvision's) reach the graph as calls rather than being traced through.
+NAMED_FUNCTIONS: dict[str, Handler] = {
+    "torchvision.ops.stochastic_depth.stochastic_depth": _stochastic_depth,
+}
+
+
 def _function_handler(node: Node) -> Handler | None:
-    return METHODS.get(node.target) if node.op == "call_method" else FUNCTIONS.get(node.target)
+    if node.op == "call_method":
+        return METHODS.get(node.target)
+    name = f"{getattr(node.target, '__module__', '')}.{getattr(node.target, '__name__', '')}"
+    return FUNCTIONS.get(node.target) or NAMED_FUNCTIONS.get(name)
 
 
 def _bind(handler: Handler, ctx: Context | None, node: Node) -> inspect.BoundArguments:

@@ -7,7 +7,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -51,7 +51,6 @@ class Model:
     """A loaded weight file. `model(x)` returns class probabilities (whatever the last layer gives)."""
 
     def __init__(self, graph: Graph) -> None:
-        self.graph = graph  # the checked layers, unfolded: what `trace` runs
         self.path = graph.path
         self.input_shape: tuple[int, ...] = graph.input_shape  # (C, H, W)
         self.classes: list[str] = list(graph.classes)
@@ -60,6 +59,11 @@ class Model:
         self.layer_names = [layer.name for layer in graph.layers]
         self.output_kind = {"Softmax": "probability", "Sigmoid": "score"}.get(graph.layers[-1].type, "logit")
         self._plan = build_plan(graph)
+        # The checked graph, unfolded, is what `trace` runs. A resident model does not keep it
+        # (it would double the model's memory); the first trace reads it again and keeps it.
+        self._identity = _model_identity(graph)
+        self._graph: Optional[Graph] = None
+        self._graph_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"Model({self.path!r}, input_shape={self.input_shape}, "
@@ -103,14 +107,32 @@ class Model:
         """Every layer's output (NCHW, the file's layer names and order) from the reference kernels.
 
         BatchNorm is not folded and nothing is fused: this is the specification the fast path and
-        the Java port are checked against, run on the weights as loaded.
+        the Java port are checked against. The first trace reads the weight file again, which must
+        still hold the model that was loaded, and keeps its unfolded weights for later traces.
         """
         batch, _ = self.check_input(x)
         values: OrderedDict[str, np.ndarray] = OrderedDict([(INPUT, batch)])
-        for layer in self.graph.layers:
+        for layer in self.reference_graph().layers:
             values[layer.name] = layer.forward(*(values[i] for i in layer.inputs))
         del values[INPUT]
         return values
+
+    def reference_graph(self) -> Graph:
+        """The checked, unfolded graph of the loaded file (read again on first use, then kept)."""
+        with self._graph_lock:
+            if self._graph is None:
+                graph = load_graph(self.path)
+                if _model_identity(graph) != self._identity:
+                    raise FormatError(f"{self.path}: the file no longer holds the model that was loaded "
+                                      "(its weights, layers, input shape or classes changed)")
+                self._graph = graph
+            return self._graph
+
+
+def _model_identity(graph: Graph) -> tuple:
+    """What makes two loads of a file the same model: weights, layers, input shape, classes."""
+    layers = tuple((layer.name, layer.type, tuple(layer.inputs), repr(layer.params)) for layer in graph.layers)
+    return graph.data_sha256, layers, graph.input_shape, tuple(graph.classes)
 
 
 def load(path: Union[str, os.PathLike]) -> Model:

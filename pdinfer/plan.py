@@ -253,7 +253,8 @@ def _place_borders(groups: list[Group]) -> list[Group]:
         users = readers.get(output_of(producer), [])
         reader = groups[users[0]] if len(users) == 1 else None
         if isinstance(reader, ConvGroup) and reader.takes_border and reader.inputs[0] == output_of(producer):
-            placed[index] = dataclasses.replace(producer, border=border(reader.conv.padding))
+            # placed[index], not producer: a convolution can read a padded input and write a border
+            placed[index] = dataclasses.replace(placed[index], border=border(reader.conv.padding))
             placed[users[0]] = dataclasses.replace(placed[users[0]], input_padded=True)
     return placed
 

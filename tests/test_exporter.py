@@ -401,3 +401,35 @@ def test_tiny_example(tmp_path, capsys):
     _, layers, _ = read_file(tmp_path / "tiny.pdw")
     assert [layer["type"] for layer in layers] == [
         "Conv2d", "ReLU", "GlobalAvgPool", "Flatten", "Linear", "Softmax"]
+
+
+# torchvision's stochastic_depth, as torchvision defines it (torchvision is not importable beside the
+# dev torch): a function wrapped with torch.fx.wrap, so it reaches the fx graph as a call.
+def stochastic_depth(input, p, mode, training=True):
+    if not training or p == 0.0:
+        return input
+    keep = torch.empty([input.shape[0], 1, 1, 1] if mode == "row" else [1] * input.ndim).bernoulli_(1 - p)
+    return input * keep / (1 - p)
+
+
+stochastic_depth.__module__ = "torchvision.ops.stochastic_depth"
+torch.fx.wrap("stochastic_depth")
+
+
+class _ResidualWithStochasticDepth(nn.Module):
+    def __init__(self, training_flag: bool | None = None) -> None:
+        super().__init__()
+        self.conv, self.training_flag = nn.Conv2d(3, 3, 3, padding=1), training_flag
+
+    def forward(self, x):
+        training = self.training if self.training_flag is None else self.training_flag
+        return x + stochastic_depth(self.conv(x), 0.2, "row", training)
+
+
+def test_torchvision_stochastic_depth_is_the_identity_at_inference():
+    check_against_torch(_ResidualWithStochasticDepth(), (3, 7, 9))
+
+
+def test_stochastic_depth_in_training_mode_is_refused():
+    with pytest.raises(UnsupportedModelError, match="stochastic_depth with training=True"):
+        to_layers(_ResidualWithStochasticDepth(training_flag=True), (3, 7, 9))

@@ -439,3 +439,19 @@ def test_more_threads_than_usable_cores_are_capped_with_a_warning(monkeypatch, r
     with pytest.warns(RuntimeWarning, match="only 3 cores"):
         pdinfer.set_num_threads(4)
     assert pdinfer.get_num_threads() == 3
+
+
+# -- Model.trace: the reference graph ---------------------------------------------------------
+
+def test_trace_reads_the_file_once_and_refuses_a_different_model(tmp_path):
+    path = write_small_model(tmp_path / "model.pdw")
+    model = pdinfer.load(path)
+    x = sample_images(2)
+    first = model.trace(x)
+    path.unlink()  # a resident model keeps only its fast weights; the first trace kept the rest
+    assert all(np.array_equal(a, b) for a, b in zip(first.values(), model.trace(x).values()))
+
+    other = pdinfer.load(write_small_model(tmp_path / "other.pdw"))
+    write_small_model(tmp_path / "other.pdw", tensors=small_tensors(seed=5))  # replaced after loading
+    with pytest.raises(FormatError, match="no longer holds the model that was loaded"):
+        other.trace(x)

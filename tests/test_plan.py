@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import pdinfer
-from pdinfer.builder import every_layer_type
+from pdinfer.builder import LayerList, conv2d_params, every_layer_type
 from pdinfer.graph import load_graph
 from pdinfer.layers import LAYER_TYPES
 from pdinfer.plan import build_plan, describe, fuse
@@ -124,3 +124,20 @@ def test_the_every_layer_type_model_has_every_type_and_its_fast_path_matches_the
     x = np.random.default_rng(3).standard_normal((5, *model.input_shape)).astype(np.float32)
     trace = model.trace(x)
     assert np.allclose(model(x), next(reversed(trace.values())), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("groups", [1, 6])
+def test_a_chain_of_padded_convolutions_reads_and_writes_borders(tmp_path, groups):
+    """The middle convolutions read their padding from the one before and write the next one's
+    (Inception's 3x3 -> 3x3, a depthwise stack): both at once, with uneven paddings."""
+    layers = LayerList((6, 9, 8), seed=1)
+    for i, padding in enumerate([(1, 1, 1, 1), (2, 1, 0, 1), (1, 2, 1, 0), (1, 1, 1, 1)]):
+        layers.add("Conv2d", name=f"conv{i}", **conv2d_params(6, 6, 3, padding=padding, groups=groups))
+        layers.add("ReLU", name=f"relu{i}")
+    path = layers.write(tmp_path / "chain.pdw")
+    lines = [describe(group) for group in fuse(load_graph(path))]
+    assert [("border" in line, "input_padded" in line) for line in lines] == \
+        [(True, False), (True, True), (True, True), (False, True)], "\n".join(lines)
+    model = pdinfer.load(path)
+    x = np.random.default_rng(0).standard_normal((3, *model.input_shape)).astype(np.float32)
+    assert np.allclose(model(x), next(reversed(model.trace(x).values())), rtol=0, atol=1e-5)

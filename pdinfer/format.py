@@ -82,7 +82,7 @@ class _Layout(NamedTuple):
 
 
 # (file offset, length) -> exactly that many bytes of the file, or FormatError.
-ReadAt = Callable[[int, int], "bytes | memoryview"]
+_ReadAt = Callable[[int, int], "bytes | memoryview"]
 HASH_BLOCK = 1 << 20  # bytes hashed per read in the checksum pass
 
 
@@ -151,7 +151,7 @@ def _tensor_entry(name: str, entry: Any, data_size: int, where: str) -> _Span:
     if not isinstance(entry["dtype"], str) or entry["dtype"] not in DTYPES:
         raise FormatError(f"{where}: tensor {name!r} has dtype {entry['dtype']!r}; supported: "
                           f"{', '.join(map(repr, DTYPES))}")
-    dtype = DTYPES[entry["dtype"]]
+    dtype = DTYPES[entry["dtype"]]  # a str key: checked above
     shape, offsets = entry["shape"], entry["data_offsets"]
     if (not isinstance(shape, list) or not 1 <= len(shape) <= MAX_TENSOR_RANK
             or not all(is_int(d) and d >= 1 for d in shape)):
@@ -199,7 +199,7 @@ def _file_digest(prefix: bytes, header: bytes, declared: str, where: str) -> "ha
     return digest
 
 
-def _parse_container(read_at: ReadAt, file_size: int, where: str, *, verify_checksum: bool,
+def _parse_container(read_at: _ReadAt, file_size: int, where: str, *, verify_checksum: bool,
                      kind: str) -> _Layout:
     """Check a container of `file_size` bytes read through `read_at`: its header, its tensor
     entries, and (with `verify_checksum`) its declared file_sha256 and data_sha256, hashing the
@@ -275,6 +275,33 @@ def _parse_container(read_at: ReadAt, file_size: int, where: str, *, verify_chec
     return _Layout(metadata, data_begin, spans, digest, declared_file is not None)
 
 
+def _pread(fd: int, offset: int, length: int, where: str) -> bytes:
+    """Exactly `length` bytes at `offset`, or FormatError if the file has become shorter."""
+    block = os.pread(fd, length, offset)
+    if len(block) != length:
+        raise FormatError(f"{where}: file changed while being read (no byte {offset + len(block)} any more)")
+    return block
+
+
+class _WholeFile:
+    """read_container's byte source: the 8-byte length prefix read on its own, then, once the
+    parser has checked the header length against the limits, the whole file in memory (the
+    tensors are views of it)."""
+
+    def __init__(self, file: Any, file_size: int, where: str) -> None:
+        self._file, self._size, self._where = file, file_size, where
+        self.raw: memoryview | None = None
+
+    def __call__(self, offset: int, length: int) -> bytes | memoryview:
+        if self.raw is None:
+            if offset + length <= 8:
+                return _pread(self._file.fileno(), offset, length, self._where)
+            self.raw = memoryview(self._file.read(self._size + 1))  # one byte more shows a file that grew
+            if len(self.raw) != self._size:
+                raise FormatError(f"{self._where}: file changed size while being read")
+        return self.raw[offset:offset + length]
+
+
 def read_container(path: str | os.PathLike, *, verify_checksum: bool = True,
                    kind: str = "pdinfer weight file") -> Container:
     """Read and check a container file; tensors are read-only views of one in-memory copy.
@@ -286,29 +313,17 @@ def read_container(path: str | os.PathLike, *, verify_checksum: bool = True,
     try:
         with open(path, "rb") as f:
             file_size = os.fstat(f.fileno()).st_size
-            raw = f.read(file_size + 1)  # one byte more shows a file that grew
+            source = _WholeFile(f, file_size, where)
+            layout = _parse_container(source, file_size, where, verify_checksum=verify_checksum, kind=kind)
     except OSError as e:
         raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
-    if len(raw) != file_size:
-        raise FormatError(f"{where}: file changed size while being read")
-    view = memoryview(raw)
-    layout = _parse_container(lambda offset, length: view[offset:offset + length], file_size, where,
-                              verify_checksum=verify_checksum, kind=kind)
-    tensors = {name: _array(raw, layout.data_begin + span.begin, span) for name, span in layout.spans.items()}
+    tensors = {name: _array(source.raw, layout.data_begin + span.begin, span) for name, span in layout.spans.items()}
     return Container(where, layout.metadata, tensors, layout.data_sha256, layout.header_verified)
 
 
 def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
     """What must not change between checking a file and reading from it: device, inode, size, mtime."""
     return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
-
-
-def _pread(fd: int, offset: int, length: int, where: str) -> bytes:
-    """Exactly `length` bytes at `offset`, or FormatError if the file has become shorter."""
-    block = os.pread(fd, length, offset)
-    if len(block) != length:
-        raise FormatError(f"{where}: file changed while being read (no byte {offset + len(block)} any more)")
-    return block
 
 
 class _FileTensors(Mapping[str, np.ndarray]):
@@ -341,11 +356,11 @@ class _FileTensors(Mapping[str, np.ndarray]):
         return len(self._layout.spans)
 
 
-def open_container(path: str | os.PathLike, *, kind: str) -> Container:
+def open_container(path: str | os.PathLike, *, kind: str, dtypes: Sequence[str] = tuple(DTYPES)) -> Container:
     """Check a container file of any size in bounded memory, checksums always verified, in one
     streaming pass; its tensors are read from the file one at a time when looked up (no memory
     map: a file truncated while mapped would kill the process). A file changed after the check
-    is a FormatError when a tensor is read."""
+    is a FormatError when a tensor is read. `dtypes`: the tensor types a `kind` file may hold."""
     where = str(path)
     try:
         with open(path, "rb") as f:
@@ -357,6 +372,11 @@ def open_container(path: str | os.PathLike, *, kind: str) -> Container:
         raise FormatError(f"{where}: cannot read file: {e.strerror or e}") from None
     if changed:
         raise FormatError(f"{where}: file changed while it was being checked")
+    stored_as = {dtype: name for name, dtype in DTYPES.items()}
+    for name, span in layout.spans.items():
+        if stored_as[span.dtype] not in dtypes:
+            raise FormatError(f"{where}: tensor {name!r} is {stored_as[span.dtype]}; a {kind} holds only "
+                              f"{', '.join(dtypes)}")
     return Container(where, layout.metadata, _FileTensors(where, _identity(before), layout),
                      layout.data_sha256, layout.header_verified)
 
@@ -369,6 +389,7 @@ LayoutEntry = Union[tuple[str, tuple[int, ...]], tuple[str, tuple[int, ...], str
 
 
 def _typed(layout: Sequence[LayoutEntry]) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, shape of ints, dtype) for each entry."""
     return [(entry[0], tuple(int(d) for d in entry[1]), entry[2] if len(entry) > 2 else "F32") for entry in layout]
 
 

@@ -264,7 +264,7 @@ def _check_manifest(manifest: Any, where: str) -> dict[str, Any]:
 def read_golden(path: str | os.PathLike) -> Golden:
     """Read and check a golden bundle: every input has each listed layer's reference output (and
     torch's, or none). The whole file is checksummed here; its tensors are read when used."""
-    container = open_container(path, kind="pdinfer golden bundle")
+    container = open_container(path, kind="pdinfer golden bundle", dtypes=("F32",))
     where = container.path
     check_metadata(container, GOLDEN_FORMAT, GOLDEN_VERSION, ("manifest", FILE_CHECKSUM))
     manifest = _check_manifest(parse_json(container.metadata["manifest"], "metadata 'manifest'", where), where)

@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,23 @@ def test_writer_refuses_a_layout_the_reader_would_reject(tmp_path, layout):
     with pytest.raises(pdinfer.FormatError):
         ContainerWriter(tmp_path / "out.pdw", {"format": "pdinfer-test"}, layout)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_large_alien_file_is_refused_from_its_first_8_bytes(tmp_path):
+    """FORMAT.md section 4: the length is checked before anything else is read (a 256 MiB file
+    that starts like a PNG is not read into memory)."""
+    path = tmp_path / "image.png"
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.truncate(256 << 20)  # sparse
+    tracemalloc.start()
+    try:
+        with pytest.raises(pdinfer.FormatError, match="not a pdinfer weight file .*exceeds"):
+            read_container(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
 
 
 def test_writer_refuses_a_header_over_the_limit_up_front(tmp_path, monkeypatch):

@@ -400,6 +400,18 @@ def test_java_checks_the_torch_tolerance(java_classes, model_file, golden_file, 
     assert result.returncode == 1 and "FAIL" in row(result.stdout, "conv")
 
 
+def test_a_bundle_tensor_other_than_f32_is_refused(java_classes, model_file, golden_file, tmp_path):
+    """Bundles hold float32 outputs only: both readers refuse a compressed tensor in one."""
+    container = read_container(golden_file)
+    path = tmp_path / "f16.golden.pdw"
+    write_container(path, container.metadata, [(n, a.astype(np.float16) if n == "reference.0.conv" else a)
+                                               for n, a in container.tensors.items()])
+    with pytest.raises(FormatError, match="'reference.0.conv' is F16; a pdinfer golden bundle holds only F32"):
+        read_golden(path)
+    result = java(java_classes, "GoldenRunner", model_file, path)
+    assert result.returncode == 2 and "'reference.0.conv' is F16; a golden bundle holds only F32" in result.stderr
+
+
 def test_java_refuses_a_bundle_of_other_weights(java_classes, golden_file, tmp_path):
     other = all_layer_types_model(tmp_path / "other.pdw", seed=1)
     result = java(java_classes, "GoldenRunner", other, golden_file)

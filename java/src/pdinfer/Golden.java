@@ -10,8 +10,9 @@ import java.util.Set;
 /**
  * A golden bundle (docs/GOLDEN.md): per input i, `input.i`, `reference.i.<layer>` and optionally
  * `torch.i.<layer>` for the manifest's layers (every layer of the weights, or a subset), with a
- * JSON manifest. The same checks as pdinfer.golden.read_golden. The file is memory-mapped and
- * each tensor is copied out only when asked for, so a bundle is checked one input at a time.
+ * JSON manifest. The same checks as pdinfer.golden.read_golden. The whole file is checksummed in
+ * a streaming pass and each tensor is read from the file only when asked for (Container), so a
+ * bundle of any size is checked one input at a time.
  */
 public final class Golden {
     public static final String FORMAT_NAME = "pdinfer-golden";
@@ -138,6 +139,12 @@ public final class Golden {
             throw new FormatException(where + ": tensors do not match the manifest; missing " + missing.size()
                     + " (e.g. " + missing.stream().sorted().limit(3).toList() + "), unexpected " + extra.size()
                     + " (e.g. " + extra.stream().sorted().limit(3).toList() + ")");
+        }
+        for (String name : container.names()) {
+            if (!container.dtype(name).equals("F32")) {
+                throw new FormatException(where + ": tensor '" + name + "' is " + container.dtype(name)
+                        + "; a golden bundle holds only F32");
+            }
         }
         return new Golden(container, manifest, List.copyOf(kinds), List.copyOf(layers), (Boolean) manifest.get("subset"),
                 hasTorch, atolFactor);

@@ -117,16 +117,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[6])
-    arrays = [a for layer in graph.layers for a in vars(layer).values() if isinstance(a, np.ndarray)]
-    n_params = sum(int(np.prod(a.shape)) for a in arrays)
-    stored_bytes, packed = sum(a.nbytes for a in arrays), packed_bytes(Model(graph)._plan)
+    n_params = sum(int(np.prod(a.shape)) for layer in graph.layers
+                   for a in vars(layer).values() if isinstance(a, np.ndarray))
+    packed = packed_bytes(Model(graph)._plan)
     version = read_container(args.weights, verify_checksum=False).metadata["format_version"]
     print(f"\nfile:       {graph.path} ({Path(graph.path).stat().st_size:,} bytes, format version {version})")
     print("checksum:   " + ("the whole file (header and data) verified" if graph.header_verified else
                             "data section only (version 1): the header (layers, classes) is not protected; "
                             "rewrite the file as version 2 (docs/FORMAT.md, section 6)"))
-    print(f"resident:   {stored_bytes + packed:,} bytes of weights: {stored_bytes:,} as stored "
-          f"+ {packed:,} packed for the fast kernels")
+    print(f"resident:   {packed:,} bytes of weights, packed for the fast kernels as stored "
+          f"(what a loaded model keeps; `trace` reads the file's tensors again)")
     print(f"input:      {'x'.join(map(str, graph.input_shape))} (C x H x W)")
     print(f"layers:     {len(graph.layers)}, parameters: {n_params:,}, MACs per image: {total_macs:,}")
     print(f"classes:    {', '.join(graph.classes)}")

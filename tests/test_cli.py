@@ -188,7 +188,7 @@ def test_info_lists_layers_shapes_and_macs(capsys):
     out = capsys.readouterr().out
     assert "conv.0" in out and "32x60x120" in out and "MACs per image: 99,7" in out
     assert "corona, floating, particle, void, surface, noise" in out
-    assert "resident:" in out and "bytes of weights" in out
+    assert "resident:" in out and "bytes of weights, packed" in out
     assert "format version 2)" in out and "checksum:   the whole file (header and data) verified" in out
 
 

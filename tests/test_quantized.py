@@ -307,6 +307,26 @@ def test_java_is_bit_exact_on_compressed_files(java_classes, tmp_path, storage):
     assert f"PASS: {len(load_graph(weights).layers)} layers bit-exact" in result.stdout, result.stdout
 
 
+@pytest.mark.parametrize("storage", STORAGES)
+def test_exporter_to_pdinfer_to_java_round_trip(java_classes, tmp_path, storage):
+    """A torch model with a dense Conv2d + BatchNorm2d, a depthwise, a grouped and a pointwise
+    convolution and a Linear, exported by exporter.export with `storage`: the Java kit matches
+    pdinfer's reference bit for bit on every layer."""
+    torch.manual_seed(8)
+    module = nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.Conv2d(6, 6, 3, stride=2, padding=1, groups=6), nn.ReLU6(),
+        nn.Conv2d(6, 9, (1, 3), groups=3), nn.LeakyReLU(0.1),
+        nn.Conv2d(9, 12, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 4), nn.Softmax(dim=1))
+    exporter.randomize_batchnorm(module, 8)
+    weights = tmp_path / f"round_{storage}.pdw"
+    exporter.export(module, weights, input_shape=(2, 10, 13), weights=storage)
+    assert cli_main(["golden", str(weights), "--out", str(tmp_path)]) == 0
+    result = java(java_classes, "GoldenRunner", weights, tmp_path / f"round_{storage}.golden.pdw")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"PASS: {len(load_graph(weights).layers)} layers bit-exact" in result.stdout, result.stdout
+
+
 # ----------------------------------------------------------------------------- files and tools
 
 @pytest.mark.parametrize("storage", STORAGES)

@@ -11,7 +11,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .errors import ConfigError, FormatError, InputError, PdinferError
+from .errors import ConfigError, FormatError, InputError
 from .graph import INPUT, Graph, load_graph
 from .image import image_files, read_image
 from .plan import build_plan, run_plan

@@ -34,7 +34,7 @@ from .kernels import fast, reference
 from .kernels.params import (ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_RELU6, NO_BORDER, POINTWISE, Border,
                              activation, border, unpadded)
 from .layers import Layer
-from .layers.activations import LeakyReLU, ReLU, ReLU6, Sigmoid
+from .layers.activations import LeakyReLU, ReLU, ReLU6
 from .layers.batchnorm2d import BatchNorm2d
 from .layers.channels import ChannelShuffle, Concat, Slice
 from .layers.conv2d import Conv2d

@@ -989,8 +989,8 @@ BAD_COMPRESSED = {
 
 def bad_compressed_files(directory: Path) -> dict[str, tuple[Path, str]]:
     files = {}
-    for name, (storage, edit, match) in BAD_COMPRESSED.items():
-        layers, tensors = compressed_small_model(storage)
+    for name, (kind, edit, match) in BAD_COMPRESSED.items():
+        layers, tensors = compressed_small_model(kind)
         edit(layers, tensors)
         files[name] = (write_compressed(directory / f"bad-{name.replace(' ', '_')}.pdw", layers, tensors), match)
     return files

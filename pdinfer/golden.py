@@ -27,7 +27,7 @@ from . import __version__
 from .errors import FormatError, InputError
 from .format import (FILE_CHECKSUM, MAX_HEADER_BYTES, Container, ContainerWriter, check_metadata, header_size,
                      open_container, parse_json)
-from .graph import INPUT, load_graph
+from .graph import INPUT
 from .layers import Shape
 from .model import load
 
@@ -186,7 +186,7 @@ def write_golden(weights: str | os.PathLike, out_dir: str | os.PathLike, *, coun
     """
     kinds = input_kinds(count)
     model = load(weights)
-    shapes = load_graph(weights).shapes
+    shapes = model.reference_graph().shapes  # the graph trace runs: the file is read again once, not twice
     chosen = _select_layers(model.layer_names, layers, str(weights))
     has_torch = torch_tracer is not None
     manifest = {

@@ -45,6 +45,7 @@ from .layers.structural import Add, Dropout, Flatten, Mul
 
 ACTIVATIONS = (ReLU, ReLU6, LeakyReLU)  # the activations fast kernels fuse
 PASS_BYTES = 1 << 20  # the largest value of one pass stays about this small, so passes run in the L2 cache
+MAX_CHUNK = 8  # images a batch runs through the plan at a time: bounds the values carried between segments (8: fastest of 1-64 on both seed models)
 
 
 # ---------------------------------------------------------------------------- groups (pass 1)
@@ -608,10 +609,24 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """Steps [start, end) of a plan, run on `images` images of the batch at a time: a pass of the
+    largest value among them stays about PASS_BYTES. `reads` are the values made before the segment
+    that its steps read; `carried` those it makes that are read after it (joined over its passes)."""
+
+    start: int
+    end: int
+    images: int
+    reads: tuple[str, ...]
+    carried: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Plan:
     steps: tuple[Step, ...]
+    segments: tuple[Segment, ...]
     output: str  # the value holding the graph's output
-    images_per_pass: int  # a batch runs through the steps this many images at a time
+    chunk: int  # a batch runs through the segments this many images at a time
 
 
 def build_plan(graph: Graph) -> Plan:
@@ -624,8 +639,33 @@ def build_plan(graph: Graph) -> Plan:
                        tuple(n for n in dict.fromkeys(group.inputs)  # x + x reads one value twice
                              if last_use[n] == i and n != output))
                   for i, group in enumerate(groups))
-    largest = max(4 * int(np.prod(shape)) for shape in graph.shapes.values())  # bytes, one image
-    return Plan(steps, output, max(1, PASS_BYTES // largest))
+    segments = _segments(steps, graph, output)
+    return Plan(steps, segments, output, max((s.images for s in segments), default=MAX_CHUNK))
+
+
+def _segments(steps: tuple[Step, ...], graph: Graph, output: str) -> tuple[Segment, ...]:
+    """Cut the steps where the images a pass can hold change at least twofold: the wide early
+    layers of a CNN run an image or two at a time, its narrow late layers (and the classifier,
+    whose weights are read once per pass) many images at once."""
+    def images(step: Step) -> int:  # per pass, so that the step's largest value is about PASS_BYTES
+        largest = max(4 * int(np.prod(graph.shapes[name])) for name in (*step.inputs, step.output))
+        return min(MAX_CHUNK, max(1, PASS_BYTES // largest))
+
+    if not steps:
+        return ()
+    fits = [images(step) for step in steps]
+    cuts = [0]
+    for i in range(1, len(steps)):
+        if not fits[cuts[-1]] / 2 < fits[i] < 2 * fits[cuts[-1]]:
+            cuts.append(i)
+    cuts.append(len(steps))
+    segments = []
+    for start, end in zip(cuts, cuts[1:]):
+        made = {steps[i].output for i in range(start, end)}
+        later = {name for step in steps[end:] for name in step.inputs} | {output}
+        reads = dict.fromkeys(name for step in steps[start:end] for name in step.inputs if name not in made)
+        segments.append(Segment(start, end, min(fits[start:end]), tuple(reads), tuple(sorted(made & later))))
+    return tuple(segments)
 
 
 def packed_bytes(plan: Plan) -> int:
@@ -640,20 +680,37 @@ def packed_bytes(plan: Plan) -> int:
     return total
 
 
-def _run_pass(plan: Plan, x: np.ndarray) -> np.ndarray:
+def run_plan(plan: Plan, x: np.ndarray) -> np.ndarray:
+    """Run the plan on a checked NCHW float32 batch; returns the output in PyTorch's layout."""
+    if len(x) <= plan.chunk:
+        return _run_chunk(plan, x)
+    return np.concatenate([_run_chunk(plan, x[i:i + plan.chunk]) for i in range(0, len(x), plan.chunk)])
+
+
+def _run_chunk(plan: Plan, x: np.ndarray) -> np.ndarray:
+    """Run at most plan.chunk images through the segments, each a few images a pass."""
     values = {INPUT: np.ascontiguousarray(x.transpose(0, 2, 3, 1))}
-    for step in plan.steps:
-        values[step.output] = step.kernel(*(values[i] for i in step.inputs))
-        for name in step.release:
-            del values[name]
+    for segment in plan.segments:
+        steps = plan.steps[segment.start:segment.end]
+        if len(x) <= segment.images:
+            made = _run_steps(steps, {name: values[name] for name in segment.reads}, segment.carried)
+        else:
+            passes = [_run_steps(steps, {name: values[name][i:i + segment.images] for name in segment.reads},
+                                 segment.carried) for i in range(0, len(x), segment.images)]
+            made = {name: np.concatenate([p[name] for p in passes]) for name in segment.carried}
+        for step in steps:
+            for name in step.release:
+                values.pop(name, None)
+        values.update(made)
     out = values[plan.output]
     out = np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if out.ndim == 4 else out
     return out.copy() if np.may_share_memory(out, x) else out  # a graph of only Flatten/Dropout
 
 
-def run_plan(plan: Plan, x: np.ndarray) -> np.ndarray:
-    """Run the plan on a checked NCHW float32 batch; returns the output in PyTorch's layout."""
-    step = plan.images_per_pass
-    if len(x) <= step:
-        return _run_pass(plan, x)
-    return np.concatenate([_run_pass(plan, x[i:i + step]) for i in range(0, len(x), step)])
+def _run_steps(steps: tuple[Step, ...], values: dict[str, Values], keep: tuple[str, ...]) -> dict[str, Values]:
+    """Run steps on `values` (the values they read, consumed); returns the values named in `keep`."""
+    for step in steps:
+        values[step.output] = step.kernel(*(values[i] for i in step.inputs))
+        for name in step.release:
+            values.pop(name, None)
+    return {name: values[name] for name in keep}

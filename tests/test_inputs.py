@@ -161,7 +161,7 @@ def test_outputs_are_fresh_arrays(model, expected):
 
 @pytest.mark.parametrize("passes, extra", [(1, -1), (1, 0), (1, 1), (3, 5)])
 def test_large_batches_run_in_passes_and_are_correct(model, passes, extra):
-    count = passes * model._plan.images_per_pass + extra  # a batch runs a few images a pass
+    count = passes * model._plan.chunk + extra  # a batch runs in chunks, each segment a few images a pass
     x = sample_images(count, seed=count)
     out = model(x)
     assert out.shape == (count, 3) and out.dtype == np.float32

@@ -1,7 +1,7 @@
 """Fast kernels: channels-last (NHWC) layout, BatchNorm folded, activation fused.
 
 Convolutions and Linear run as one register-tiled matrix product (`conv2d`): a tile of
-TILE_PIXELS output pixels by 32 output channels is accumulated in SIMD registers over the kernel
+CONV_TILE_PIXELS output pixels by 32 output channels is accumulated in SIMD registers over the kernel
 taps and input channels, with fused multiply-adds, then bias, activation and an optional residual
 are applied on the way out. Depthwise convolution and max pooling use tiles of TILE_PIXELS pixels
 by 16 channels. Results differ from the reference kernels only by rounding (FMA, summation
@@ -24,7 +24,9 @@ from .params import ACT_LEAKY, ACT_RELU, ACT_RELU6, Activation, Border, Window
 from .simd import vadd, vbroadcast, vfma, vload, vload_part, vmul, vselect_gt, vsplat, vstore_part
 
 CHANNEL_ALIGN = 32  # packed output channels are padded to a multiple of this
-TILE_PIXELS = 6  # output pixels per tile (the kernels spell out the tile's six accumulators)
+CONV_TILE_PIXELS = 12  # output pixels per conv2d tile (it spells out the tile's twelve accumulators)
+TILE_PIXELS = 6  # output pixels per depthwise and pooling tile (six accumulators)
+FEW_PIXELS = 4  # conv2d on fewer output pixels computes them one by one, with no tile
 WEIGHT_CACHE_BYTES = 256 * 1024  # conv2d keeps about this much of the packed weight hot at a time
 
 
@@ -54,33 +56,20 @@ def activate(v, activation):
 
 
 @jit
-def _activation_params(activation, width):
-    """Four vectors that make `_activate_vector` apply a params.Activation without branching."""
-    act, slope = activation
-    if act == ACT_LEAKY:
-        negative_scale, zero_negatives, keep_zero_and_nan, upper = slope, 0, 0, np.inf
-    elif act == ACT_RELU:
-        negative_scale, zero_negatives, keep_zero_and_nan, upper = 1, 1, 0, np.inf
-    elif act == ACT_RELU6:
-        negative_scale, zero_negatives, keep_zero_and_nan, upper = 1, 1, 1, 6
-    else:
-        negative_scale, zero_negatives, keep_zero_and_nan, upper = 1, 0, 1, np.inf
-    return (vsplat(negative_scale, width), vsplat(zero_negatives, width), vsplat(keep_zero_and_nan, width),
-            vsplat(upper, width))
-
-
-@jit
-def _activate_vector(v, params):
-    """Each lane as the reference activates it, with the same comparisons (NaN and -0.0 included):
-    v if v > 0; if v < 0, 0 (ReLU, ReLU6) or v * slope (LeakyReLU; slope 1 for none); otherwise
-    (v is +-0 or NaN) v itself for ReLU6 and none, the v < 0 value for the others; then a value
-    above the upper bound (6 for ReLU6) becomes the bound."""
-    negative_scale, zero_negatives, keep_zero_and_nan, upper = params
+def _activate_vector(v, activation):
+    """Each lane as the reference activates it (params.Activation), with the same comparisons,
+    NaN and -0.0 included: ReLU v if v > 0 else 0; ReLU6 0 if v < 0, 6 if v > 6, else v;
+    LeakyReLU v if v > 0 else v * slope. The branch is the same for a whole kernel call."""
+    code, slope = activation
     zero = vsplat(0, v)
-    negative = vselect_gt(zero_negatives, zero, zero, vmul(v, negative_scale))
-    zero_or_nan = vselect_gt(keep_zero_and_nan, zero, v, negative)
-    lower = vselect_gt(v, zero, v, vselect_gt(zero, v, negative, zero_or_nan))
-    return vselect_gt(v, upper, upper, lower)
+    if code == ACT_LEAKY:
+        return vselect_gt(v, zero, v, vmul(v, vsplat(slope, v)))
+    if code == ACT_RELU:
+        return vselect_gt(v, zero, v, zero)
+    if code == ACT_RELU6:
+        six = vsplat(6, v)
+        return vselect_gt(zero, v, zero, vselect_gt(v, six, six, v))
+    return v
 
 
 @jit
@@ -175,6 +164,15 @@ def _tile(start, last):
 
 
 @jit
+def _wide_tile(start, last):
+    """As _tile, for CONV_TILE_PIXELS pixels."""
+    q0 = min(start, max(last + 1 - CONV_TILE_PIXELS, 0))
+    return (q0, min(q0 + 1, last), min(q0 + 2, last), min(q0 + 3, last), min(q0 + 4, last), min(q0 + 5, last),
+            min(q0 + 6, last), min(q0 + 7, last), min(q0 + 8, last), min(q0 + 9, last), min(q0 + 10, last),
+            min(q0 + 11, last))
+
+
+@jit
 def conv2d(x, weight, bias, residual, activation, window, out_h, out_w, out_c, border):
     """Conv2d (one group) + bias + activation (+ residual): a matrix product over (tap, channel).
 
@@ -195,21 +193,37 @@ def conv2d(x, weight, bias, residual, activation, window, out_h, out_w, out_c, b
     out = _bordered_empty(x.shape[0], out_h, out_w, out_c, border, 0.0)
     windows, pixels = _pixel_offsets(x, out, window, border)
     flat_x, flat_out, flat_residual = x.reshape(-1), out.reshape(-1), residual.reshape(-1)
-    activation = _activation_params(activation, 32)
     has_residual = flat_residual.size > 0
     # Output channel blocks are taken in groups whose weight columns fit in the L2 cache; within
     # a group, each tile of pixels is read once for all its blocks.
     group = max(1, WEIGHT_CACHE_BYTES // (weight.shape[0] * 32 * 4)) * 32
     row = weight.shape[1]
     last = pixels.size - 1
+    if pixels.size < FEW_PIXELS:  # e.g. a Linear on one image: a tile would repeat its pixel
+        for q in range(pixels.size):
+            for block in range(0, out_c, 32):
+                a = vload(bias, block, 32)
+                k = block
+                for tap in taps:
+                    for ci in range(windows[q] + tap, windows[q] + tap + in_c):
+                        w = vload(weight, k, a)
+                        a = vfma(vbroadcast(flat_x, ci, w), w, a)
+                        k += row
+                o, count = pixels[q] + block, min(32, out_c - block)
+                value = _activate_vector(a, activation)
+                if has_residual:
+                    value = vadd(value, vload_part(flat_residual, o, a, count))
+                vstore_part(flat_out, o, value, count)
+        return out
     for group_start in range(0, out_c, group):
-        for start in range(0, pixels.size, TILE_PIXELS):
-            # A tile: six output pixels by 32 channels, summed in six 32-lane vectors (a0..a5, two
-            # AVX-512 registers each) over every (tap, input channel).
-            q0, q1, q2, q3, q4, q5 = _tile(start, last)
+        for start in range(0, pixels.size, CONV_TILE_PIXELS):
+            # A tile: twelve output pixels by 32 channels, summed in twelve 32-lane vectors (a0..a11,
+            # two AVX-512 registers each) over every (tap, input channel).
+            q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11 = _wide_tile(start, last)
             x0, x1, x2, x3, x4, x5 = windows[q0], windows[q1], windows[q2], windows[q3], windows[q4], windows[q5]
+            x6, x7, x8, x9, x10, x11 = windows[q6], windows[q7], windows[q8], windows[q9], windows[q10], windows[q11]
             for block in range(group_start, min(group_start + group, out_c), 32):
-                a0 = a1 = a2 = a3 = a4 = a5 = vload(bias, block, 32)
+                a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = vload(bias, block, 32)
                 k = block
                 for tap in taps:
                     for ci in range(tap, tap + in_c):
@@ -220,13 +234,24 @@ def conv2d(x, weight, bias, residual, activation, window, out_h, out_w, out_c, b
                         a3 = vfma(vbroadcast(flat_x, x3 + ci, w), w, a3)
                         a4 = vfma(vbroadcast(flat_x, x4 + ci, w), w, a4)
                         a5 = vfma(vbroadcast(flat_x, x5 + ci, w), w, a5)
+                        a6 = vfma(vbroadcast(flat_x, x6 + ci, w), w, a6)
+                        a7 = vfma(vbroadcast(flat_x, x7 + ci, w), w, a7)
+                        a8 = vfma(vbroadcast(flat_x, x8 + ci, w), w, a8)
+                        a9 = vfma(vbroadcast(flat_x, x9 + ci, w), w, a9)
+                        a10 = vfma(vbroadcast(flat_x, x10 + ci, w), w, a10)
+                        a11 = vfma(vbroadcast(flat_x, x11 + ci, w), w, a11)
                         k += row
                 count = min(32, out_c - block)
-                residual_count = count if has_residual else 0
-                for acc, q in ((a0, q0), (a1, q1), (a2, q2), (a3, q3), (a4, q4), (a5, q5)):
-                    o = pixels[q] + block
-                    value = vadd(_activate_vector(acc, activation), vload_part(flat_residual, o, acc, residual_count))
-                    vstore_part(flat_out, o, value, count)
+                tile = ((a0, q0), (a1, q1), (a2, q2), (a3, q3), (a4, q4), (a5, q5), (a6, q6), (a7, q7),
+                        (a8, q8), (a9, q9), (a10, q10), (a11, q11))
+                if has_residual:
+                    for acc, q in tile:
+                        o = pixels[q] + block
+                        value = vadd(_activate_vector(acc, activation), vload_part(flat_residual, o, acc, count))
+                        vstore_part(flat_out, o, value, count)
+                else:
+                    for acc, q in tile:
+                        vstore_part(flat_out, pixels[q] + block, _activate_vector(acc, activation), count)
     return out
 
 
@@ -288,7 +313,6 @@ def depthwise_conv2d(x, weight, bias, activation, window, out_h, out_w, border):
     out = _bordered_empty(x.shape[0], out_h, out_w, channels, border, 0.0)
     windows, pixels = _pixel_offsets(x, out, window, border)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-    activation = _activation_params(activation, 16)
     row = weight.shape[1]
     last = pixels.size - 1
     for start in range(0, pixels.size, TILE_PIXELS):

@@ -1,11 +1,13 @@
 """Benchmark pdinfer against torch (eager and torch.jit frozen) and ONNX Runtime, in one process.
 
-    python -m benchmarks [--quick] [--models pd_light pd_model] [--engines ...] [--only ...] [--profile]
+    python -m benchmarks [--quick] [--models pd_light pd_model] [--engines ...] [--only ...] [--profile] [--spinning]
     python benchmarks/bench.py ...          (the same)
 
 Timed runs are interleaved: each round runs every engine in turn (a block of calls each), and the
 engine that goes first rotates from round to round, so slow drifts of a shared machine hit all
-engines alike.
+engines alike. As the engines share the process, their spin-waiting threads are off (torch's
+OpenMP: OMP_WAIT_POLICY=PASSIVE, ONNX Runtime: allow_spinning=0) unless --spinning is given.
+The machine's float32 FMA peak is measured once per run (benchmarks/peak.py).
 Cold start, memory and peak memory are measured in fresh child processes (benchmarks/child.py).
 Writes RESULTS/latest.md (the tables), latest.json (raw numbers) and latest.png (a bar chart);
 --quick writes quick.* instead. docs/BENCHMARKS.md explains every number.
@@ -27,13 +29,13 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 if __package__ in (None, ""):  # run as a script: import the package from the repo root
     sys.path[0] = str(REPO)
 
-from benchmarks import engines, report  # noqa: E402
+from benchmarks import engines, peak, report  # noqa: E402
 from benchmarks.engines import ENGINES, SEED_MODELS, Runner  # noqa: E402
 
 SECTIONS = ("latency", "throughput", "load", "cold", "memory", "peak", "profile")
@@ -109,9 +111,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure_speed(artifacts: dict, names: list[str], threads: int, x1: Any, x64: Any,
-                  counts: dict, sections: list[str]) -> dict:
+                  counts: dict, sections: list[str], spinning: bool) -> dict:
     """Batch-1 latency and batch-64 throughput of every engine on `threads` threads."""
-    runners = {name: engines.load(name, artifacts, threads) for name in names}
+    runners = {name: engines.load(name, artifacts, threads, spinning) for name in names}
     result: dict[str, Any] = {"max_abs_diff": check_agreement(runners, [x1, x64])}
     for run in runners.values():  # warm-up (torch.jit optimises on its first calls)
         for _ in range(5):
@@ -144,14 +146,14 @@ def measure_load(artifacts: dict, names: list[str], runs: int) -> dict[str, floa
 
 
 def run_child(task: str, engine: str, artifacts_json: str, *extra: str,
-              numba_cache: Optional[str] = None) -> dict:
+              numba_cache: str | None = None) -> dict:
     """Run benchmarks/child.py in a fresh interpreter; its JSON result plus the parent-side wall time."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     if numba_cache:
         env["NUMBA_CACHE_DIR"] = numba_cache
     command = [sys.executable, "-m", "benchmarks.child", task, engine, artifacts_json, *extra]
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
@@ -192,6 +194,20 @@ def measure_profile(artifacts: dict, x1: Any, x64: Any, runs: int) -> dict:
     return {str(len(x)): profile(model, module, x, runs if len(x) == 1 else max(3, runs // 10)) for x in (x1, x64)}
 
 
+def configure_spinning(spinning: bool) -> dict:
+    """Unless `spinning`, make torch's OpenMP threads sleep when idle; returns the settings, for the report.
+
+    torch's wheel links GNU libgomp, which reads OMP_WAIT_POLICY once, when torch is first
+    imported (engines.py imports it lazily, after this). setdefault: a value the user set stays.
+    Children inherit the environment. ONNX Runtime's setting is per session (engines.load).
+    """
+    torch_was_imported = "torch" in sys.modules
+    if not spinning:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return {"spinning": spinning, "ort_allow_spinning": None if spinning else 0,
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"), "torch_imported_before": torch_was_imported}
+
+
 def machine_info() -> dict:
     """CPU, cores, library versions, git commit and the environment variables that matter."""
     from importlib import metadata
@@ -212,7 +228,7 @@ def machine_info() -> dict:
     if versions["pdinfer"] is None:  # run from the source tree
         import pdinfer
         versions["pdinfer"] = pdinfer.__version__
-    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True)
+    git = subprocess.run(["git", "describe", "--always", "--dirty"], check=False, cwd=REPO, capture_output=True, text=True)
     sources = hashlib.sha256()  # pins the pdinfer code measured when the work tree is dirty
     for path in sorted((REPO / "pdinfer").rglob("*.py")):
         sources.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
@@ -221,11 +237,12 @@ def machine_info() -> dict:
             "versions": versions, "git": git.stdout.strip() or None,
             "pdinfer_sources_sha256": sources.hexdigest()[:16],
             "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
-                                                    "MKL_NUM_THREADS", "NUMBA_NUM_THREADS", "NUMBA_CACHE_DIR",
+                                                    "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "MKL_NUM_THREADS",
+                                                    "NUMBA_NUM_THREADS", "NUMBA_CACHE_DIR",
                                                     "PYTHONDONTWRITEBYTECODE")}}
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="few runs, for development (writes quick.*)")
@@ -235,8 +252,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help=f"measure only these: {', '.join(SECTIONS)} (default: all but profile)")
     parser.add_argument("--profile", action="store_true", help="also time every pdinfer plan step")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    for name in FULL:
-        parser.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {FULL[name]} ({QUICK[name]} with --quick)")
+    parser.add_argument("--spinning", action="store_true",
+                        help="leave torch's OpenMP and ONNX Runtime's thread spinning at the libraries' defaults")
+    for name, full in FULL.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {full} ({QUICK[name]} with --quick)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="output directory")
     args = parser.parse_args(argv)
     args.sections = args.only or [s for s in SECTIONS if s != "profile" or args.profile]
@@ -246,14 +265,17 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    spinning = configure_spinning(args.spinning)  # before anything imports torch
     sections = args.sections
     results: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)]),
         "load_average_before": os.getloadavg(), "machine": machine_info(), "counts": args.counts,
-        "sections": sections, "threads": args.threads, "tolerance": TOLERANCE, "models": {}}
+        "sections": sections, "threads": args.threads, "tolerance": TOLERANCE, "spinning": spinning, "models": {}}
+    results["machine"]["fma_peak_gflops"] = peak.fma_peak(tuple(sorted({1, *args.threads})))
+    log("machine peak (FMA loop): " + report.peak_text(results["machine"]["fma_peak_gflops"]))
     names = [e for e in ENGINES if e in args.engines]  # pdinfer first: the agreement reference
     results["pdinfer_thread_setting"] = engines.pdinfer_has_threads() if "pdinfer" in names else None
     x1, x64 = inputs()
@@ -273,7 +295,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 for threads in args.threads:
                     log(f"   latency/throughput, {threads} thread(s)")
                     entry["speed"][str(threads)] = measure_speed(artifacts, active, threads, x1, x64,
-                                                                 args.counts, sections)
+                                                                 args.counts, sections, args.spinning)
             if "load" in sections:
                 log("   load time")
                 entry["load_ms"] = measure_load(artifacts, active, args.counts["load_runs"])

@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 ENGINES = ("pdinfer", "pdinfer_f16", "pdinfer_bf16", "pdinfer_int8", "torch", "torch_jit", "ort")
 LABELS = {"pdinfer": "pdinfer", "pdinfer_f16": "pdinfer f16", "pdinfer_bf16": "pdinfer bf16",
@@ -19,6 +20,7 @@ LABELS = {"pdinfer": "pdinfer", "pdinfer_f16": "pdinfer f16", "pdinfer_bf16": "p
 COMPRESSED = {"pdinfer_f16": "f16", "pdinfer_bf16": "bf16", "pdinfer_int8": "int8"}  # engine -> exporter weights
 SEED_MODELS = {"pd_light": "PDLightModel", "pd_model": "PDModel"}  # name -> exporter.models class
 NUM_CLASSES = 6
+ORT_NO_SPINNING = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")  # set to "0"
 SEED = 0
 
 Artifacts = dict[str, str]  # "model" (a SEED_MODELS key) and engine file paths: pdw (and pdw_f16, ...), state_dict, jit, onnx
@@ -97,8 +99,13 @@ def torch_module(artifacts: Artifacts) -> Any:
     return module.eval()
 
 
-def load(engine: str, artifacts: Artifacts, threads: int) -> Runner:
-    """Load the model for `engine` on `threads` threads; returns its run function."""
+def load(engine: str, artifacts: Artifacts, threads: int, spinning: bool = False) -> Runner:
+    """Load the model for `engine` on `threads` threads; returns its run function.
+
+    spinning=False turns ONNX Runtime's spin-waiting pool threads off (allow_spinning=0), so
+    they do not burn the cores while another engine of the same process runs; torch's OpenMP
+    threads are set by OMP_WAIT_POLICY before torch is imported (bench.py).
+    """
     if engine.startswith("pdinfer"):
         import pdinfer
         if hasattr(pdinfer, "set_num_threads"):
@@ -120,5 +127,8 @@ def load(engine: str, artifacts: Artifacts, threads: int) -> Runner:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if not spinning:
+        for key in ORT_NO_SPINNING:
+            options.add_session_config_entry(key, "0")
     session = ort.InferenceSession(artifacts["onnx"], options, providers=["CPUExecutionProvider"])
     return lambda x: session.run(None, {"input": x})[0]

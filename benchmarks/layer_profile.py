@@ -1,7 +1,8 @@
 """Per-step profile: each pdinfer plan step's time next to torch's time for the same modules.
 
-pdinfer: every Step.kernel of the model's plan is wrapped with a timer and the plan is run with
-pdinfer.plan.run_plan, so nothing else changes. torch: forward hooks time every leaf module of the
+pdinfer: every Step.kernel of the model's plan is wrapped with a timer, and a copy of the model
+holding that plan is called as usual, so nothing else changes (one thread: the timers add up
+without locks). torch: forward hooks time every leaf module of the
 eager model; a step covers file layers whose names are torch module paths (FORMAT.md), so the
 step's torch time is the sum over those modules. Functional calls (add, mean, view) have no module
 and no torch time. Hooks add a few microseconds per module to torch.
@@ -9,6 +10,7 @@ and no torch time. Hooks add a few microseconds per module to torch.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import statistics
 import time
@@ -17,41 +19,49 @@ from typing import Any
 import numpy as np
 
 from pdinfer.graph import load_graph
-from pdinfer.plan import Plan, run_plan
+from pdinfer.plan import Plan
 
 
-def _pdinfer_steps(model: Any, x: np.ndarray, runs: int) -> tuple[list[float], float]:
-    """Median seconds of each plan step and of the whole call, over `runs` calls on x (N, C, H, W).
+def _pdinfer_steps(model: Any, x: np.ndarray, runs: int) -> tuple[list[float], list[int], float]:
+    """Median seconds of each plan step, its kernel calls per model call, and the median seconds of
+    the whole call, over `runs` calls on x (N, C, H, W).
 
-    A call runs the batch through the steps a few images at a time (Plan.images_per_pass): a
-    step's time in one call is the sum over those passes.
+    A call may run the batch through the steps in several passes of a few images: a step's time
+    in one call is the sum over all its kernel calls.
     """
     plan: Plan = model._plan
     in_call = [0.0] * len(plan.steps)
+    calls = [0] * len(plan.steps)
 
     def timed(index: int, kernel: Any) -> Any:
         def timed_kernel(*args: np.ndarray) -> np.ndarray:
             start = time.perf_counter()
             out = kernel(*args)
             in_call[index] += time.perf_counter() - start
+            calls[index] += 1
             return out
         return timed_kernel
 
     timed_plan = dataclasses.replace(
         plan, steps=tuple(dataclasses.replace(s, kernel=timed(i, s.kernel)) for i, s in enumerate(plan.steps)))
-    batch, _ = model.check_input(x)
-    run_plan(timed_plan, batch)  # warm-up
+    timed_model = copy.copy(model)
+    timed_model._plan = timed_plan
+    timed_model(x)  # warm-up
+    per_call = list(calls)
+    if 0 in per_call:
+        raise RuntimeError("the profile's step timers were not called: pdinfer's Model no longer runs "
+                           "the Step.kernel functions of model._plan (benchmarks/layer_profile.py needs updating)")
     times: list[list[float]] = [[] for _ in plan.steps]
     whole = []
     for _ in range(runs):  # alternating, so a busy spell of the machine hits both alike
         in_call[:] = [0.0] * len(plan.steps)
-        run_plan(timed_plan, batch)
+        timed_model(x)
         for t, seconds in zip(times, in_call):
             t.append(seconds)
         start = time.perf_counter()
         model(x)
         whole.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times], statistics.median(whole)
+    return [statistics.median(t) for t in times], per_call, statistics.median(whole)
 
 
 def _torch_modules(module: Any, x: np.ndarray, runs: int) -> tuple[dict[str, float], float]:
@@ -103,15 +113,16 @@ def profile(model: Any, torch_module: Any, x: np.ndarray, runs: int) -> dict:
     graph = load_graph(model.path)
     layers = {layer.name: layer for layer in graph.layers}
     n = x.shape[0]
-    step_s, pdinfer_total = _pdinfer_steps(model, x, runs)
+    step_s, calls, pdinfer_total = _pdinfer_steps(model, x, runs)
     torch_s, torch_total = _torch_modules(torch_module, x, runs) if torch_module is not None else ({}, None)
     rows = []
-    for step, seconds in zip(model._plan.steps, step_s):
+    for step, seconds, kernel_calls in zip(model._plan.steps, step_s, calls):
         covered = [name for name in step.layers if name in torch_s]
         rows.append({
             "layers": list(step.layers), "what": describe([layers[name] for name in step.layers]),
             "output_shape": [n, *graph.shapes[step.output][1:]],
             "macs": n * sum(layers[name].macs(graph.shapes[name]) for name in step.layers),
-            "pdinfer_s": seconds, "torch_s": sum(torch_s[name] for name in covered) if covered else None})
+            "pdinfer_s": seconds, "kernel_calls": kernel_calls,
+            "torch_s": sum(torch_s[name] for name in covered) if covered else None})
     return {"batch": n, "steps": rows, "pdinfer_total_s": pdinfer_total,
             "pdinfer_outside_steps_s": pdinfer_total - sum(step_s), "torch_total_s": torch_total}

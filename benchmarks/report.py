@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from benchmarks.engines import ENGINES, LABELS, SEED_MODELS
 
 MB = 1e6
-Getter = Callable[[dict, str], Optional[float]]  # (model entry, engine) -> value
+Getter = Callable[[dict, str], float | None]  # (model entry, engine) -> value
 
 
-def _get(entry: dict, *keys: str) -> Optional[float]:
+def _get(entry: dict, *keys: str) -> float | None:
     """entry[k0][k1]...; None where a level is missing or a child process failed."""
     for key in keys:
         if not isinstance(entry, dict) or key not in entry:
@@ -39,11 +39,11 @@ def _rows(threads: list[int]) -> list[tuple[str, Getter, bool]]:
     return rows
 
 
-def _scaled(value: Optional[float]) -> Optional[float]:
+def _scaled(value: float | None) -> float | None:
     return None if value is None else value / MB
 
 
-def _fmt(value: Optional[float]) -> str:
+def _fmt(value: float | None) -> str:
     if value is None:
         return "n/a"
     for limit, digits in ((100, 0), (10, 1), (1, 2)):
@@ -52,7 +52,7 @@ def _fmt(value: Optional[float]) -> str:
     return f"{value:.3f}"
 
 
-def _ratio(pdinfer: Optional[float], other: Optional[float], higher_is_better: bool) -> str:
+def _ratio(pdinfer: float | None, other: float | None, higher_is_better: bool) -> str:
     """How many times better pdinfer is: other/pdinfer for times and memory, pdinfer/other for throughput."""
     if not pdinfer or not other:
         return "n/a"
@@ -60,6 +60,7 @@ def _ratio(pdinfer: Optional[float], other: Optional[float], higher_is_better: b
 
 
 def _model_table(entry: dict, threads: list[int]) -> list[str]:
+    """The model's main table (none when no section of it was measured)."""
     engines = [e for e in ENGINES if e in entry["engines"]]
     versus = [e for e in engines if e in ("torch", "ort") and "pdinfer" in engines]
     lines = ["| measure | " + " | ".join(LABELS[e] for e in engines) + "".join(
@@ -71,7 +72,7 @@ def _model_table(entry: dict, threads: list[int]) -> list[str]:
             continue
         cells = [_fmt(values[e]) for e in engines] + [_ratio(values["pdinfer"], values[e], higher) for e in versus]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
+    return lines if len(lines) > 2 else []
 
 
 def _cold_table(entry: dict) -> list[str]:
@@ -88,20 +89,65 @@ def _cold_table(entry: dict) -> list[str]:
     return lines
 
 
-def _profile_table(result: dict) -> list[str]:
+def peak_text(peaks: dict[str, float]) -> str:
+    """'X GFLOP/s on 1 core, Y on 2' from {"1": X, "2": Y} (benchmarks/peak.py)."""
+    (n, first), *more = sorted(peaks.items(), key=lambda item: int(item[0]))
+    return f"{_fmt(first)} GFLOP/s on {n} core{'s' if n != '1' else ''}" + "".join(
+        f", {_fmt(gflops)} on {m}" for m, gflops in more)
+
+
+def _peak_line(machine: dict) -> list[str]:
+    """The measured-peak line put above every table (none for results from before it was measured)."""
+    peaks = machine.get("fma_peak_gflops")
+    if not peaks:
+        return []
+    short = [n for n, gflops in peaks.items() if gflops < 0.75 * int(n) * peaks["1"]]
+    busy = "".join(f" — the {n}-core figure is under 75% of {n} × the 1-core one: other work was running"
+                   for n in short)
+    return [f"machine peak (FMA loop): {peak_text(peaks)}{busy}", ""]
+
+
+def _spinning_text(spinning: dict | None) -> str:
+    """How the engines' spin-waiting threads were set (bench.configure_spinning)."""
+    if spinning is None:
+        return "engines share one process; spinning not recorded"
+    policy = spinning["OMP_WAIT_POLICY"] or "unset"
+    late = (" — torch was imported before the benchmark set it, so it had no effect"
+            if spinning["torch_imported_before"] and not spinning["spinning"] else "")
+    if spinning["spinning"]:
+        return (f"engines share one process; spinning at the libraries' defaults (`--spinning`): ONNX Runtime "
+                f"allow_spinning at its default (1), OMP_WAIT_POLICY={policy}")
+    return (f"engines share one process; spinning off: ONNX Runtime allow_spinning=0 (intra- and inter-op), "
+            f"OMP_WAIT_POLICY={policy} (torch's GNU OpenMP){late}; pdinfer's pool threads block when idle")
+
+
+def _passes_text(steps: list[dict]) -> str:
+    """How many times each step's kernel ran in one call (a step's time is the sum over them)."""
+    calls = sorted({row["kernel_calls"] for row in steps if "kernel_calls" in row})
+    if not calls or calls == [1]:
+        return ""
+    counts = str(calls[0]) if len(calls) == 1 else f"{calls[0]} to {calls[-1]}"
+    return f" Each step's kernel ran {counts} times per call (passes over parts of the batch); its time is the sum."
+
+
+def _profile_table(result: dict, peak_gflops: float | None) -> list[str]:
     n = result["batch"]
-    lines = [f"Batch {n}, one thread. pdinfer call {_fmt(1e3 * result['pdinfer_total_s'])} ms, of which "
-             f"{_fmt(1e3 * result['pdinfer_outside_steps_s'])} ms outside the steps (input check, layout "
-             f"changes); torch eager call {_fmt(1e3 * result['torch_total_s'])} ms (without hooks).", "",
-             "| # | step | output (NCHW) | MMAC | pdinfer ms | GFLOP/s | torch ms | pdinfer/torch time | % of pdinfer |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [(f"Batch {n}, one thread. pdinfer call {_fmt(1e3 * result['pdinfer_total_s'])} ms, of which "
+              f"{_fmt(1e3 * result['pdinfer_outside_steps_s'])} ms outside the steps (input check, layout "
+              f"changes); torch eager call {_fmt(1e3 * result['torch_total_s'])} ms (without hooks)."
+              + _passes_text(result["steps"])), "",
+             ("| # | step | output (NCHW) | MMAC | pdinfer ms | GFLOP/s | % of peak | torch ms | pdinfer/torch time "
+              "| % of pdinfer |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
     total = sum(row["pdinfer_s"] for row in result["steps"])
     for i, row in enumerate(result["steps"]):
         ms, torch_ms = 1e3 * row["pdinfer_s"], row["torch_s"] and 1e3 * row["torch_s"]
         gflops = 2 * row["macs"] / row["pdinfer_s"] / 1e9 if row["macs"] else None
+        of_peak = 100 * gflops / peak_gflops if gflops and peak_gflops else None
         slower = f"{ms / torch_ms:.2f}" if torch_ms else "n/a"
         lines.append(f"| {i} | {row['what']} | {'x'.join(map(str, row['output_shape']))} | "
                      f"{_fmt(row['macs'] / 1e6) if row['macs'] else '-'} | {_fmt(ms)} | {_fmt(gflops)} | "
+                     f"{_fmt(of_peak)} | "
                      f"{_fmt(torch_ms)} | {slower} | {100 * row['pdinfer_s'] / total:.1f} |")
     return lines
 
@@ -117,24 +163,25 @@ def markdown(results: dict) -> str:
     lines = [
         "# pdinfer benchmarks", "",
         f"- date: {results['date']}; command: `{results['command']}`",
-        f"- machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs ({machine['usable_cpus']} usable), "
-        f"SIMD: {', '.join(machine['simd']) or 'none'}",
+        (f"- machine: {machine['cpu']}, {machine['logical_cpus']} logical CPUs ({machine['usable_cpus']} usable), "
+         f"SIMD: {', '.join(machine['simd']) or 'none'}"),
         f"- versions: {versions}; git {machine['git']}"
         + (f" (pdinfer/*.py sha256 {machine['pdinfer_sources_sha256']})" if "pdinfer_sources_sha256" in machine else ""),
-        f"- environment: {env} (torch uses its own MKL/oneDNN, not OpenBLAS; recorded only)",
+        f"- environment: {env} (torch uses its own MKL/oneDNN, not OpenBLAS); "
+        + _spinning_text(results.get("spinning")),
         f"- load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in before)}; "
         f"after: {', '.join(f'{v:.2f}' for v in after)}"
         + (" — **the machine was busy: the numbers are noisy**" if busy else ""),
-        f"- runs: {', '.join(f'{k}={v}' for k, v in results['counts'].items())}; engines agree within "
-        f"{results['tolerance']} (max |difference| from pdinfer, checked before timing)",
+        (f"- runs: {', '.join(f'{k}={v}' for k, v in results['counts'].items())}; engines agree within "
+         f"{results['tolerance']} (max |difference| from pdinfer, checked before timing)"),
         "- pdinfer thread setting: " + ("`pdinfer.set_num_threads` used" if pdinfer_threads else
                                         "n/a (no `pdinfer.set_num_threads`): pdinfer runs on one thread in every row"),
         "",
-        "How to read the ratio columns: **how many times better pdinfer is** than the other engine. For times "
-        "and memory that is other / pdinfer (speedup = torch_time / pdinfer_time); for throughput pdinfer / other. "
-        "Above 1.00× pdinfer wins, below it loses. Latency is per call of one image; throughput is 64 / the median "
-        "time of one batch-64 call. Cold start is a fresh process: import + load + first inference. "
-        "torch and ONNX Runtime keep no compile cache on disk, so both cold-start rows show the same process for them.",
+        ("How to read the ratio columns: **how many times better pdinfer is** than the other engine. For times "
+         "and memory that is other / pdinfer (speedup = torch_time / pdinfer_time); for throughput pdinfer / other. "
+         "Above 1.00× pdinfer wins, below it loses. Latency is per call of one image; throughput is 64 / the median "
+         "time of one batch-64 call. Cold start is a fresh process: import + load + first inference. "
+         "torch and ONNX Runtime keep no compile cache on disk, so both cold-start rows show the same process for them."),
     ]
     for model, entry in results["models"].items():
         lines += ["", f"## {model} ({SEED_MODELS[model]}(6))", ""]
@@ -147,11 +194,14 @@ def markdown(results: dict) -> str:
         diffs = {e: d for speed in entry["speed"].values() for e, d in speed["max_abs_diff"].items()}
         if diffs:
             notes.append("max |difference| from pdinfer: " + ", ".join(f"{LABELS[e]} {d:.1e}" for e, d in diffs.items()))
-        lines += [f"- {n}" for n in notes if n] + [""] + _model_table(entry, threads)
+        table = _model_table(entry, threads)
+        lines += [f"- {n}" for n in notes if n] + ([""] + _peak_line(machine) + table if table else [])
         if entry.get("cold"):
             lines += [""] + _cold_table(entry)
+        peak_1 = machine.get("fma_peak_gflops", {}).get("1")
         for result in entry.get("profile", {}).values():
-            lines += ["", f"### {model}: pdinfer per plan step vs torch eager per module", ""] + _profile_table(result)
+            lines += (["", f"### {model}: pdinfer per plan step vs torch eager per module", ""] + _peak_line(machine)
+                      + _profile_table(result, peak_1))
     return "\n".join(lines) + "\n"
 
 

@@ -28,6 +28,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from . import workspace
 from .format import storage
 from .graph import INPUT, Graph
 from .kernels import fast, reference
@@ -277,6 +278,12 @@ def _activation(layer: Optional[Layer]) -> tuple:
     return tuple(activation(ACT_NONE))
 
 
+def _bordered(height: int, width: int, channels: int, border: Border) -> tuple[int, int, int]:
+    """(H, W, C) of one output image with a params.Border around it."""
+    top, left, bottom, right = border
+    return top + height + bottom, left + width + right, channels
+
+
 def _pad_columns(matrix: np.ndarray) -> np.ndarray:
     """float32 copy of a (K, C) matrix with zero columns appended up to fast.padded_channels(C)."""
     padded = np.zeros((matrix.shape[0], fast.padded_channels(matrix.shape[1])), dtype=np.float32)
@@ -344,12 +351,12 @@ class DenseConv:
     bias: np.ndarray  # (padded_channels(Co),)
     activation: tuple  # params.Activation
     window: tuple  # params.Window
-    out_hwc: tuple[int, int, int]
+    out_shape: tuple[int, int, int]  # (H, W, Co) of one output image, its border included
     border: tuple  # params.Border
 
     def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
-        return fast.conv2d(x, self.weight.floats(), self.bias, residual, self.activation, self.window, *self.out_hwc,
-                           self.border)
+        return fast.conv2d(x, self.weight.floats(), self.bias, residual, self.activation, self.window,
+                           workspace.empty((len(x), *self.out_shape)), self.border)
 
 
 @dataclass(frozen=True)
@@ -360,12 +367,12 @@ class DepthwiseConv:
     bias: np.ndarray  # (padded_channels(C),)
     activation: tuple  # params.Activation
     window: tuple  # params.Window
-    out_hw: tuple[int, int]
+    out_shape: tuple[int, int, int]  # (H, W, C) of one output image, its border included
     border: tuple  # params.Border
 
     def __call__(self, x: Values) -> Values:
-        return fast.depthwise_conv2d(x, self.weight.floats(), self.bias, self.activation, self.window, *self.out_hw,
-                                     self.border)
+        return fast.depthwise_conv2d(x, self.weight.floats(), self.bias, self.activation, self.window,
+                                     workspace.empty((len(x), *self.out_shape)), self.border)
 
 
 @dataclass(frozen=True)
@@ -398,12 +405,12 @@ def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseCon
     (kh, kw), groups = conv.kernel_size, conv.groups
     if groups == 1:
         packed = _packed(stored, stored_scale, lambda w: w.transpose(2, 3, 1, 0).reshape(-1, out_c))
-        return DenseConv(packed, _pad_columns(bias[None])[0], act, window, (out_h, out_w, out_c),
+        return DenseConv(packed, _pad_columns(bias[None])[0], act, window, _bordered(out_h, out_w, out_c, group.border),
                          tuple(group.border))
     if conv.is_depthwise:
         packed = _packed(stored, stored_scale, lambda w: w[:, 0].reshape(out_c, kh * kw).T)
-        return DepthwiseConv(packed, _pad_columns(bias[None])[0], act, window, (out_h, out_w),
-                             tuple(group.border))
+        return DepthwiseConv(packed, _pad_columns(bias[None])[0], act, window,
+                             _bordered(out_h, out_w, out_c, group.border), tuple(group.border))
     g_out, g_in = out_c // groups, conv.in_channels // groups
     packed = _packed(stored, stored_scale, lambda w: w.reshape(groups, g_out, g_in, kh, kw).transpose(0, 3, 4, 2, 1),
                      groups, pad=False)
@@ -422,7 +429,7 @@ class LinearAsConv:
     def __call__(self, x: Values) -> Values:  # x: (N, I) or, with a folded Flatten, (N, H, W, C)
         n = x.shape[0]
         out = fast.conv2d(x.reshape(n, 1, 1, -1), self.weight.floats(), self.bias, _NO_RESIDUAL, self.activation,
-                          _POINTWISE, 1, 1, self.out_features, _NO_BORDER)
+                          _POINTWISE, workspace.empty((n, 1, 1, self.out_features)), _NO_BORDER)
         return out.reshape(n, self.out_features)
 
 
@@ -473,7 +480,8 @@ class MaxPool:
     border: tuple  # params.Border
 
     def __call__(self, x: Values) -> Values:
-        return fast.max_pool2d(x, self.window, *self.out_hw, self.border)
+        return fast.max_pool2d(x, self.window, workspace.empty((len(x), *_bordered(*self.out_hw, x.shape[3], self.border))),
+                               self.border)
 
 
 @dataclass(frozen=True)
@@ -689,7 +697,10 @@ def run_plan(plan: Plan, x: np.ndarray) -> np.ndarray:
 
 def _run_chunk(plan: Plan, x: np.ndarray) -> np.ndarray:
     """Run at most plan.chunk images through the segments, each a few images a pass."""
-    values = {INPUT: np.ascontiguousarray(x.transpose(0, 2, 3, 1))}
+    nhwc = workspace.empty((x.shape[0], *x.shape[2:], x.shape[1]))
+    nhwc[...] = x.transpose(0, 2, 3, 1)
+    values = {INPUT: nhwc}
+    del nhwc
     for segment in plan.segments:
         steps = plan.steps[segment.start:segment.end]
         if len(x) <= segment.images:
@@ -697,10 +708,10 @@ def _run_chunk(plan: Plan, x: np.ndarray) -> np.ndarray:
         else:
             passes = [_run_steps(steps, {name: values[name][i:i + segment.images] for name in segment.reads},
                                  segment.carried) for i in range(0, len(x), segment.images)]
-            made = {name: np.concatenate([p[name] for p in passes]) for name in segment.carried}
+            made = {name: _join([p.pop(name) for p in passes]) for name in segment.carried}
         for step in steps:
             for name in step.release:
-                values.pop(name, None)
+                workspace.recycle(values.pop(name, None))
         values.update(made)
     out = values[plan.output]
     out = np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if out.ndim == 4 else out
@@ -712,5 +723,13 @@ def _run_steps(steps: tuple[Step, ...], values: dict[str, Values], keep: tuple[s
     for step in steps:
         values[step.output] = step.kernel(*(values[i] for i in step.inputs))
         for name in step.release:
-            values.pop(name, None)
-    return {name: values[name] for name in keep}
+            workspace.recycle(values.pop(name, None))
+    return {name: values.pop(name) for name in keep}
+
+
+def _join(pieces: list[Values]) -> Values:
+    """The pieces concatenated along the batch; each piece is given back for reuse."""
+    joined = np.concatenate(pieces, out=workspace.empty((sum(len(p) for p in pieces), *pieces[0].shape[1:])))
+    while pieces:
+        workspace.recycle(pieces.pop())
+    return joined

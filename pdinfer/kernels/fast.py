@@ -80,20 +80,28 @@ def _fill(flat, start, count, value):
 
 
 @jit
+def _fill_border(out, border, value):
+    """Set a params.Border of `value` around each image of out (N, H, W, C); the interior is left."""
+    top, left, bottom, right = border
+    n_batch, full_h, full_w, channels = out.shape
+    flat = out.reshape(-1)
+    row = full_w * channels
+    for n in range(n_batch):
+        image = n * full_h * row
+        _fill(flat, image, top * row, value)
+        _fill(flat, image + (full_h - bottom) * row, bottom * row, value)
+        for y in range(top, full_h - bottom):
+            _fill(flat, image + y * row, left * channels, value)
+            _fill(flat, image + y * row + (full_w - right) * channels, right * channels, value)
+
+
+@jit
 def _bordered_empty(n_batch, height, width, channels, border, value):
     """An (N, top + height + bottom, left + width + right, C) array: a params.Border of `value`
     around each image, interior unset."""
     top, left, bottom, right = border
     out = np.empty((n_batch, top + height + bottom, left + width + right, channels), dtype=np.float32)
-    flat = out.reshape(-1)
-    row = out.shape[2] * channels
-    for n in range(n_batch):
-        image = n * out.shape[1] * row
-        _fill(flat, image, top * row, value)
-        _fill(flat, image + (top + height) * row, bottom * row, value)
-        for y in range(top, top + height):
-            _fill(flat, image + y * row, left * channels, value)
-            _fill(flat, image + y * row + (left + width) * channels, right * channels, value)
+    _fill_border(out, border, value)
     return out
 
 
@@ -173,7 +181,7 @@ def _wide_tile(start, last):
 
 
 @jit
-def conv2d(x, weight, bias, residual, activation, window, out_h, out_w, out_c, border):
+def conv2d(x, weight, bias, residual, activation, window, out, border):
     """Conv2d (one group) + bias + activation (+ residual): a matrix product over (tap, channel).
 
     The output gets a zero border of the given widths around each image: the padding of the
@@ -184,13 +192,14 @@ def conv2d(x, weight, bias, residual, activation, window, out_h, out_w, out_c, b
     residual: (N, out_h, out_w, Co) added after the activation (only without a border), or an
               empty array for none
     activation: params.Activation; window: params.Window; border: params.Border
-    returns (N, border.top + out_h + border.bottom, border.left + out_w + border.right, Co)
+    out:      (N, border.top + out_h + border.bottom, border.left + out_w + border.right, Co), written
+    returns out
     """
     activation, window, border = Activation(*activation), Window(*window), Border(*border)
     x = _pad(x, window.pad_top, window.pad_left, window.pad_bottom, window.pad_right, 0.0)
-    in_c = x.shape[3]
+    in_c, out_c = x.shape[3], out.shape[3]
     taps = _tap_offsets(window, x.shape[2], in_c)
-    out = _bordered_empty(x.shape[0], out_h, out_w, out_c, border, 0.0)
+    _fill_border(out, border, 0.0)
     windows, pixels = _pixel_offsets(x, out, window, border)
     flat_x, flat_out, flat_residual = x.reshape(-1), out.reshape(-1), residual.reshape(-1)
     has_residual = flat_residual.size > 0
@@ -296,7 +305,7 @@ def grouped_conv2d(x, weight, bias, activation, window, out_h, out_w):
 
 
 @jit
-def depthwise_conv2d(x, weight, bias, activation, window, out_h, out_w, border):
+def depthwise_conv2d(x, weight, bias, activation, window, out, border):
     """Depthwise Conv2d (groups = Ci = Co) + bias + activation; the output gets a zero border as
     conv2d's.
 
@@ -304,13 +313,14 @@ def depthwise_conv2d(x, weight, bias, activation, window, out_h, out_w, border):
     weight: (KH * KW, padded_channels(C))  packed from PyTorch's (C, 1, KH, KW)
     bias:   (padded_channels(C),)
     activation: params.Activation; window: params.Window; border: params.Border
-    returns (N, border.top + out_h + border.bottom, border.left + out_w + border.right, C)
+    out:    (N, border.top + out_h + border.bottom, border.left + out_w + border.right, C), written
+    returns out
     """
     activation, window, border = Activation(*activation), Window(*window), Border(*border)
     x = _pad(x, window.pad_top, window.pad_left, window.pad_bottom, window.pad_right, 0.0)
     channels = x.shape[3]
     taps = _tap_offsets(window, x.shape[2], channels)
-    out = _bordered_empty(x.shape[0], out_h, out_w, channels, border, 0.0)
+    _fill_border(out, border, 0.0)
     windows, pixels = _pixel_offsets(x, out, window, border)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
     row = weight.shape[1]
@@ -354,22 +364,24 @@ def scale_shift(x, scale, shift, activation):
 
 
 @jit
-def max_pool2d(x, window, out_h, out_w, border):
+def max_pool2d(x, window, out, border):
     """MaxPool2d: padding (and, with ceil_mode, the cells past the input) is -inf, which never wins.
     The output gets a zero border as conv2d's.
 
     x: (N, H, W, C); window: params.Window (its bottom and right padding are recomputed: PyTorch
     pads as far as the last window reaches); border: params.Border
-    returns (N, border.top + out_h + border.bottom, border.left + out_w + border.right, C)
+    out: (N, border.top + out_h + border.bottom, border.left + out_w + border.right, C), written
+    returns out
     """
     window, border = Window(*window), Border(*border)
+    out_h, out_w = out.shape[1] - border.top - border.bottom, out.shape[2] - border.left - border.right
     w = window
     pad_bottom = max(0, (out_h - 1) * w.stride_h + (w.kernel_h - 1) * w.dilation_h + 1 - w.pad_top - x.shape[1])
     pad_right = max(0, (out_w - 1) * w.stride_w + (w.kernel_w - 1) * w.dilation_w + 1 - w.pad_left - x.shape[2])
     x = _pad(x, w.pad_top, w.pad_left, pad_bottom, pad_right, -np.inf)
     channels = x.shape[3]
     taps = _tap_offsets(window, x.shape[2], channels)
-    out = _bordered_empty(x.shape[0], out_h, out_w, channels, border, 0.0)
+    _fill_border(out, border, 0.0)
     windows, pixels = _pixel_offsets(x, out, window, border)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
     last = pixels.size - 1

@@ -98,8 +98,8 @@ class Model:
         chunks = [batch[i:i + step] for i in range(0, len(batch), step)]
         if pool is not None and len(chunks) > 1:
             outs = list(pool.map(lambda chunk: run_plan(self._plan, chunk), chunks))
-        else:
-            outs = [run_plan(self._plan, chunk) for chunk in chunks]
+        else:  # one image (or one slice): its big convolutions share their work with the pool
+            outs = [run_plan(self._plan, chunk, pool) for chunk in chunks]
         out = outs[0] if len(outs) == 1 else np.concatenate(outs)
         return out[0] if single else out
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
 
 import pdinfer
+from pdinfer import plan
 from pdinfer.model import _cache
 from small_model import CLASSES, small_layers, small_tensors, write_small_model
 
@@ -94,6 +96,22 @@ def test_one_model_many_threads(model):
 def test_one_model_many_threads_with_a_pool_per_call(model, restore_threads):
     pdinfer.set_num_threads(3)
     check_one_model(model, CALLS // 4)
+
+
+def test_single_images_sharing_their_convolutions_with_the_pool(restore_threads):
+    """PDModel's big convolutions hand part of a one-image call to the pool (plan.SPLIT_MACS)."""
+    pd_model = pdinfer.load(Path(__file__).resolve().parent.parent / "weights" / "pd_model.pdw")
+    assert any(getattr(step.kernel, "macs", 0) >= plan.SPLIT_MACS for step in pd_model._plan.steps)
+    inputs = batches(8, seed=3)
+    expected = [pd_model(x) for x in inputs]  # one thread: nothing shared
+    pdinfer.set_num_threads(2)
+
+    def worker(index: int) -> None:
+        for call in range(CALLS // 8):
+            k = (index * 5 + call) % len(inputs)
+            assert np.array_equal(pd_model(inputs[k]), expected[k]), f"thread {index}, call {call}, batch {k}"
+
+    run_threads(worker)
 
 
 def test_changing_the_thread_count_while_calls_run(model, restore_threads):

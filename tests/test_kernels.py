@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 
 import pdinfer
 from helpers import assert_close
+from pdinfer import plan
 from pdinfer.format import write_weights
 from pdinfer.layers.base import window_output_size
 
@@ -216,6 +219,19 @@ def test_fast_plan_matches_reference(graph):
     # NaN of it; how NaN passes an activation is test_nan_through_activations' business.
     assume(not np.isnan(reference_out).any())
     assert_close(fast_out, reference_out, "fast path vs reference path", describe(graph))
+
+
+@given(random_graphs())
+def test_convolutions_shared_with_a_helper_thread_give_the_same_answer(graph):
+    """Every convolution split between the caller and a helper thread (SPLIT_MACS 0) writes exactly
+    what one thread writes, border included."""
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as helper, \
+            mock.patch.object(plan, "SPLIT_MACS", 0):
+        model, x = load(graph, tmp)
+        batch, _ = model.check_input(x)
+        alone = plan.run_plan(model._plan, batch)
+        shared = plan.run_plan(model._plan, batch, helper)
+    np.testing.assert_array_equal(shared, alone, err_msg=describe(graph))
 
 
 @pytest.mark.parametrize("activation", ["ReLU", "ReLU6", "LeakyReLU"])

@@ -172,16 +172,16 @@ def _tile(start, last):
 
 
 @jit
-def _wide_tile(start, last):
-    """As _tile, for CONV_TILE_PIXELS pixels."""
-    q0 = min(start, max(last + 1 - CONV_TILE_PIXELS, 0))
+def _wide_tile(start, first, last):
+    """As _tile, for CONV_TILE_PIXELS pixels of the range first..last."""
+    q0 = min(start, max(last + 1 - CONV_TILE_PIXELS, first))
     return (q0, min(q0 + 1, last), min(q0 + 2, last), min(q0 + 3, last), min(q0 + 4, last), min(q0 + 5, last),
             min(q0 + 6, last), min(q0 + 7, last), min(q0 + 8, last), min(q0 + 9, last), min(q0 + 10, last),
             min(q0 + 11, last))
 
 
 @jit
-def conv2d(x, weight, bias, residual, activation, window, out, border):
+def conv2d(x, weight, bias, residual, activation, window, out, border, part):
     """Conv2d (one group) + bias + activation (+ residual): a matrix product over (tap, channel).
 
     The output gets a zero border of the given widths around each image: the padding of the
@@ -193,23 +193,28 @@ def conv2d(x, weight, bias, residual, activation, window, out, border):
               empty array for none
     activation: params.Activation; window: params.Window; border: params.Border
     out:      (N, border.top + out_h + border.bottom, border.left + out_w + border.right, Co), written
+    part:     (begin, end, parts): write only the output pixels from begin/parts to end/parts of them
+              in order (so that threads can share a call), and the border with the part from 0
     returns out
     """
     activation, window, border = Activation(*activation), Window(*window), Border(*border)
     x = _pad(x, window.pad_top, window.pad_left, window.pad_bottom, window.pad_right, 0.0)
     in_c, out_c = x.shape[3], out.shape[3]
     taps = _tap_offsets(window, x.shape[2], in_c)
-    _fill_border(out, border, 0.0)
+    begin, end, parts = part
+    if begin == 0:
+        _fill_border(out, border, 0.0)
     windows, pixels = _pixel_offsets(x, out, window, border)
+    first, stop = pixels.size * begin // parts, pixels.size * end // parts
     flat_x, flat_out, flat_residual = x.reshape(-1), out.reshape(-1), residual.reshape(-1)
     has_residual = flat_residual.size > 0
     # Output channel blocks are taken in groups whose weight columns fit in the L2 cache; within
     # a group, each tile of pixels is read once for all its blocks.
     group = max(1, WEIGHT_CACHE_BYTES // (weight.shape[0] * 32 * 4)) * 32
     row = weight.shape[1]
-    last = pixels.size - 1
-    if pixels.size < FEW_PIXELS:  # e.g. a Linear on one image: a tile would repeat its pixel
-        for q in range(pixels.size):
+    last = stop - 1
+    if stop - first < FEW_PIXELS:  # e.g. a Linear on one image: a tile would repeat its pixel
+        for q in range(first, stop):
             for block in range(0, out_c, 32):
                 a = vload(bias, block, 32)
                 k = block
@@ -225,10 +230,10 @@ def conv2d(x, weight, bias, residual, activation, window, out, border):
                 vstore_part(flat_out, o, value, count)
         return out
     for group_start in range(0, out_c, group):
-        for start in range(0, pixels.size, CONV_TILE_PIXELS):
+        for start in range(first, stop, CONV_TILE_PIXELS):
             # A tile: twelve output pixels by 32 channels, summed in twelve 32-lane vectors (a0..a11,
             # two AVX-512 registers each) over every (tap, input channel).
-            q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11 = _wide_tile(start, last)
+            q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11 = _wide_tile(start, first, last)
             x0, x1, x2, x3, x4, x5 = windows[q0], windows[q1], windows[q2], windows[q3], windows[q4], windows[q5]
             x6, x7, x8, x9, x10, x11 = windows[q6], windows[q7], windows[q8], windows[q9], windows[q10], windows[q11]
             for block in range(group_start, min(group_start + group, out_c), 32):

@@ -23,10 +23,11 @@ threads at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -48,6 +49,7 @@ from .layers.structural import Add, Dropout, Flatten, Mul
 
 ACTIVATIONS = (ReLU, ReLU6, LeakyReLU)  # the activations fast kernels fuse
 PASS_BYTES = 1 << 20  # the largest value of one pass stays about this small, so passes run in the L2 cache
+WINOGRAD_CHANNELS = 32  # a 3x3 stride-1 convolution this wide on both sides runs by Winograd F(2x2, 3x3)
 SPLIT_MACS = 16_000_000  # a convolution this big is shared with a helper thread, when the call has one (~0.2 ms)
 MAX_CHUNK = 8  # images a batch runs through the plan at a time: bounds the values carried between segments (8: fastest of 1-64 on both seed models)
 
@@ -356,6 +358,18 @@ class _Call(threading.local):
 _call = _Call()
 
 
+def _run_parts(kernel: Callable[[tuple], object], macs: int) -> None:
+    """kernel(part) for the whole output, or, when the call has a helper pool and the step is big,
+    the last HELPER_SHARE / SHARES of it on the helper and the rest on this thread."""
+    helper = _call.helper
+    if helper is None or macs < SPLIT_MACS:
+        kernel(_WHOLE)
+        return
+    other = helper.submit(kernel, (SHARES - HELPER_SHARE, SHARES, SHARES))
+    kernel((0, SHARES - HELPER_SHARE, SHARES))
+    other.result()
+
+
 @dataclass(frozen=True)
 class DenseConv:
     """fast.conv2d: a one-group convolution as a register-tiled matrix product."""
@@ -369,14 +383,41 @@ class DenseConv:
     macs: int  # multiply-adds per image
 
     def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
-        args = (x, self.weight.floats(), self.bias, residual, self.activation, self.window,
-                workspace.empty((len(x), *self.out_shape)), self.border)
-        helper = _call.helper
-        if helper is None or len(x) * self.macs < SPLIT_MACS:
-            return fast.conv2d(*args, _WHOLE)
-        other = helper.submit(fast.conv2d, *args, (SHARES - HELPER_SHARE, SHARES, SHARES))
-        fast.conv2d(*args, (0, SHARES - HELPER_SHARE, SHARES))
-        return other.result()
+        out = workspace.empty((len(x), *self.out_shape))
+        _run_parts(functools.partial(fast.conv2d, x, self.weight.floats(), self.bias, residual, self.activation,
+                                     self.window, out, self.border), len(x) * self.macs)
+        return out
+
+
+@dataclass(frozen=True)
+class WinogradConv:
+    """fast.winograd_conv3x3: a 3x3 stride-1 one-group convolution with float32 weights, Ci and
+    Co >= WINOGRAD_CHANNELS (narrower ones measured no faster than DenseConv)."""
+
+    weight: np.ndarray  # (16, Ci, padded_channels(Co)) fast.winograd_weight
+    bias: np.ndarray  # (padded_channels(Co),)
+    activation: tuple  # params.Activation
+    window: tuple  # params.Window
+    out_shape: tuple[int, int, int]  # (H, W, Co) of one output image, its border included
+    border: tuple  # params.Border
+    macs: int  # multiply-adds per image (of the direct convolution)
+    tiles: tuple[int, int]  # per image, per group (fast.winograd_tiles)
+
+    def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
+        out = workspace.empty((len(x), *self.out_shape))
+        _run_parts(functools.partial(self._part, x, residual, out), len(x) * self.macs)
+        return out
+
+    def _part(self, x: Values, residual: Values, out: Values, part: tuple) -> None:
+        per_image, group = self.tiles
+        begin, end, parts = part
+        tiles = min(group, -(-len(x) * per_image * (end - begin) // parts))
+        in_c, out_c = self.weight.shape[1], out.shape[3]
+        scratch = [workspace.empty((16, tiles, in_c)), workspace.empty((16, tiles, out_c))]
+        fast.winograd_conv3x3(x, self.weight, self.bias, residual, self.activation, self.window, out, self.border,
+                              part, *scratch)
+        while scratch:
+            workspace.recycle(scratch.pop())
 
 
 @dataclass(frozen=True)
@@ -423,6 +464,12 @@ def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseCon
     window = tuple(unpadded(conv.window) if group.input_padded else conv.window)
     out_c, out_h, out_w = graph.shapes[conv.name][1:]
     (kh, kw), groups = conv.kernel_size, conv.groups
+    if (groups == 1 and (kh, kw) == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1)
+            and storage(stored) == "F32" and min(conv.in_channels, out_c) >= WINOGRAD_CHANNELS):
+        return WinogradConv(_pad_columns(fast.winograd_weight(stored).reshape(-1, out_c)).reshape(16, conv.in_channels, -1),
+                            _pad_columns(bias[None])[0], act, window, _bordered(out_h, out_w, out_c, group.border),
+                            tuple(group.border), conv.macs(graph.shapes[conv.name]),
+                            fast.winograd_tiles(out_h, out_w, conv.in_channels, out_c))
     if groups == 1:
         packed = _packed(stored, stored_scale, lambda w: w.transpose(2, 3, 1, 0).reshape(-1, out_c))
         return DenseConv(packed, _pad_columns(bias[None])[0], act, window, _bordered(out_h, out_w, out_c, group.border),

@@ -315,3 +315,37 @@ def test_max_pool2d_fast_is_bit_exact(seed, input_shape, kernel, stride, dilatio
     with tempfile.TemporaryDirectory() as tmp:
         model, x = load(graph, tmp)
         assert np.array_equal(model(x), model.trace(x)["layer"]), describe(graph)
+
+
+@settings(max_examples=EXAMPLES // 2)
+@given(seeds, st.integers(plan.WINOGRAD_CHANNELS, 70), st.integers(plan.WINOGRAD_CHANNELS, 70),
+       st.integers(1, 11), st.integers(1, 11), st.tuples(*[st.integers(0, 2)] * 4),
+       st.sampled_from(["none", "ReLU", "ReLU6", "LeakyReLU"]), st.booleans(), st.integers(1, 3))
+def test_winograd_convolution_matches_reference(seed, cin, cout, h, w, padding, act, residual, batch):
+    """3x3 stride-1 convolutions this wide run by Winograd F(2x2, 3x3), odd sizes, padding and
+    partial tiles included; with an activation and, when the shapes allow, a residual Add."""
+    out_h, out_w = h + padding[0] + padding[2] - 2, w + padding[1] + padding[3] - 2
+    assume(out_h >= 1 and out_w >= 1)
+    residual = residual and cin == cout and (out_h, out_w) == (h, w)
+    rng = np.random.default_rng(seed)
+    bound = 1 / np.sqrt(9 * cin)
+    layers = [{"name": "conv", "type": "Conv2d", "inputs": ["input"],
+               "params": {"in_channels": cin, "out_channels": cout, "kernel_size": [3, 3], "stride": [1, 1],
+                          "padding": list(padding), "dilation": [1, 1], "groups": 1, "bias": True},
+               "tensors": {"weight": "conv.weight", "bias": "conv.bias"}}]
+    tensors = {"conv.weight": rng.uniform(-bound, bound, (cout, cin, 3, 3)).astype(np.float32),
+               "conv.bias": rng.uniform(-bound, bound, cout).astype(np.float32)}
+    if act != "none":
+        layers.append({"name": "act", "type": act, "inputs": [layers[-1]["name"]],
+                       "params": {"negative_slope": 0.1} if act == "LeakyReLU" else {}, "tensors": {}})
+    if residual:
+        layers.append({"name": "add", "type": "Add", "inputs": [layers[-1]["name"], "input"], "params": {},
+                       "tensors": {}})
+    graph = RandomGraph(layers, tensors, (cin, h, w), cout * out_h * out_w, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, _ = load(graph, tmp)
+        x = rng.standard_normal((batch, cin, h, w)).astype(np.float32)
+        assert isinstance(model._plan.steps[0].kernel, plan.WinogradConv), describe(graph)
+        fast_out = model(x)
+        reference_out = next(reversed(model.trace(x).values()))
+    assert_close(fast_out, reference_out, "Winograd vs reference", describe(graph))

@@ -169,6 +169,7 @@ def _binary(make):
 
 
 vadd = _binary(lambda builder: builder.fadd)
+vsub = _binary(lambda builder: builder.fsub)
 vmul = _binary(lambda builder: builder.fmul)
 
 

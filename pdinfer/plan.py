@@ -400,24 +400,21 @@ class WinogradConv:
     window: tuple  # params.Window
     out_shape: tuple[int, int, int]  # (H, W, Co) of one output image, its border included
     border: tuple  # params.Border
-    macs: int  # multiply-adds per image (of the direct convolution)
     tiles: tuple[int, int]  # per image, per group (fast.winograd_tiles)
 
     def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
-        out = workspace.empty((len(x), *self.out_shape))
-        _run_parts(functools.partial(self._part, x, residual, out), len(x) * self.macs)
-        return out
-
-    def _part(self, x: Values, residual: Values, out: Values, part: tuple) -> None:
+        # Not shared with a helper thread: two halves measured slower than the whole on one thread
+        # (each half streams all 16 transformed weights, and the hand-over takes ~80 us).
         per_image, group = self.tiles
-        begin, end, parts = part
-        tiles = min(group, -(-len(x) * per_image * (end - begin) // parts))
-        in_c, out_c = self.weight.shape[1], out.shape[3]
+        tiles = min(group, len(x) * per_image)
+        in_c, out_c = self.weight.shape[1], self.out_shape[2]
+        out = workspace.empty((len(x), *self.out_shape))
         scratch = [workspace.empty((16, tiles, in_c)), workspace.empty((16, tiles, out_c))]
         fast.winograd_conv3x3(x, self.weight, self.bias, residual, self.activation, self.window, out, self.border,
-                              part, *scratch)
+                              _WHOLE, *scratch)
         while scratch:
             workspace.recycle(scratch.pop())
+        return out
 
 
 @dataclass(frozen=True)
@@ -468,8 +465,7 @@ def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseCon
             and storage(stored) == "F32" and min(conv.in_channels, out_c) >= WINOGRAD_CHANNELS):
         return WinogradConv(_pad_columns(fast.winograd_weight(stored).reshape(-1, out_c)).reshape(16, conv.in_channels, -1),
                             _pad_columns(bias[None])[0], act, window, _bordered(out_h, out_w, out_c, group.border),
-                            tuple(group.border), conv.macs(graph.shapes[conv.name]),
-                            fast.winograd_tiles(out_h, out_w, conv.in_channels, out_c))
+                            tuple(group.border), fast.winograd_tiles(out_h, out_w, conv.in_channels, out_c))
     if groups == 1:
         packed = _packed(stored, stored_scale, lambda w: w.transpose(2, 3, 1, 0).reshape(-1, out_c))
         return DenseConv(packed, _pad_columns(bias[None])[0], act, window, _bordered(out_h, out_w, out_c, group.border),

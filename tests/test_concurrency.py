@@ -99,8 +99,9 @@ def test_one_model_many_threads_with_a_pool_per_call(model, restore_threads):
 
 
 def test_single_images_sharing_their_convolutions_with_the_pool(restore_threads):
-    """PDModel's big convolutions hand part of a one-image call to the pool (plan.SPLIT_MACS)."""
-    pd_model = pdinfer.load(Path(__file__).resolve().parent.parent / "weights" / "pd_model.pdw")
+    """PDModel's big convolutions (int8 weights: not Winograd) hand part of a one-image call to the
+    pool (plan.SPLIT_MACS)."""
+    pd_model = pdinfer.load(Path(__file__).resolve().parent.parent / "weights" / "pd_model.int8.pdw")
     assert any(getattr(step.kernel, "macs", 0) >= plan.SPLIT_MACS for step in pd_model._plan.steps)
     inputs = batches(8, seed=3)
     expected = [pd_model(x) for x in inputs]  # one thread: nothing shared

@@ -3,9 +3,12 @@
 Convolutions and Linear run as one register-tiled matrix product (`conv2d`): a tile of
 CONV_TILE_PIXELS output pixels by 32 output channels is accumulated in SIMD registers over the kernel
 taps and input channels, with fused multiply-adds, then bias, activation and an optional residual
-are applied on the way out. Depthwise convolution and max pooling use tiles of TILE_PIXELS pixels
-by 16 channels. Results differ from the reference kernels only by rounding (FMA, summation
-order); activations and max pooling make the reference's comparisons, NaN included.
+are applied on the way out. 3x3 stride-1 convolutions of 32 channels and more run by Winograd
+F(2x2, 3x3) (`winograd_conv3x3`) on the same matrix product. Depthwise convolution and max pooling
+use tiles of TILE_PIXELS pixels by 32 and 16 channels. Results differ from the reference kernels
+only by rounding (FMA, summation order, Winograd's transforms); activations and max pooling make
+the reference's comparisons, NaN included. Every output pixel is computed the same way whatever
+the batch, pass or thread it is computed in, so a batch's answers equal its images' one by one.
 
 A kernel can write its output with a zero border around each image, the padding of the
 convolution that reads it, so that one needs no padded copy of its input.
@@ -325,8 +328,8 @@ def grouped_conv2d(x, weight, bias, activation, window, out_h, out_w):
 
 @jit
 def depthwise_conv2d(x, weight, bias, activation, window, out, border):
-    """Depthwise Conv2d (groups = Ci = Co) + bias + activation; the output gets a zero border as
-    conv2d's.
+    """Depthwise Conv2d (groups = Ci = Co) + bias + activation, in tiles of six pixels by 32
+    channels; the output gets a zero border as conv2d's.
 
     x:      (N, H, W, C)
     weight: (KH * KW, padded_channels(C))  packed from PyTorch's (C, 1, KH, KW)
@@ -345,12 +348,12 @@ def depthwise_conv2d(x, weight, bias, activation, window, out, border):
     row = weight.shape[1]
     last = pixels.size - 1
     for start in range(0, pixels.size, TILE_PIXELS):
-        q0, q1, q2, q3, q4, q5 = _tile(start, last)  # six output pixels by 16 channels
-        for block in range(0, channels, 16):
-            count = min(16, channels - block)
+        q0, q1, q2, q3, q4, q5 = _tile(start, last)  # six output pixels by 32 channels
+        for block in range(0, channels, 32):
+            count = min(32, channels - block)
             x0, x1, x2 = windows[q0] + block, windows[q1] + block, windows[q2] + block
             x3, x4, x5 = windows[q3] + block, windows[q4] + block, windows[q5] + block
-            a0 = a1 = a2 = a3 = a4 = a5 = vload(bias, block, 16)
+            a0 = a1 = a2 = a3 = a4 = a5 = vload(bias, block, 32)
             k = block
             for tap in taps:
                 w = vload(weight, k, a0)

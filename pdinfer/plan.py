@@ -58,7 +58,8 @@ MAX_CHUNK = 8  # images a batch runs through the plan at a time: bounds the valu
 
 @dataclass(frozen=True)
 class ConvGroup:
-    """Conv2d [+ BatchNorm2d] [+ activation] [+ the residual Add reading it]."""
+    """Conv2d [+ BatchNorm2d] [+ activation] [+ the residual Add reading it] [+ the 2x2 MaxPool2d
+    reading it, for a Winograd convolution]."""
 
     conv: Conv2d
     bn: Optional[BatchNorm2d]
@@ -67,10 +68,11 @@ class ConvGroup:
     inputs: tuple[str, ...]  # the convolution's input [, the residual]
     border: Border = NO_BORDER  # written around the output
     input_padded: bool = False  # the input carries the convolution's padding as its border
+    pool: Optional[MaxPool2d] = None
 
     @property
     def layers(self) -> tuple[Layer, ...]:
-        return tuple(c for c in (self.conv, self.bn, self.act, self.add) if c is not None)
+        return tuple(c for c in (self.conv, self.bn, self.act, self.add, self.pool) if c is not None)
 
     @property
     def takes_border(self) -> bool:
@@ -215,7 +217,10 @@ def fuse(graph: Graph) -> list[Group]:
                 inputs += (value[other],)
             else:
                 add = None
-            group = ConvGroup(layer, bn, act, add, inputs)
+            pool = readers.sole(last, (MaxPool2d,)) if add is None and runs_winograd(layer, bn is not None) else None
+            if pool is not None and not _pools_tiles(pool, graph.shapes[last], graph.shapes[pool.name]):
+                pool = None
+            group = ConvGroup(layer, bn, act, add, inputs, pool=pool)
         elif isinstance(layer, Linear):
             flat = readers.layers.get(readers.source(layer.inputs[0]))
             chw = graph.shapes[flat.inputs[0]][1:] if flat is not None and _folds_into_linear(flat, graph, readers) \
@@ -235,6 +240,21 @@ def fuse(graph: Graph) -> list[Group]:
         value.update((covered.name, output) for covered in group.layers)
         groups.append(group)
     return _place_borders(groups)
+
+
+def runs_winograd(conv: Conv2d, folds_batchnorm: bool) -> bool:
+    """Whether the convolution runs by Winograd F(2x2, 3x3): 3x3, stride 1, no dilation, one group,
+    float32 weights (a folded BatchNorm makes them so) and WINOGRAD_CHANNELS or more in and out."""
+    return (conv.groups == 1 and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1)
+            and (folds_batchnorm or storage(conv.weight) == "F32")
+            and min(conv.in_channels, conv.out_channels) >= WINOGRAD_CHANNELS)
+
+
+def _pools_tiles(pool: MaxPool2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
+    """Whether the max pool takes the max of each whole 2x2 Winograd tile: 2x2 windows, stride 2,
+    no padding or dilation, and one output per whole tile."""
+    return (pool.kernel_size == (2, 2) and pool.stride == (2, 2) and not any(pool.padding)
+            and pool.dilation == (1, 1) and tuple(out_shape[2:]) == (in_shape[2] // 2, in_shape[3] // 2))
 
 
 def _folds_into_linear(flatten: Layer, graph: Graph, readers: _Readers) -> bool:
@@ -401,6 +421,7 @@ class WinogradConv:
     out_shape: tuple[int, int, int]  # (H, W, Co) of one output image, its border included
     border: tuple  # params.Border
     tiles: tuple[int, int]  # per image, per group (fast.winograd_tiles)
+    pool: bool  # a 2x2 max pool of each tile is written, not the tile
 
     def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
         # Not shared with a helper thread: two halves measured slower than the whole on one thread
@@ -411,7 +432,7 @@ class WinogradConv:
         out = workspace.empty((len(x), *self.out_shape))
         scratch = [workspace.empty((16, tiles, in_c)), workspace.empty((16, tiles, out_c))]
         fast.winograd_conv3x3(x, self.weight, self.bias, residual, self.activation, self.window, out, self.border,
-                              _WHOLE, *scratch)
+                              _WHOLE, *scratch, self.pool)
         while scratch:
             workspace.recycle(scratch.pop())
         return out
@@ -461,11 +482,12 @@ def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseCon
     window = tuple(unpadded(conv.window) if group.input_padded else conv.window)
     out_c, out_h, out_w = graph.shapes[conv.name][1:]
     (kh, kw), groups = conv.kernel_size, conv.groups
-    if (groups == 1 and (kh, kw) == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1)
-            and storage(stored) == "F32" and min(conv.in_channels, out_c) >= WINOGRAD_CHANNELS):
+    if runs_winograd(conv, group.bn is not None):
+        pooled = (out_h // 2, out_w // 2) if group.pool else (out_h, out_w)
         return WinogradConv(_pad_columns(fast.winograd_weight(stored).reshape(-1, out_c)).reshape(16, conv.in_channels, -1),
-                            _pad_columns(bias[None])[0], act, window, _bordered(out_h, out_w, out_c, group.border),
-                            tuple(group.border), fast.winograd_tiles(out_h, out_w, conv.in_channels, out_c))
+                            _pad_columns(bias[None])[0], act, window, _bordered(*pooled, out_c, group.border),
+                            tuple(group.border), fast.winograd_tiles(out_h, out_w, conv.in_channels, out_c),
+                            group.pool is not None)
     if groups == 1:
         packed = _packed(stored, stored_scale, lambda w: w.transpose(2, 3, 1, 0).reshape(-1, out_c))
         return DenseConv(packed, _pad_columns(bias[None])[0], act, window, _bordered(out_h, out_w, out_c, group.border),

@@ -320,13 +320,16 @@ def test_max_pool2d_fast_is_bit_exact(seed, input_shape, kernel, stride, dilatio
 @settings(max_examples=EXAMPLES // 2)
 @given(seeds, st.integers(plan.WINOGRAD_CHANNELS, 70), st.integers(plan.WINOGRAD_CHANNELS, 70),
        st.integers(1, 11), st.integers(1, 11), st.tuples(*[st.integers(0, 2)] * 4),
-       st.sampled_from(["none", "ReLU", "ReLU6", "LeakyReLU"]), st.booleans(), st.integers(1, 3))
-def test_winograd_convolution_matches_reference(seed, cin, cout, h, w, padding, act, residual, batch):
+       st.sampled_from(["none", "ReLU", "ReLU6", "LeakyReLU"]), st.sampled_from(["none", "residual", "pool"]),
+       st.integers(1, 3))
+def test_winograd_convolution_matches_reference(seed, cin, cout, h, w, padding, act, after, batch):
     """3x3 stride-1 convolutions this wide run by Winograd F(2x2, 3x3), odd sizes, padding and
-    partial tiles included; with an activation and, when the shapes allow, a residual Add."""
+    partial tiles included; with an activation and, when the shapes allow, a residual Add or a
+    2x2 max pool (fused: the pool of each tile is written)."""
     out_h, out_w = h + padding[0] + padding[2] - 2, w + padding[1] + padding[3] - 2
     assume(out_h >= 1 and out_w >= 1)
-    residual = residual and cin == cout and (out_h, out_w) == (h, w)
+    residual = after == "residual" and cin == cout and (out_h, out_w) == (h, w)
+    pool = after == "pool" and min(out_h, out_w) >= 2
     rng = np.random.default_rng(seed)
     bound = 1 / np.sqrt(9 * cin)
     layers = [{"name": "conv", "type": "Conv2d", "inputs": ["input"],
@@ -341,11 +344,17 @@ def test_winograd_convolution_matches_reference(seed, cin, cout, h, w, padding, 
     if residual:
         layers.append({"name": "add", "type": "Add", "inputs": [layers[-1]["name"], "input"], "params": {},
                        "tensors": {}})
+    if pool:
+        layers.append({"name": "pool", "type": "MaxPool2d", "inputs": [layers[-1]["name"]], "tensors": {},
+                       "params": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0, 0, 0],
+                                  "dilation": [1, 1], "ceil_mode": False}})
+        out_h, out_w = out_h // 2, out_w // 2
     graph = RandomGraph(layers, tensors, (cin, h, w), cout * out_h * out_w, seed)
     with tempfile.TemporaryDirectory() as tmp:
         model, _ = load(graph, tmp)
         x = rng.standard_normal((batch, cin, h, w)).astype(np.float32)
-        assert isinstance(model._plan.steps[0].kernel, plan.WinogradConv), describe(graph)
+        [step] = model._plan.steps
+        assert isinstance(step.kernel, plan.WinogradConv) and step.kernel.pool == pool, describe(graph)
         fast_out = model(x)
         reference_out = next(reversed(model.trace(x).values()))
     assert_close(fast_out, reference_out, "Winograd vs reference", describe(graph))

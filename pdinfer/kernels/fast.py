@@ -581,7 +581,7 @@ def _at_row(m0, m1, m2, m3):
 
 
 @jit
-def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part, v, m):
+def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part, v, m, pool):
     """Conv2d 3x3, stride 1, dilation 1, one group (+ bias + activation + residual) by Winograd
     F(2x2, 3x3).
 
@@ -592,6 +592,9 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
     out:      (N, border.top + out_h + border.bottom, border.left + out_w + border.right, Co), written
     part:     (begin, end, parts) of the tiles (2x2 output pixels), as conv2d's part of its pixels
     v, m:     (16, G, Ci) and (16, G, Co) scratch for a group of G tiles (winograd_tiles)
+    pool:     write the 2x2 max pool (stride 2, floor) of the activated output instead: max_pool2d's
+              comparisons in its tap order; out is then (N, ... out_h // 2 ..., ... out_w // 2 ..., Co)
+              and there is no residual
     activation: params.Activation; window: params.Window (its padding); border: params.Border
     returns out
     """
@@ -656,6 +659,17 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
                              vload_part(m[10, t], c, b, count), vload_part(m[14, t], c, b, count))
                 s3 = _at_row(vload_part(m[3, t], c, b, count), vload_part(m[7, t], c, b, count),
                              vload_part(m[11, t], c, b, count), vload_part(m[15, t], c, b, count))
+                if pool:
+                    if 2 * ty + 1 < out_h and 2 * tx + 1 < out_w:  # a whole window of the pool
+                        y00, y01 = _at_row(s0[0], s1[0], s2[0], s3[0])
+                        y10, y11 = _at_row(s0[1], s1[1], s2[1], s3[1])
+                        best = vsplat(-np.inf, 16)
+                        for value in (y00, y01, y10, y11):
+                            value = _activate_vector(vadd(value, b), activation)
+                            best = vselect_gt(value, best, value, best)
+                        o = ((n * full_h + border.top + ty) * full_w + border.left + tx) * out_c + c
+                        vstore_part(flat_out, o, best, count)
+                    continue
                 for i in range(2):
                     oy = 2 * ty + i
                     if oy >= out_h:

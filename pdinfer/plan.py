@@ -373,6 +373,20 @@ SHARES, HELPER_SHARE = 7, 3  # 3/7: the fastest of 1/3, 2/5, 3/7 and 1/2 on PDMo
 
 class _Call(threading.local):
     helper: Optional[Executor] = None  # a pool the running call may hand part of a big step to
+    reuse = False  # the running call recycles its big arrays (pdinfer/workspace.py): a batch
+
+
+def _empty(shape: tuple[int, ...]) -> np.ndarray:
+    """An output array for a kernel: reused from this thread's free list in a batch call."""
+    return workspace.empty(shape) if _call.reuse else np.empty(shape, np.float32)
+
+
+def _release(values: dict[str, Values], name: str) -> None:
+    """Drop a value no later step reads; in a batch call its memory goes back for reuse."""
+    if _call.reuse:
+        workspace.recycle(values.pop(name, None))
+    else:
+        values.pop(name, None)
 
 
 _call = _Call()
@@ -403,7 +417,7 @@ class DenseConv:
     macs: int  # multiply-adds per image
 
     def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
-        out = workspace.empty((len(x), *self.out_shape))
+        out = _empty((len(x), *self.out_shape))
         _run_parts(functools.partial(fast.conv2d, x, self.weight.floats(), self.bias, residual, self.activation,
                                      self.window, out, self.border), len(x) * self.macs)
         return out
@@ -429,12 +443,12 @@ class WinogradConv:
         per_image, group = self.tiles
         tiles = min(group, len(x) * per_image)
         in_c, out_c = self.weight.shape[1], self.out_shape[2]
-        out = workspace.empty((len(x), *self.out_shape))
-        scratch = [workspace.empty((16, tiles, in_c)), workspace.empty((16, tiles, out_c))]
+        out = _empty((len(x), *self.out_shape))
+        scratch = {"v": _empty((16, tiles, in_c)), "m": _empty((16, tiles, out_c))}
         fast.winograd_conv3x3(x, self.weight, self.bias, residual, self.activation, self.window, out, self.border,
-                              _WHOLE, *scratch, self.pool)
-        while scratch:
-            workspace.recycle(scratch.pop())
+                              _WHOLE, scratch["v"], scratch["m"], self.pool)
+        _release(scratch, "v")
+        _release(scratch, "m")
         return out
 
 
@@ -451,7 +465,7 @@ class DepthwiseConv:
 
     def __call__(self, x: Values) -> Values:
         return fast.depthwise_conv2d(x, self.weight.floats(), self.bias, self.activation, self.window,
-                                     workspace.empty((len(x), *self.out_shape)), self.border)
+                                     _empty((len(x), *self.out_shape)), self.border)
 
 
 @dataclass(frozen=True)
@@ -514,7 +528,7 @@ class LinearAsConv:
     def __call__(self, x: Values) -> Values:  # x: (N, I) or, with a folded Flatten, (N, H, W, C)
         n = x.shape[0]
         out = fast.conv2d(x.reshape(n, 1, 1, -1), self.weight.floats(), self.bias, _NO_RESIDUAL, self.activation,
-                          _POINTWISE, workspace.empty((n, 1, 1, self.out_features)), _NO_BORDER, _WHOLE)
+                          _POINTWISE, _empty((n, 1, 1, self.out_features)), _NO_BORDER, _WHOLE)
         return out.reshape(n, self.out_features)
 
 
@@ -565,7 +579,7 @@ class MaxPool:
     border: tuple  # params.Border
 
     def __call__(self, x: Values) -> Values:
-        return fast.max_pool2d(x, self.window, workspace.empty((len(x), *_bordered(*self.out_hw, x.shape[3], self.border))),
+        return fast.max_pool2d(x, self.window, _empty((len(x), *_bordered(*self.out_hw, x.shape[3], self.border))),
                                self.border)
 
 
@@ -776,24 +790,22 @@ def packed_bytes(plan: Plan) -> int:
 def run_plan(plan: Plan, x: np.ndarray, helper: Optional[Executor] = None) -> np.ndarray:
     """Run the plan on a checked NCHW float32 batch; returns the output in PyTorch's layout.
 
-    With a `helper` pool (whose threads must not wait for this call), a big convolution hands half
-    of its output pixels to it: a batch of one image then uses two cores. The answer is the same:
-    every output pixel is computed the same way wherever it is computed."""
-    _call.helper = helper
+    With a `helper` pool (whose threads must not wait for this call), a big direct convolution
+    hands part of its output pixels to it (_run_parts), so that one image uses two cores; the answer
+    is the same, every output pixel being computed the same way wherever it is. A batch of more than
+    one image reuses its big arrays (pdinfer/workspace.py)."""
+    _call.helper, _call.reuse = helper, len(x) > 1
     try:
         if len(x) <= plan.chunk:
             return _run_chunk(plan, x)
         return np.concatenate([_run_chunk(plan, x[i:i + plan.chunk]) for i in range(0, len(x), plan.chunk)])
     finally:
-        _call.helper = None
+        _call.helper, _call.reuse = None, False
 
 
 def _run_chunk(plan: Plan, x: np.ndarray) -> np.ndarray:
     """Run at most plan.chunk images through the segments, each a few images a pass."""
-    nhwc = workspace.empty((x.shape[0], *x.shape[2:], x.shape[1]))
-    nhwc[...] = x.transpose(0, 2, 3, 1)
-    values = {INPUT: nhwc}
-    del nhwc
+    values = {INPUT: np.ascontiguousarray(x.transpose(0, 2, 3, 1))}
     for segment in plan.segments:
         steps = plan.steps[segment.start:segment.end]
         if len(x) <= segment.images:
@@ -804,7 +816,7 @@ def _run_chunk(plan: Plan, x: np.ndarray) -> np.ndarray:
             made = {name: _join([p.pop(name) for p in passes]) for name in segment.carried}
         for step in steps:
             for name in step.release:
-                workspace.recycle(values.pop(name, None))
+                _release(values, name)
         values.update(made)
     out = values[plan.output]
     out = np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if out.ndim == 4 else out
@@ -816,13 +828,13 @@ def _run_steps(steps: tuple[Step, ...], values: dict[str, Values], keep: tuple[s
     for step in steps:
         values[step.output] = step.kernel(*(values[i] for i in step.inputs))
         for name in step.release:
-            workspace.recycle(values.pop(name, None))
+            _release(values, name)
     return {name: values.pop(name) for name in keep}
 
 
 def _join(pieces: list[Values]) -> Values:
     """The pieces concatenated along the batch; each piece is given back for reuse."""
-    joined = np.concatenate(pieces, out=workspace.empty((sum(len(p) for p in pieces), *pieces[0].shape[1:])))
-    while pieces:
+    joined = np.concatenate(pieces, out=_empty((sum(len(p) for p in pieces), *pieces[0].shape[1:])))
+    while pieces and _call.reuse:
         workspace.recycle(pieces.pop())
     return joined

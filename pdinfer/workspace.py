@@ -1,9 +1,12 @@
-"""Per-thread reuse of the float32 arrays a plan's steps write, as ONNX Runtime keeps an arena.
+"""Per-thread reuse of the float32 arrays a batch's steps write, as ONNX Runtime keeps an arena.
 
 Every step of a pass writes a new value, and a batch runs many passes: without reuse a call
 allocates tens of MB. glibc serves such blocks with fresh pages (mmap) whenever something else in
 the process has reshaped its heap, and then every call pays page faults: a batch-64 call of
-PDLightModel took about 10,000 (a third of its time) with ONNX Runtime running between calls.
+PDLightModel took about 14,000 (a third of its time) with ONNX Runtime running between calls
+(mallopt's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD made them go away too: glibc's thresholds are the
+cause). Calls of one image allocate little and do not use this (plan._call.reuse): their few big
+arrays measured about 3% faster fresh from malloc than reused.
 So a value released after its last reader goes back to its thread's free list, and the next pass
 or call on that thread takes it again. Only an array that nothing else refers to is taken back
 (its reference count says so, so a view keeps its base out), and a thread keeps at most

@@ -36,12 +36,9 @@ LayerGroup(softmax <- fc)
 PD_MODEL = """\
 ConvGroup(conv.0 + conv.1 <- input)
 PoolGroup(conv.2 <- conv.1) border=[1, 1, 1, 1]
-ConvGroup(conv.3 + conv.4 <- conv.2) input_padded
-PoolGroup(conv.5 <- conv.4) border=[1, 1, 1, 1]
-ConvGroup(conv.6 + conv.7 <- conv.5) input_padded
-PoolGroup(conv.8 <- conv.7) border=[1, 1, 1, 1]
-ConvGroup(conv.9 + conv.10 <- conv.8) input_padded
-PoolGroup(conv.11 <- conv.10)
+ConvGroup(conv.3 + conv.4 + conv.5 <- conv.2) border=[1, 1, 1, 1] input_padded
+ConvGroup(conv.6 + conv.7 + conv.8 <- conv.5) border=[1, 1, 1, 1] input_padded
+ConvGroup(conv.9 + conv.10 + conv.11 <- conv.8) input_padded
 Alias(view <- conv.11)
 LinearGroup(dense.0 + dense.1 <- conv.11)
 LinearGroup(dense.2 + dense.4 <- dense.1)

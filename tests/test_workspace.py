@@ -96,3 +96,12 @@ def test_outputs_kept_by_the_caller_stay_intact():
     assert workspace.cached_bytes() > 0  # the calls did reuse memory
     assert np.array_equal(kept, expected)
     assert np.array_equal(model(first), expected)
+
+
+def test_only_batches_reuse_memory():
+    model = pdinfer.load(WEIGHTS / "pd_light.pdw")
+    image = np.random.default_rng(1).random(model.input_shape, dtype=np.float32)
+    model(image)
+    assert workspace.cached_bytes() == 0  # one image: fresh arrays from malloc
+    model(np.stack([image, image]))
+    assert workspace.cached_bytes() > 0

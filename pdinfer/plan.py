@@ -418,8 +418,11 @@ class DenseConv:
 
     def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
         out = _empty((len(x), *self.out_shape))
+        # A compressed weight is not shared: the helper would read its float32 copy, just written
+        # by this thread, from the other core's cache (measured slower than one thread).
+        macs = len(x) * self.macs if self.weight.storage == "F32" else 0
         _run_parts(functools.partial(fast.conv2d, x, self.weight.floats(), self.bias, residual, self.activation,
-                                     self.window, out, self.border), len(x) * self.macs)
+                                     self.window, out, self.border), macs)
         return out
 
 

@@ -24,7 +24,8 @@ _pool_lock = threading.Lock()
 def set_num_threads(n: int) -> None:
     """Use up to n threads per call, each taking a slice of the batch (default 1).
 
-    Kernels release the GIL, so the slices run in parallel; one image always runs on one thread.
+    Kernels release the GIL, so the slices run in parallel. A single image hands part of each big
+    direct convolution (plan.SPLIT_MACS) to another thread; answers never depend on the setting.
     More threads than usable cores (the CPU affinity, where the OS has one) are capped to that
     number with a RuntimeWarning; anything but an integer >= 1 raises ConfigError.
     """

@@ -23,11 +23,10 @@ threads at once.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -367,8 +366,9 @@ def _packed(stored: np.ndarray, scale: Optional[np.ndarray], pack, groups: int =
 _NO_RESIDUAL = np.empty((0, 0, 0, 0), dtype=np.float32)
 _POINTWISE, _NO_BORDER, _WHOLE = tuple(POINTWISE), tuple(NO_BORDER), (0, 1, 1)
 # A convolution shared with a helper thread: the helper, which starts later (its wake-up takes tens
-# of microseconds), takes the last HELPER_SHARE / SHARES of the output pixels.
-SHARES, HELPER_SHARE = 7, 3  # 3/7: the fastest of 1/3, 2/5, 3/7 and 1/2 on PDModel
+# of microseconds), takes the last 3/7 of the output pixels (the fastest of 1/3, 2/5, 3/7 and 1/2
+# on PDModel's direct convolutions).
+_CALLER_PART, _HELPER_PART = (0, 4, 7), (4, 7, 7)
 
 
 class _Call(threading.local):
@@ -392,18 +392,6 @@ def _release(values: dict[str, Values], name: str) -> None:
 _call = _Call()
 
 
-def _run_parts(kernel: Callable[[tuple], object], macs: int) -> None:
-    """kernel(part) for the whole output, or, when the call has a helper pool and the step is big,
-    the last HELPER_SHARE / SHARES of it on the helper and the rest on this thread."""
-    helper = _call.helper
-    if helper is None or macs < SPLIT_MACS:
-        kernel(_WHOLE)
-        return
-    other = helper.submit(kernel, (SHARES - HELPER_SHARE, SHARES, SHARES))
-    kernel((0, SHARES - HELPER_SHARE, SHARES))
-    other.result()
-
-
 @dataclass(frozen=True)
 class DenseConv:
     """fast.conv2d: a one-group convolution as a register-tiled matrix product."""
@@ -418,11 +406,16 @@ class DenseConv:
 
     def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
         out = _empty((len(x), *self.out_shape))
+        args = (x, self.weight.floats(), self.bias, residual, self.activation, self.window, out, self.border)
+        helper = _call.helper
         # A compressed weight is not shared: the helper would read its float32 copy, just written
         # by this thread, from the other core's cache (measured slower than one thread).
-        macs = len(x) * self.macs if self.weight.storage == "F32" else 0
-        _run_parts(functools.partial(fast.conv2d, x, self.weight.floats(), self.bias, residual, self.activation,
-                                     self.window, out, self.border), macs)
+        if helper is None or self.weight.storage != "F32" or len(x) * self.macs < SPLIT_MACS:
+            fast.conv2d(*args, _WHOLE)
+        else:
+            other = helper.submit(fast.conv2d, *args, _HELPER_PART)
+            fast.conv2d(*args, _CALLER_PART)
+            other.result()
         return out
 
 
@@ -794,7 +787,7 @@ def run_plan(plan: Plan, x: np.ndarray, helper: Optional[Executor] = None) -> np
     """Run the plan on a checked NCHW float32 batch; returns the output in PyTorch's layout.
 
     With a `helper` pool (whose threads must not wait for this call), a big direct convolution
-    hands part of its output pixels to it (_run_parts), so that one image uses two cores; the answer
+    hands part of its output pixels to it (DenseConv), so that one image uses two cores; the answer
     is the same, every output pixel being computed the same way wherever it is. A batch of more than
     one image reuses its big arrays (pdinfer/workspace.py)."""
     _call.helper, _call.reuse = helper, len(x) > 1
@@ -829,7 +822,7 @@ def _run_chunk(plan: Plan, x: np.ndarray) -> np.ndarray:
 def _run_steps(steps: tuple[Step, ...], values: dict[str, Values], keep: tuple[str, ...]) -> dict[str, Values]:
     """Run steps on `values` (the values they read, consumed); returns the values named in `keep`."""
     for step in steps:
-        values[step.output] = step.kernel(*(values[i] for i in step.inputs))
+        values[step.output] = step.kernel(*[values[i] for i in step.inputs])
         for name in step.release:
             _release(values, name)
     return {name: values.pop(name) for name in keep}

@@ -730,6 +730,7 @@ class Plan:
     segments: tuple[Segment, ...]
     output: str  # the value holding the graph's output
     chunk: int  # a batch runs through the segments this many images at a time
+    fewest_images: int  # the smallest pass of a segment: a batch this small runs in one pass
 
 
 def build_plan(graph: Graph) -> Plan:
@@ -743,7 +744,8 @@ def build_plan(graph: Graph) -> Plan:
                              if last_use[n] == i and n != output))
                   for i, group in enumerate(groups))
     segments = _segments(steps, graph, output)
-    return Plan(steps, segments, output, max((s.images for s in segments), default=MAX_CHUNK))
+    return Plan(steps, segments, output, max((s.images for s in segments), default=MAX_CHUNK),
+                min((s.images for s in segments), default=MAX_CHUNK))
 
 
 def _segments(steps: tuple[Step, ...], graph: Graph, output: str) -> tuple[Segment, ...]:
@@ -802,18 +804,21 @@ def run_plan(plan: Plan, x: np.ndarray, helper: Optional[Executor] = None) -> np
 def _run_chunk(plan: Plan, x: np.ndarray) -> np.ndarray:
     """Run at most plan.chunk images through the segments, each a few images a pass."""
     values = {INPUT: np.ascontiguousarray(x.transpose(0, 2, 3, 1))}
-    for segment in plan.segments:
-        steps = plan.steps[segment.start:segment.end]
-        if len(x) <= segment.images:
-            made = _run_steps(steps, {name: values[name] for name in segment.reads}, segment.carried)
-        else:
-            passes = [_run_steps(steps, {name: values[name][i:i + segment.images] for name in segment.reads},
-                                 segment.carried) for i in range(0, len(x), segment.images)]
-            made = {name: _join([p.pop(name) for p in passes]) for name in segment.carried}
-        for step in steps:
-            for name in step.release:
-                _release(values, name)
-        values.update(made)
+    if len(x) <= plan.fewest_images:  # every segment in one pass (one image, say): the steps in one run
+        values = _run_steps(plan.steps, values, (plan.output,))
+    else:
+        for segment in plan.segments:
+            steps = plan.steps[segment.start:segment.end]
+            if len(x) <= segment.images:
+                made = _run_steps(steps, {name: values[name] for name in segment.reads}, segment.carried)
+            else:
+                passes = [_run_steps(steps, {name: values[name][i:i + segment.images] for name in segment.reads},
+                                     segment.carried) for i in range(0, len(x), segment.images)]
+                made = {name: _join([p.pop(name) for p in passes]) for name in segment.carried}
+            for step in steps:
+                for name in step.release:
+                    _release(values, name)
+            values.update(made)
     out = values[plan.output]
     out = np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if out.ndim == 4 else out
     return out.copy() if np.may_share_memory(out, x) else out  # a graph of only Flatten/Dropout

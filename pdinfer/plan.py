@@ -58,7 +58,7 @@ MAX_CHUNK = 8  # images a batch runs through the plan at a time: bounds the valu
 @dataclass(frozen=True)
 class ConvGroup:
     """Conv2d [+ BatchNorm2d] [+ activation] [+ the residual Add reading it] [+ the 2x2 MaxPool2d
-    reading it, for a Winograd convolution]."""
+    reading it, for a one-group convolution]."""
 
     conv: Conv2d
     bn: Optional[BatchNorm2d]
@@ -216,7 +216,7 @@ def fuse(graph: Graph) -> list[Group]:
                 inputs += (value[other],)
             else:
                 add = None
-            pool = readers.sole(last, (MaxPool2d,)) if add is None and runs_winograd(layer, bn is not None) else None
+            pool = readers.sole(last, (MaxPool2d,)) if add is None and layer.groups == 1 else None
             if pool is not None and not _pools_tiles(pool, graph.shapes[last], graph.shapes[pool.name]):
                 pool = None
             group = ConvGroup(layer, bn, act, add, inputs, pool=pool)
@@ -250,8 +250,8 @@ def runs_winograd(conv: Conv2d, folds_batchnorm: bool) -> bool:
 
 
 def _pools_tiles(pool: MaxPool2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
-    """Whether the max pool takes the max of each whole 2x2 Winograd tile: 2x2 windows, stride 2,
-    no padding or dilation, and one output per whole tile."""
+    """Whether the max pool takes the max of whole 2x2 blocks (a Winograd tile's, say): 2x2
+    windows, stride 2, no padding or dilation, and one output per whole block."""
     return (pool.kernel_size == (2, 2) and pool.stride == (2, 2) and not any(pool.padding)
             and pool.dilation == (1, 1) and tuple(out_shape[2:]) == (in_shape[2] // 2, in_shape[3] // 2))
 
@@ -403,6 +403,7 @@ class DenseConv:
     out_shape: tuple[int, int, int]  # (H, W, Co) of one output image, its border included
     border: tuple  # params.Border
     macs: int  # multiply-adds per image
+    pool: bool  # the 2x2 max pool of the output is written (out_shape is the pool's)
 
     def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
         out = _empty((len(x), *self.out_shape))
@@ -411,10 +412,10 @@ class DenseConv:
         # A compressed weight is not shared: the helper would read its float32 copy, just written
         # by this thread, from the other core's cache (measured slower than one thread).
         if helper is None or self.weight.storage != "F32" or len(x) * self.macs < SPLIT_MACS:
-            fast.conv2d(*args, _WHOLE)
+            fast.conv2d(*args, _WHOLE, self.pool)
         else:
-            other = helper.submit(fast.conv2d, *args, _HELPER_PART)
-            fast.conv2d(*args, _CALLER_PART)
+            other = helper.submit(fast.conv2d, *args, _HELPER_PART, self.pool)
+            fast.conv2d(*args, _CALLER_PART, self.pool)
             other.result()
         return out
 
@@ -492,16 +493,16 @@ def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseCon
     window = tuple(unpadded(conv.window) if group.input_padded else conv.window)
     out_c, out_h, out_w = graph.shapes[conv.name][1:]
     (kh, kw), groups = conv.kernel_size, conv.groups
+    pooled = (out_h // 2, out_w // 2) if group.pool else (out_h, out_w)  # the step's output size
     if runs_winograd(conv, group.bn is not None):
-        pooled = (out_h // 2, out_w // 2) if group.pool else (out_h, out_w)
         return WinogradConv(_pad_columns(fast.winograd_weight(stored).reshape(-1, out_c)).reshape(16, conv.in_channels, -1),
                             _pad_columns(bias[None])[0], act, window, _bordered(*pooled, out_c, group.border),
                             tuple(group.border), fast.winograd_tiles(out_h, out_w, conv.in_channels, out_c),
                             group.pool is not None)
     if groups == 1:
         packed = _packed(stored, stored_scale, lambda w: w.transpose(2, 3, 1, 0).reshape(-1, out_c))
-        return DenseConv(packed, _pad_columns(bias[None])[0], act, window, _bordered(out_h, out_w, out_c, group.border),
-                         tuple(group.border), conv.macs(graph.shapes[conv.name]))
+        return DenseConv(packed, _pad_columns(bias[None])[0], act, window, _bordered(*pooled, out_c, group.border),
+                         tuple(group.border), conv.macs(graph.shapes[conv.name]), group.pool is not None)
     if conv.is_depthwise:
         packed = _packed(stored, stored_scale, lambda w: w[:, 0].reshape(out_c, kh * kw).T)
         return DepthwiseConv(packed, _pad_columns(bias[None])[0], act, window,
@@ -524,7 +525,7 @@ class LinearAsConv:
     def __call__(self, x: Values) -> Values:  # x: (N, I) or, with a folded Flatten, (N, H, W, C)
         n = x.shape[0]
         out = fast.conv2d(x.reshape(n, 1, 1, -1), self.weight.floats(), self.bias, _NO_RESIDUAL, self.activation,
-                          _POINTWISE, _empty((n, 1, 1, self.out_features)), _NO_BORDER, _WHOLE)
+                          _POINTWISE, _empty((n, 1, 1, self.out_features)), _NO_BORDER, _WHOLE, False)
         return out.reshape(n, self.out_features)
 
 

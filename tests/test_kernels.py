@@ -358,3 +358,47 @@ def test_winograd_convolution_matches_reference(seed, cin, cout, h, w, padding, 
         fast_out = model(x)
         reference_out = next(reversed(model.trace(x).values()))
     assert_close(fast_out, reference_out, "Winograd vs reference", describe(graph))
+
+
+@given(seeds, st.integers(1, 40), st.integers(1, 40), st.integers(2, 13), st.integers(2, 13),
+       st.tuples(st.integers(1, 4), st.integers(1, 4)), st.tuples(st.integers(1, 2), st.integers(1, 2)),
+       st.tuples(*[st.integers(0, 1)] * 4), st.sampled_from(["none", "ReLU", "LeakyReLU"]), st.integers(1, 3),
+       st.sampled_from(["F32", "I8"]))
+def test_a_max_pool_fused_into_a_direct_convolution_matches_reference(seed, cin, cout, h, w, kernel, stride,
+                                                                      padding, act, batch, weights):
+    """A one-group convolution followed by a 2x2 max pool writes the pool (tiles of three pooled
+    pixels, partial ones at the end), any geometry, float32 or int8 weights."""
+    out_h = window_output_size(h, padding[0], padding[2], kernel[0], stride[0], 1)
+    out_w = window_output_size(w, padding[1], padding[3], kernel[1], stride[1], 1)
+    assume(out_h >= 2 and out_w >= 2)
+    rng = np.random.default_rng(seed)
+    bound = 1 / np.sqrt(cin * kernel[0] * kernel[1])
+    weight = rng.uniform(-bound, bound, (cout, cin, *kernel)).astype(np.float32)
+    tensors = {"conv.bias": rng.uniform(-bound, bound, cout).astype(np.float32)}
+    conv_tensors = {"weight": "conv.weight", "bias": "conv.bias"}
+    if weights == "I8":
+        scale = np.maximum(np.abs(weight).reshape(cout, -1).max(axis=1), 1e-3) / 127
+        tensors["conv.weight"] = np.round(weight / scale[:, None, None, None]).astype(np.int8)
+        tensors["conv.weight_scale"] = scale.astype(np.float32)
+        conv_tensors["weight_scale"] = "conv.weight_scale"
+    else:
+        tensors["conv.weight"] = weight
+    layers = [{"name": "conv", "type": "Conv2d", "inputs": ["input"], "tensors": conv_tensors,
+               "params": {"in_channels": cin, "out_channels": cout, "kernel_size": list(kernel),
+                          "stride": list(stride), "padding": list(padding), "dilation": [1, 1], "groups": 1,
+                          "bias": True}}]
+    if act != "none":
+        layers.append({"name": "act", "type": act, "inputs": ["conv"], "tensors": {},
+                       "params": {"negative_slope": 0.1} if act == "LeakyReLU" else {}})
+    layers.append({"name": "pool", "type": "MaxPool2d", "inputs": [layers[-1]["name"]], "tensors": {},
+                   "params": {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0, 0, 0],
+                              "dilation": [1, 1], "ceil_mode": False}})
+    graph = RandomGraph(layers, tensors, (cin, h, w), cout * (out_h // 2) * (out_w // 2), seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, _ = load(graph, tmp)
+        x = rng.standard_normal((batch, cin, h, w)).astype(np.float32)
+        [step] = model._plan.steps
+        assert step.kernel.pool, describe(graph)
+        fast_out = model(x)
+        reference_out = next(reversed(model.trace(x).values()))
+    assert_close(fast_out, reference_out, "fused max pool vs reference", describe(graph))

@@ -26,16 +26,14 @@ SMALL = """\
 ConvGroup(conv0 + bn0 + act0 <- input)
 ConvGroup(dw + bn1 + act1 <- act0)
 LayerGroup(add <- act0, act1)
-ConvGroup(pw <- add)
-PoolGroup(pool <- pw)
+ConvGroup(pw + pool <- add)
 PoolGroup(gap <- pool)
 LinearGroup(fc <- gap)
 LayerGroup(softmax <- fc)
 """
 
 PD_MODEL = """\
-ConvGroup(conv.0 + conv.1 <- input)
-PoolGroup(conv.2 <- conv.1) border=[1, 1, 1, 1]
+ConvGroup(conv.0 + conv.1 + conv.2 <- input) border=[1, 1, 1, 1]
 ConvGroup(conv.3 + conv.4 + conv.5 <- conv.2) border=[1, 1, 1, 1] input_padded
 ConvGroup(conv.6 + conv.7 + conv.8 <- conv.5) border=[1, 1, 1, 1] input_padded
 ConvGroup(conv.9 + conv.10 + conv.11 <- conv.8) input_padded

@@ -140,27 +140,32 @@ def _tap_offsets(window, in_w, in_c):
 
 
 @jit
-def _pixel_offsets(x, out, window, border):
+def _pixel_offsets(x, out, window, border, pool):
     """Flat offsets, for each output pixel (n, oy, ox) in order, of its window's first element in x
-    and of the pixel itself in out, inside out's border.
+    and of the pixel itself in out, inside out's border. With `pool`, out holds the 2x2 max pool
+    (stride 2) of the convolution: the windows of the four pixels under each pooled pixel (n, py,
+    px), in the pool's tap order, and the pooled pixels.
 
     x:      (N, in_h, in_w, in_c)  the input, padded
     out:    (N, border.top + out_h + border.bottom, border.left + out_w + border.right, out_c)
     window: params.Window (its stride is used); border: params.Border
-    returns (windows, pixels), each (N * out_h * out_w,)
+    returns (windows, pixels): (N * out_h * out_w,) each, or with `pool` (4 * P,) and (P,)
     """
     n_batch, in_h, in_w, in_c = x.shape
     _, full_h, full_w, out_c = out.shape
     stride_h, stride_w = window.stride_h, window.stride_w
     border_top, border_left = border.top, border.left
     out_h, out_w = full_h - border.top - border.bottom, full_w - border.left - border.right
-    windows = np.empty(n_batch * out_h * out_w, dtype=np.int64)
+    under = 4 if pool else 1  # convolution pixels under one output pixel
+    windows = np.empty(n_batch * out_h * out_w * under, dtype=np.int64)
     pixels = np.empty(n_batch * out_h * out_w, dtype=np.int64)
     q = 0
     for n in range(n_batch):
         for oy in range(out_h):
             for ox in range(out_w):
-                windows[q] = ((n * in_h + oy * stride_h) * in_w + ox * stride_w) * in_c
+                for j in range(under):
+                    cy, cx = (2 * oy + j // 2, 2 * ox + j % 2) if pool else (oy, ox)
+                    windows[q * under + j] = ((n * in_h + cy * stride_h) * in_w + cx * stride_w) * in_c
                 pixels[q] = ((n * full_h + border_top + oy) * full_w + border_left + ox) * out_c
                 q += 1
     return windows, pixels
@@ -184,7 +189,27 @@ def _wide_tile(start, first, last):
 
 
 @jit
-def conv2d(x, weight, bias, residual, activation, window, out, border, part):
+def _pooled_tile(start, first, last):
+    """A tile of three pooled pixels from `start` on (first .. last), overlapping at the end as
+    _tile's: the indices in _pixel_offsets' windows of the four convolution pixels under each."""
+    p0 = min(start, max(last + 1 - 3, first))
+    p1, p2 = min(p0 + 1, last), min(p0 + 2, last)
+    return (4 * p0, 4 * p0 + 1, 4 * p0 + 2, 4 * p0 + 3, 4 * p1, 4 * p1 + 1, 4 * p1 + 2, 4 * p1 + 3,
+            4 * p2, 4 * p2 + 1, 4 * p2 + 2, 4 * p2 + 3)
+
+
+@jit
+def _max_of_four(a, b, c, d, activation):
+    """The 2x2 max pool of four activated vectors, max_pool2d's comparisons in its tap order."""
+    best = vsplat(-np.inf, a)
+    for value in (a, b, c, d):
+        value = _activate_vector(value, activation)
+        best = vselect_gt(value, best, value, best)
+    return best
+
+
+@jit
+def conv2d(x, weight, bias, residual, activation, window, out, border, part, pool):
     """Conv2d (one group) + bias + activation (+ residual): a matrix product over (tap, channel).
 
     The output gets a zero border of the given widths around each image: the padding of the
@@ -198,6 +223,8 @@ def conv2d(x, weight, bias, residual, activation, window, out, border, part):
     out:      (N, border.top + out_h + border.bottom, border.left + out_w + border.right, Co), written
     part:     (begin, end, parts): write only the output pixels from begin/parts to end/parts of them
               in order (so that threads can share a call), and the border with the part from 0
+    pool:     write the 2x2 max pool (stride 2, floor) of the activated output instead; out is then
+              (N, ... out_h // 2 ..., ... out_w // 2 ..., Co) and there is no residual
     returns out
     """
     activation, window, border = Activation(*activation), Window(*window), Border(*border)
@@ -207,19 +234,20 @@ def conv2d(x, weight, bias, residual, activation, window, out, border, part):
     begin, end, parts = part
     if begin == 0:
         _fill_border(out, border, 0.0)
-    windows, pixels = _pixel_offsets(x, out, window, border)
+    windows, pixels = _pixel_offsets(x, out, window, border, pool)
     first, stop = pixels.size * begin // parts, pixels.size * end // parts
     _matmul_pixels(x.reshape(-1), weight, bias, residual.reshape(-1), activation, taps, in_c, windows, pixels,
-                   first, stop, out.reshape(-1), out_c)
+                   first, stop, out.reshape(-1), out_c, pool)
     return out
 
 
 @jit
 def _matmul_pixels(flat_x, weight, bias, flat_residual, activation, taps, in_c, windows, pixels, first, stop,
-                   flat_out, out_c):
+                   flat_out, out_c, pool):
     """conv2d's matrix product for output pixels first .. stop - 1: pixel q sums, from the bias,
     flat_x[windows[q] + tap + ci] * weight[k] over taps and input channels ci (k counting them),
-    and is written, activated (+ flat_residual), at flat_out[pixels[q]:][:out_c].
+    and is written, activated (+ flat_residual), at flat_out[pixels[q]:][:out_c]. With `pool`,
+    output pixel q is the 2x2 max pool of the activated sums of windows[4q .. 4q + 3].
 
     weight: (len(taps) * in_c, padded_channels(out_c)); bias: (padded_channels(out_c),)
     taps: (T,) offsets in flat_x; windows, pixels: (P,) offsets in flat_x and flat_out
@@ -231,7 +259,7 @@ def _matmul_pixels(flat_x, weight, bias, flat_residual, activation, taps, in_c, 
     group = max(1, WEIGHT_CACHE_BYTES // (weight.shape[0] * 32 * 4)) * 32
     row = weight.shape[1]
     last = stop - 1
-    if stop - first < FEW_PIXELS:  # e.g. a Linear on one image: a tile would repeat its pixel
+    if stop - first < FEW_PIXELS and not pool:  # e.g. a Linear on one image: a tile would repeat its pixel
         for q in range(first, stop):
             for block in range(0, out_c, 32):
                 a = vload(bias, block, 32)
@@ -248,10 +276,13 @@ def _matmul_pixels(flat_x, weight, bias, flat_residual, activation, taps, in_c, 
                 vstore_part(flat_out, o, value, count)
         return
     for group_start in range(0, out_c, group):
-        for start in range(first, stop, CONV_TILE_PIXELS):
-            # A tile: twelve output pixels by 32 channels, summed in twelve 32-lane vectors (a0..a11,
-            # two AVX-512 registers each) over every (tap, input channel).
-            q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11 = _wide_tile(start, first, last)
+        for start in range(first, stop, 3 if pool else CONV_TILE_PIXELS):
+            # A tile: twelve convolution pixels by 32 channels, summed in twelve 32-lane vectors (a0..a11,
+            # two AVX-512 registers each) over every (tap, input channel); q0..q11 index windows.
+            if pool:
+                q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11 = _pooled_tile(start, first, last)
+            else:
+                q0, q1, q2, q3, q4, q5, q6, q7, q8, q9, q10, q11 = _wide_tile(start, first, last)
             x0, x1, x2, x3, x4, x5 = windows[q0], windows[q1], windows[q2], windows[q3], windows[q4], windows[q5]
             x6, x7, x8, x9, x10, x11 = windows[q6], windows[q7], windows[q8], windows[q9], windows[q10], windows[q11]
             for block in range(group_start, min(group_start + group, out_c), 32):
@@ -274,6 +305,10 @@ def _matmul_pixels(flat_x, weight, bias, flat_residual, activation, taps, in_c, 
                         a11 = vfma(vbroadcast(flat_x, x11 + ci, w), w, a11)
                         k += row
                 count = min(32, out_c - block)
+                if pool:
+                    for a, b, c, d, q in ((a0, a1, a2, a3, q0), (a4, a5, a6, a7, q4), (a8, a9, a10, a11, q8)):
+                        vstore_part(flat_out, pixels[q // 4] + block, _max_of_four(a, b, c, d, activation), count)
+                    continue
                 tile = ((a0, q0), (a1, q1), (a2, q2), (a3, q3), (a4, q4), (a5, q5), (a6, q6), (a7, q7),
                         (a8, q8), (a9, q9), (a10, q10), (a11, q11))
                 if has_residual:
@@ -343,7 +378,7 @@ def depthwise_conv2d(x, weight, bias, activation, window, out, border):
     channels = x.shape[3]
     taps = _tap_offsets(window, x.shape[2], channels)
     _fill_border(out, border, 0.0)
-    windows, pixels = _pixel_offsets(x, out, window, border)
+    windows, pixels = _pixel_offsets(x, out, window, border, False)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
     row = weight.shape[1]
     last = pixels.size - 1
@@ -404,7 +439,7 @@ def max_pool2d(x, window, out, border):
     channels = x.shape[3]
     taps = _tap_offsets(window, x.shape[2], channels)
     _fill_border(out, border, 0.0)
-    windows, pixels = _pixel_offsets(x, out, window, border)
+    windows, pixels = _pixel_offsets(x, out, window, border, False)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
     last = pixels.size - 1
     for start in range(0, pixels.size, TILE_PIXELS):
@@ -643,7 +678,7 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
         # 2. M = V @ U at each of the 16 positions: conv2d's matrix product over the tiles
         for p in range(16):
             _matmul_pixels(v[p].reshape(-1), u[p], zero_bias, no_residual, no_activation, one_tap, in_c, rows_v,
-                           rows_m, 0, tiles, m[p].reshape(-1), out_c)
+                           rows_m, 0, tiles, m[p].reshape(-1), out_c, False)
         # 3. Y = A^T M A + bias, activated, for the output pixels inside the image
         for t in range(tiles):
             tile = group_start + t
@@ -663,10 +698,7 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
                     if 2 * ty + 1 < out_h and 2 * tx + 1 < out_w:  # a whole window of the pool
                         y00, y01 = _at_row(s0[0], s1[0], s2[0], s3[0])
                         y10, y11 = _at_row(s0[1], s1[1], s2[1], s3[1])
-                        best = vsplat(-np.inf, 16)
-                        for value in (y00, y01, y10, y11):
-                            value = _activate_vector(vadd(value, b), activation)
-                            best = vselect_gt(value, best, value, best)
+                        best = _max_of_four(vadd(y00, b), vadd(y01, b), vadd(y10, b), vadd(y11, b), activation)
                         o = ((n * full_h + border.top + ty) * full_w + border.left + tx) * out_c + c
                         vstore_part(flat_out, o, best, count)
                     continue

@@ -1,14 +1,15 @@
 """Fast kernels: channels-last (NHWC) layout, BatchNorm folded, activation fused.
 
 Convolutions and Linear run as one register-tiled matrix product (`conv2d`): a tile of
-CONV_TILE_PIXELS output pixels by 32 output channels is accumulated in SIMD registers over the kernel
-taps and input channels, with fused multiply-adds, then bias, activation and an optional residual
-are applied on the way out. 3x3 stride-1 convolutions of 32 channels and more run by Winograd
-F(2x2, 3x3) (`winograd_conv3x3`) on the same matrix product. Depthwise convolution and max pooling
-use tiles of TILE_PIXELS pixels by 32 and 16 channels. Results differ from the reference kernels
-only by rounding (FMA, summation order, Winograd's transforms); activations and max pooling make
-the reference's comparisons, NaN included. Every output pixel is computed the same way whatever
-the batch, pass or thread it is computed in, so a batch's answers equal its images' one by one.
+CONV_TILE_PIXELS output pixels by 32 output channels is accumulated in SIMD registers over the
+kernel taps and input channels, with fused multiply-adds, then bias, activation and an optional
+residual are applied on the way out. 3x3 stride-1 convolutions of 32 channels and more run by
+Winograd F(2x2, 3x3) (`winograd_conv3x3`) on the same matrix product; either can write the 2x2 max
+pool of its output instead of the output. Depthwise convolution and max pooling use tiles of
+TILE_PIXELS pixels by 32 and 16 channels. Results differ from the reference kernels only by
+rounding (FMA, summation order, Winograd's transforms); activations and max pooling make the
+reference's comparisons, NaN included. Every output pixel is computed the same way whatever the
+batch, pass or thread it is computed in, so a batch's answers equal its images' one by one.
 
 A kernel can write its output with a zero border around each image, the padding of the
 convolution that reads it, so that one needs no padded copy of its input.

@@ -653,6 +653,8 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
     no_residual, no_activation, one_tap = np.empty(0, dtype=np.float32), (0, np.float32(0)), np.zeros(1, np.int64)
     rows_v = np.arange(group) * in_c  # tile t's row in v[position] and in m[position]
     rows_m = np.arange(group) * out_c
+    flat_v, flat_m = v.reshape(-1), m.reshape(-1)  # flat offsets: no array view per load and store
+    v_position, m_position = group * in_c, group * out_c  # one position further in v, in m
     for group_start in range(first, stop, group):
         tiles = min(group, stop - group_start)
         # 1. V = B^T d B for every tile of the group, channels in blocks of 16: v[position, tile, c]
@@ -672,10 +674,11 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
                 r3 = _bt_row(d0, d1, d2, d3)
                 for j in range(4):
                     c0, c1, c2, c3 = _bt_row(r0[j], r1[j], r2[j], r3[j])
-                    vstore_part(v[0 * 4 + j, t], c, c0, count)
-                    vstore_part(v[1 * 4 + j, t], c, c1, count)
-                    vstore_part(v[2 * 4 + j, t], c, c2, count)
-                    vstore_part(v[3 * 4 + j, t], c, c3, count)
+                    o = (j * group + t) * in_c + c  # v[j, t, c]; row i is 4 * i positions on
+                    vstore_part(flat_v, o, c0, count)
+                    vstore_part(flat_v, o + 4 * v_position, c1, count)
+                    vstore_part(flat_v, o + 8 * v_position, c2, count)
+                    vstore_part(flat_v, o + 12 * v_position, c3, count)
         # 2. M = V @ U at each of the 16 positions: conv2d's matrix product over the tiles
         for p in range(16):
             _matmul_pixels(v[p].reshape(-1), u[p], zero_bias, no_residual, no_activation, one_tap, in_c, rows_v,
@@ -687,14 +690,22 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
             for c in range(0, out_c, 16):
                 count = min(16, out_c - c)
                 b = vload(bias, c, 16)
-                s0 = _at_row(vload_part(m[0, t], c, b, count), vload_part(m[4, t], c, b, count),
-                             vload_part(m[8, t], c, b, count), vload_part(m[12, t], c, b, count))
-                s1 = _at_row(vload_part(m[1, t], c, b, count), vload_part(m[5, t], c, b, count),
-                             vload_part(m[9, t], c, b, count), vload_part(m[13, t], c, b, count))
-                s2 = _at_row(vload_part(m[2, t], c, b, count), vload_part(m[6, t], c, b, count),
-                             vload_part(m[10, t], c, b, count), vload_part(m[14, t], c, b, count))
-                s3 = _at_row(vload_part(m[3, t], c, b, count), vload_part(m[7, t], c, b, count),
-                             vload_part(m[11, t], c, b, count), vload_part(m[15, t], c, b, count))
+                o = t * out_c + c  # m[0, t, c]; position p is p * m_position on
+                s0 = _at_row(vload_part(flat_m, o, b, count), vload_part(flat_m, o + 4 * m_position, b, count),
+                             vload_part(flat_m, o + 8 * m_position, b, count),
+                             vload_part(flat_m, o + 12 * m_position, b, count))
+                o += m_position
+                s1 = _at_row(vload_part(flat_m, o, b, count), vload_part(flat_m, o + 4 * m_position, b, count),
+                             vload_part(flat_m, o + 8 * m_position, b, count),
+                             vload_part(flat_m, o + 12 * m_position, b, count))
+                o += m_position
+                s2 = _at_row(vload_part(flat_m, o, b, count), vload_part(flat_m, o + 4 * m_position, b, count),
+                             vload_part(flat_m, o + 8 * m_position, b, count),
+                             vload_part(flat_m, o + 12 * m_position, b, count))
+                o += m_position
+                s3 = _at_row(vload_part(flat_m, o, b, count), vload_part(flat_m, o + 4 * m_position, b, count),
+                             vload_part(flat_m, o + 8 * m_position, b, count),
+                             vload_part(flat_m, o + 12 * m_position, b, count))
                 if pool:
                     if 2 * ty + 1 < out_h and 2 * tx + 1 < out_w:  # a whole window of the pool
                         y00, y01 = _at_row(s0[0], s1[0], s2[0], s3[0])

@@ -617,6 +617,14 @@ def _at_row(m0, m1, m2, m3):
 
 
 @jit
+def _at_column(flat_m, o, position, like, count):
+    """A^T m down one column j of a tile's 4x4 products: m at positions j, 4 + j, 8 + j, 12 + j,
+    flat_m[o + 4 * i * position:][:count] for i = 0..3 (16-lane vectors like `like`)."""
+    return _at_row(vload_part(flat_m, o, like, count), vload_part(flat_m, o + 4 * position, like, count),
+                   vload_part(flat_m, o + 8 * position, like, count), vload_part(flat_m, o + 12 * position, like, count))
+
+
+@jit
 def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part, v, m, pool):
     """Conv2d 3x3, stride 1, dilation 1, one group (+ bias + activation + residual) by Winograd
     F(2x2, 3x3).
@@ -664,14 +672,10 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
             start, y0, x0 = n * in_h * in_w * in_c, 2 * ty, 2 * tx
             for c in range(0, in_c, 16):
                 count = min(16, in_c - c)
-                d0, d1, d2, d3 = _load_row(flat_x, start, y0, x0, in_h, in_w, in_c, c, count)
-                r0 = _bt_row(d0, d1, d2, d3)
-                d0, d1, d2, d3 = _load_row(flat_x, start, y0 + 1, x0, in_h, in_w, in_c, c, count)
-                r1 = _bt_row(d0, d1, d2, d3)
-                d0, d1, d2, d3 = _load_row(flat_x, start, y0 + 2, x0, in_h, in_w, in_c, c, count)
-                r2 = _bt_row(d0, d1, d2, d3)
-                d0, d1, d2, d3 = _load_row(flat_x, start, y0 + 3, x0, in_h, in_w, in_c, c, count)
-                r3 = _bt_row(d0, d1, d2, d3)
+                r0 = _bt_row(*_load_row(flat_x, start, y0, x0, in_h, in_w, in_c, c, count))
+                r1 = _bt_row(*_load_row(flat_x, start, y0 + 1, x0, in_h, in_w, in_c, c, count))
+                r2 = _bt_row(*_load_row(flat_x, start, y0 + 2, x0, in_h, in_w, in_c, c, count))
+                r3 = _bt_row(*_load_row(flat_x, start, y0 + 3, x0, in_h, in_w, in_c, c, count))
                 for j in range(4):
                     c0, c1, c2, c3 = _bt_row(r0[j], r1[j], r2[j], r3[j])
                     o = (j * group + t) * in_c + c  # v[j, t, c]; row i is 4 * i positions on
@@ -691,21 +695,10 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
                 count = min(16, out_c - c)
                 b = vload(bias, c, 16)
                 o = t * out_c + c  # m[0, t, c]; position p is p * m_position on
-                s0 = _at_row(vload_part(flat_m, o, b, count), vload_part(flat_m, o + 4 * m_position, b, count),
-                             vload_part(flat_m, o + 8 * m_position, b, count),
-                             vload_part(flat_m, o + 12 * m_position, b, count))
-                o += m_position
-                s1 = _at_row(vload_part(flat_m, o, b, count), vload_part(flat_m, o + 4 * m_position, b, count),
-                             vload_part(flat_m, o + 8 * m_position, b, count),
-                             vload_part(flat_m, o + 12 * m_position, b, count))
-                o += m_position
-                s2 = _at_row(vload_part(flat_m, o, b, count), vload_part(flat_m, o + 4 * m_position, b, count),
-                             vload_part(flat_m, o + 8 * m_position, b, count),
-                             vload_part(flat_m, o + 12 * m_position, b, count))
-                o += m_position
-                s3 = _at_row(vload_part(flat_m, o, b, count), vload_part(flat_m, o + 4 * m_position, b, count),
-                             vload_part(flat_m, o + 8 * m_position, b, count),
-                             vload_part(flat_m, o + 12 * m_position, b, count))
+                s0 = _at_column(flat_m, o, m_position, b, count)
+                s1 = _at_column(flat_m, o + m_position, m_position, b, count)
+                s2 = _at_column(flat_m, o + 2 * m_position, m_position, b, count)
+                s3 = _at_column(flat_m, o + 3 * m_position, m_position, b, count)
                 if pool:
                     if 2 * ty + 1 < out_h and 2 * tx + 1 < out_w:  # a whole window of the pool
                         y00, y01 = _at_row(s0[0], s1[0], s2[0], s3[0])

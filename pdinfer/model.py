@@ -15,21 +15,25 @@ from .errors import ConfigError, FormatError, InputError
 from .graph import INPUT, Graph, load_graph
 from .image import image_files, read_image
 from .plan import build_plan, run_plan
+from .kernels.pointers import HAS_FUTEX
+from .program import Helper
 
 _threads = 1
 _pool: "ThreadPoolExecutor | None" = None
+_helper: Optional[Helper] = None
 _pool_lock = threading.Lock()
 
 
 def set_num_threads(n: int) -> None:
     """Use up to n threads per call, each taking a slice of the batch (default 1).
 
-    Kernels release the GIL, so the slices run in parallel. A single image hands part of each big
-    direct convolution (plan.SPLIT_MACS) to another thread; answers never depend on the setting.
+    Kernels release the GIL, so the slices run in parallel. A single image shares its big
+    convolutions with a helper thread (program.Helper: Linux; it sleeps between calls); answers
+    never depend on the setting.
     More threads than usable cores (the CPU affinity, where the OS has one) are capped to that
     number with a RuntimeWarning; anything but an integer >= 1 raises ConfigError.
     """
-    global _threads, _pool
+    global _threads, _pool, _helper
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ConfigError(f"number of threads must be an integer >= 1, got {n!r}")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -40,7 +44,10 @@ def set_num_threads(n: int) -> None:
     # The old pool is dropped, not shut down: a call running now may still submit work to it.
     # Its threads exit once the last such call returns and the pool is garbage.
     with _pool_lock:
+        if _helper is not None:
+            _helper.close()
         _threads, _pool = n, (ThreadPoolExecutor(n, thread_name_prefix="pdinfer") if n > 1 else None)
+        _helper = Helper() if n > 1 and HAS_FUTEX else None
 
 
 def get_num_threads() -> int:
@@ -93,14 +100,14 @@ class Model:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run on (C, H, W) or (N, C, H, W) float input; returns (*output,) or (N, *output) float32."""
         batch, single = self.check_input(x)
-        pool = _pool
+        pool, helper = _pool, _helper
         slices = max(1, min(len(batch), _threads if pool else 1))
         step = -(-len(batch) // slices)  # run_plan bounds the memory of each slice: a few images a pass
         chunks = [batch[i:i + step] for i in range(0, len(batch), step)]
         if pool is not None and len(chunks) > 1:
             outs = list(pool.map(lambda chunk: run_plan(self._plan, chunk), chunks))
-        else:  # one image (or one slice): its big convolutions share their work with the pool
-            outs = [run_plan(self._plan, chunk, pool) for chunk in chunks]
+        else:  # one image (or one slice): its big convolutions share their work with another thread
+            outs = [run_plan(self._plan, chunk, pool, helper) for chunk in chunks]
         out = outs[0] if len(outs) == 1 else np.concatenate(outs)
         return out[0] if single else out
 

@@ -23,6 +23,7 @@ threads at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -34,10 +35,13 @@ from . import workspace
 from .format import storage
 from .graph import INPUT, Graph
 from .kernels import fast, reference
+from .kernels.program import (ACTIVATION, AVERAGE, BIAS, BORDER, OP_ADD, OP_AVG_POOL, OP_CONV, OP_DEPTHWISE, OP_FLATTEN,
+                              OP_GROUPED, OP_MAX_POOL, OP_MEAN, OP_SCALE_SHIFT, OP_SIGMOID, OP_SOFTMAX, OP_WINOGRAD,
+                              POOL, WEIGHT, WINDOW)
 from .kernels.params import (ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_RELU6, NO_BORDER, POINTWISE, Border,
                              activation, border, unpadded)
 from .layers import Layer
-from .layers.activations import LeakyReLU, ReLU, ReLU6
+from .layers.activations import LeakyReLU, ReLU, ReLU6, Sigmoid
 from .layers.batchnorm2d import BatchNorm2d
 from .layers.channels import ChannelShuffle, Concat, Slice
 from .layers.conv2d import Conv2d
@@ -45,6 +49,7 @@ from .layers.linear import Linear
 from .layers.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .layers.softmax import Softmax
 from .layers.structural import Add, Dropout, Flatten, Mul
+from .program import Helper, Op, Program, Shape, address, image_view
 
 ACTIVATIONS = (ReLU, ReLU6, LeakyReLU)  # the activations fast kernels fuse
 PASS_BYTES = 1 << 20  # the largest value of one pass stays about this small, so passes run in the L2 cache
@@ -308,9 +313,18 @@ def _bordered(height: int, width: int, channels: int, border: Border) -> tuple[i
     return top + height + bottom, left + width + right, channels
 
 
+def _aligned_zeros(shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """Zeros starting on a 64-byte boundary (a cache line), so that the kernels' full-width loads
+    of a packed row never straddle two lines (malloc aligns to 16 bytes only)."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.zeros(size + 64, dtype=np.uint8)
+    start = -raw.__array_interface__["data"][0] % 64
+    return raw[start:start + size].view(dtype).reshape(shape)
+
+
 def _pad_columns(matrix: np.ndarray) -> np.ndarray:
     """float32 copy of a (K, C) matrix with zero columns appended up to fast.padded_channels(C)."""
-    padded = np.zeros((matrix.shape[0], fast.padded_channels(matrix.shape[1])), dtype=np.float32)
+    padded = _aligned_zeros((matrix.shape[0], fast.padded_channels(matrix.shape[1])), np.float32)
     padded[:, :matrix.shape[1]] = matrix
     return padded
 
@@ -353,7 +367,7 @@ def _packed(stored: np.ndarray, scale: Optional[np.ndarray], pack, groups: int =
     bits = stored if kind == "I8" else stored.view(np.uint16)
     data = pack(bits)
     if pad:
-        padded = np.zeros((data.shape[0], fast.padded_channels(data.shape[1])), dtype=bits.dtype)
+        padded = _aligned_zeros((data.shape[0], fast.padded_channels(data.shape[1])), bits.dtype)
         padded[:, :data.shape[1]] = data
         data = padded
     if kind == "I8":
@@ -364,6 +378,14 @@ def _packed(stored: np.ndarray, scale: Optional[np.ndarray], pack, groups: int =
 
 
 _NO_RESIDUAL = np.empty((0, 0, 0, 0), dtype=np.float32)
+
+
+def _fields(weight: np.ndarray, bias: np.ndarray, activation: tuple, window: tuple = tuple(POINTWISE),
+            border: tuple = (0, 0, 0, 0), pool: bool = False) -> dict:
+    """The row fields of a convolution (kernels/program.py): its weight (2-D or 3-D), bias and structs."""
+    dims = (*weight.shape, 1, 1, 1, 1)[:5]
+    return {WEIGHT: (address(weight), *dims), BIAS: (address(bias), bias.size), ACTIVATION: (activation[0],),
+            WINDOW: window, BORDER: border, POOL: (int(pool),)}
 _POINTWISE, _NO_BORDER, _WHOLE = tuple(POINTWISE), tuple(NO_BORDER), (0, 1, 1)
 # A convolution shared with a helper thread: the helper, which starts later (its wake-up takes tens
 # of microseconds), takes the last 3/7 of the output pixels (the fastest of 1/3, 2/5, 3/7 and 1/2
@@ -412,12 +434,21 @@ class DenseConv:
         # A compressed weight is not shared: the helper would read its float32 copy, just written
         # by this thread, from the other core's cache (measured slower than one thread).
         if helper is None or self.weight.storage != "F32" or len(x) * self.macs < SPLIT_MACS:
-            fast.conv2d(*args, _WHOLE, self.pool)
+            fast.conv2d(*args, _WHOLE, (0, self.out_shape[2]), self.pool)
         else:
-            other = helper.submit(fast.conv2d, *args, _HELPER_PART, self.pool)
-            fast.conv2d(*args, _CALLER_PART, self.pool)
+            other = helper.submit(fast.conv2d, *args, _HELPER_PART, (0, self.out_shape[2]), self.pool)
+            fast.conv2d(*args, _CALLER_PART, (0, self.out_shape[2]), self.pool)
             other.result()
         return out
+
+    def op(self, in_shape: Shape) -> Optional[Op]:
+        if self.weight.storage != "F32":  # dequantized per call: not in the interpreter yet
+            return None
+        top, left, bottom, right = self.border
+        pixels = (self.out_shape[0] - top - bottom) * (self.out_shape[1] - left - right)
+        return Op(OP_CONV, image_view(in_shape), self.out_shape,
+                  _fields(self.weight.data, self.bias, self.activation, self.window, self.border, self.pool),
+                  self.activation[1], macs=self.macs, parts=pixels)
 
 
 @dataclass(frozen=True)
@@ -443,10 +474,16 @@ class WinogradConv:
         out = _empty((len(x), *self.out_shape))
         scratch = {"v": _empty((16, tiles, in_c)), "m": _empty((16, tiles, out_c))}
         fast.winograd_conv3x3(x, self.weight, self.bias, residual, self.activation, self.window, out, self.border,
-                              _WHOLE, scratch["v"], scratch["m"], self.pool)
+                              _WHOLE, (0, out_c), scratch["v"], scratch["m"], self.pool)
         _release(scratch, "v")
         _release(scratch, "m")
         return out
+
+    def op(self, in_shape: Shape) -> Op:
+        _, in_c, out_c = self.weight.shape
+        return Op(OP_WINOGRAD, image_view(in_shape), self.out_shape,
+                  _fields(self.weight, self.bias, self.activation, self.window, self.border, self.pool),
+                  self.activation[1], self.tiles, macs=self.tiles[0] * 16 * in_c * out_c, parts=self.tiles[0])
 
 
 @dataclass(frozen=True)
@@ -464,6 +501,13 @@ class DepthwiseConv:
         return fast.depthwise_conv2d(x, self.weight.floats(), self.bias, self.activation, self.window,
                                      _empty((len(x), *self.out_shape)), self.border)
 
+    def op(self, in_shape: Shape) -> Optional[Op]:
+        if self.weight.storage != "F32":
+            return None
+        return Op(OP_DEPTHWISE, image_view(in_shape), self.out_shape,
+                  _fields(self.weight.data, self.bias, self.activation, self.window, self.border),
+                  self.activation[1])
+
 
 @dataclass(frozen=True)
 class GroupedConv:
@@ -477,6 +521,12 @@ class GroupedConv:
 
     def __call__(self, x: Values) -> Values:
         return fast.grouped_conv2d(x, self.weight.floats(), self.bias, self.activation, self.window, *self.out_hw)
+
+    def op(self, in_shape: Shape) -> Optional[Op]:
+        if self.weight.storage != "F32":
+            return None
+        return Op(OP_GROUPED, image_view(in_shape), (*self.out_hw, self.bias.size),
+                  _fields(self.weight.data, self.bias, self.activation, self.window), self.activation[1])
 
 
 def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseConv, GroupedConv]:
@@ -525,8 +575,17 @@ class LinearAsConv:
     def __call__(self, x: Values) -> Values:  # x: (N, I) or, with a folded Flatten, (N, H, W, C)
         n = x.shape[0]
         out = fast.conv2d(x.reshape(n, 1, 1, -1), self.weight.floats(), self.bias, _NO_RESIDUAL, self.activation,
-                          _POINTWISE, _empty((n, 1, 1, self.out_features)), _NO_BORDER, _WHOLE, False)
+                          _POINTWISE, _empty((n, 1, 1, self.out_features)), _NO_BORDER, _WHOLE,
+                          (0, self.out_features), False)
         return out.reshape(n, self.out_features)
+
+    def op(self, in_shape: Shape) -> Optional[Op]:
+        if self.weight.storage != "F32":
+            return None
+        in_features = int(np.prod(in_shape))
+        return Op(OP_CONV, (1, 1, in_features), (self.out_features,),
+                  _fields(self.weight.data, self.bias, self.activation), self.activation[1],
+                  macs=in_features * self.out_features, parts=1)
 
 
 def _lower_linear(group: LinearGroup, graph: Graph) -> LinearAsConv:
@@ -541,7 +600,7 @@ def _lower_linear(group: LinearGroup, graph: Graph) -> LinearAsConv:
         return weight.reshape(linear.out_features, -1).T
 
     packed = _packed(linear.weight, linear.weight_scale, pack)
-    bias = _pad_columns(linear.bias[None])[0] if linear.has_bias else np.zeros(packed.data.shape[1], np.float32)
+    bias = _pad_columns((linear.bias if linear.has_bias else np.zeros(linear.out_features))[None])[0]
     return LinearAsConv(packed, bias, _activation(group.act), linear.out_features)
 
 
@@ -555,6 +614,10 @@ class ScaleShift:
 
     def __call__(self, x: Values) -> Values:
         return fast.scale_shift(x.reshape(-1, x.shape[-1]), self.scale, self.shift, self.activation).reshape(x.shape)
+
+    def op(self, in_shape: Shape) -> Op:
+        return Op(OP_SCALE_SHIFT, image_view(in_shape), in_shape, _fields(self.scale, self.shift, self.activation),
+                  self.activation[1])
 
 
 def _lower_affine(group: AffineGroup, graph: Graph) -> ScaleShift:
@@ -579,6 +642,10 @@ class MaxPool:
         return fast.max_pool2d(x, self.window, _empty((len(x), *_bordered(*self.out_hw, x.shape[3], self.border))),
                                self.border)
 
+    def op(self, in_shape: Shape) -> Op:
+        return Op(OP_MAX_POOL, image_view(in_shape), _bordered(*self.out_hw, in_shape[-1], self.border),
+                  {WINDOW: self.window, BORDER: self.border})
+
 
 @dataclass(frozen=True)
 class AvgPool:
@@ -592,6 +659,10 @@ class AvgPool:
     def __call__(self, x: Values) -> Values:
         return fast.avg_pool2d(x, self.window, self.count_include_pad, self.divisor_override, *self.out_hw)
 
+    def op(self, in_shape: Shape) -> Op:
+        return Op(OP_AVG_POOL, image_view(in_shape), (*self.out_hw, in_shape[-1]),
+                  {WINDOW: self.window, AVERAGE: (int(self.count_include_pad), self.divisor_override)})
+
 
 @dataclass(frozen=True)
 class GlobalMean:
@@ -602,6 +673,10 @@ class GlobalMean:
     def __call__(self, x: Values) -> Values:
         out = fast.global_avg_pool(x)
         return out.reshape(out.shape[0], 1, 1, out.shape[1]) if self.keepdim else out
+
+    def op(self, in_shape: Shape) -> Op:
+        channels = in_shape[-1]
+        return Op(OP_MEAN, image_view(in_shape), (1, 1, channels) if self.keepdim else (channels,))
 
 
 def _lower_pool(group: PoolGroup, graph: Graph) -> Union[MaxPool, AvgPool, GlobalMean]:
@@ -732,6 +807,8 @@ class Plan:
     output: str  # the value holding the graph's output
     chunk: int  # a batch runs through the segments this many images at a time
     fewest_images: int  # the smallest pass of a segment: a batch this small runs in one pass
+    program: Optional[Program]  # the steps as one interpreted table per call, when each has an Op
+    splits: bool  # a step shares one image's work with a helper thread (DenseConv, SPLIT_MACS)
 
 
 def build_plan(graph: Graph) -> Plan:
@@ -739,14 +816,53 @@ def build_plan(graph: Graph) -> Plan:
     groups = [g for g in fuse(graph) if not isinstance(g, Alias)]
     last_use = {name: i for i, group in enumerate(groups) for name in group.inputs}
     output = output_of(groups[-1]) if groups else INPUT
-    steps = tuple(Step(_LOWER[type(group)](group, graph), group.inputs, output_of(group),
-                       tuple(layer.name for layer in group.layers),
+    kernels = [_LOWER[type(group)](group, graph) for group in groups]
+    steps = tuple(Step(kernel, group.inputs, output_of(group), tuple(layer.name for layer in group.layers),
                        tuple(n for n in dict.fromkeys(group.inputs)  # x + x reads one value twice
                              if last_use[n] == i and n != output))
-                  for i, group in enumerate(groups))
+                  for i, (group, kernel) in enumerate(zip(groups, kernels)))
     segments = _segments(steps, graph, output)
-    return Plan(steps, segments, output, max((s.images for s in segments), default=MAX_CHUNK),
-                min((s.images for s in segments), default=MAX_CHUNK))
+    chunk = max((s.images for s in segments), default=MAX_CHUNK)
+    fewest_images = min((s.images for s in segments), default=MAX_CHUNK)
+    splits = any(isinstance(step.kernel, DenseConv) and step.kernel.weight.storage == "F32"
+                 and step.kernel.macs >= SPLIT_MACS for step in steps)
+    return Plan(steps, segments, output, chunk, fewest_images,
+                _program(steps, segments, fewest_images, graph, output), splits)
+
+
+def _op(kernel: object, in_shape: Shape) -> Optional[Op]:
+    """The step as a row of the interpreter (kernels/program.py), or None if it has no form there."""
+    if hasattr(kernel, "op"):
+        return kernel.op(in_shape)
+    if kernel is _softmax:
+        return Op(OP_SOFTMAX, image_view(in_shape), in_shape)
+    if kernel is _flatten:
+        return Op(OP_FLATTEN, image_view(in_shape), (int(np.prod(in_shape)),))
+    elementwise = getattr(kernel, "__self__", None)  # a layer's reference forward
+    if type(elementwise) in _ELEMENTWISE_OPS:
+        return Op(_ELEMENTWISE_OPS[type(elementwise)], image_view(in_shape), in_shape)
+    return None
+
+
+_ELEMENTWISE_OPS = {Sigmoid: OP_SIGMOID, Add: OP_ADD}
+
+
+def _program(steps: tuple[Step, ...], segments: tuple[Segment, ...], fewest_images: int, graph: Graph,
+             output: str) -> Optional[Program]:
+    """The steps as a Program, if every one has an Op."""
+    channels, height, width = graph.input_shape
+    shapes: dict[str, Shape] = {INPUT: (height, width, channels)}
+    ops = []
+    for step in steps:
+        op = _op(step.kernel, shapes[step.inputs[0]])
+        if op is None:
+            return None
+        ops.append(op)
+        shapes[step.output] = op.out_shape
+    if not ops:
+        return None
+    return Program(ops, [step.inputs for step in steps], [step.output for step in steps],
+                   [(s.start, s.end, s.images) for s in segments], fewest_images, INPUT, shapes[INPUT], output)
 
 
 def _segments(steps: tuple[Step, ...], graph: Graph, output: str) -> tuple[Segment, ...]:
@@ -786,18 +902,25 @@ def packed_bytes(plan: Plan) -> int:
     return total
 
 
-def run_plan(plan: Plan, x: np.ndarray, helper: Optional[Executor] = None) -> np.ndarray:
+def run_plan(plan: Plan, x: np.ndarray, helper: Optional[Executor] = None,
+             sharer: Optional[Helper] = None) -> np.ndarray:
     """Run the plan on a checked NCHW float32 batch; returns the output in PyTorch's layout.
 
-    With a `helper` pool (whose threads must not wait for this call), a big direct convolution
-    hands part of its output pixels to it (DenseConv), so that one image uses two cores; the answer
-    is the same, every output pixel being computed the same way wherever it is. A batch of more than
-    one image reuses its big arrays (pdinfer/workspace.py)."""
+    A plan with a Program runs each chunk as one call of its table, its big convolutions shared with
+    the `sharer` thread if given (program.Helper). Else the steps run one by one, and with a
+    `helper` pool (whose threads must not wait for this call) a big direct convolution hands part
+    of its output pixels to it (DenseConv); such a plan (plan.splits) runs step by step when a
+    helper is given. Either way one image uses two cores and the answer is the same, every output
+    pixel being computed the same way wherever it is. A batch of more than one image reuses its big
+    arrays (pdinfer/workspace.py)."""
+    program = plan.program if helper is None or not plan.splits else None
+    run_chunk = (functools.partial(program.run, helper=sharer) if program is not None
+                 else functools.partial(_run_chunk, plan))
     _call.helper, _call.reuse = helper, len(x) > 1
     try:
         if len(x) <= plan.chunk:
-            return _run_chunk(plan, x)
-        return np.concatenate([_run_chunk(plan, x[i:i + plan.chunk]) for i in range(0, len(x), plan.chunk)])
+            return run_chunk(x)
+        return np.concatenate([run_chunk(x[i:i + plan.chunk]) for i in range(0, len(x), plan.chunk)])
     finally:
         _call.helper, _call.reuse = None, False
 

@@ -8,6 +8,7 @@ batch an image is in, and the order-free kernels (max pool, global average pool)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,10 @@ from hypothesis import strategies as st
 
 import pdinfer
 from helpers import assert_close
-from pdinfer import plan
+from pdinfer import plan, program
+from pdinfer.kernels.pointers import HAS_FUTEX
+from pdinfer.kernels.program import TAKEN
+from pdinfer.program import Helper
 from pdinfer.format import write_weights
 from pdinfer.layers.base import window_output_size
 
@@ -232,6 +236,65 @@ def test_convolutions_shared_with_a_helper_thread_give_the_same_answer(graph):
         alone = plan.run_plan(model._plan, batch)
         shared = plan.run_plan(model._plan, batch, helper)
     np.testing.assert_array_equal(shared, alone, err_msg=describe(graph))
+
+
+@pytest.fixture(scope="module")
+def helper_thread():
+    """A program.Helper (its thread sleeps between the calls that hold it)."""
+    if not HAS_FUTEX:
+        pytest.skip("the helper thread needs Linux's futex")  # not on the machines CI runs
+    helper = Helper()
+    yield helper
+    helper.close()
+
+
+@given(graph=random_graphs(), images=st.integers(1, 3))
+def test_rows_shared_with_the_helper_thread_give_the_same_answer(helper_thread, graph, images):
+    """Every convolution row shared with the helper thread (SHARE_MACS and SHARE_WEIGHTS 0: all of
+    them, in chunks of pixels, tiles or output channels) writes exactly what one thread writes."""
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(program, "SHARE_MACS", 0), \
+            mock.patch.object(program, "SHARE_WEIGHTS", 0):
+        model, _ = load(graph, tmp)
+        batch = np.random.default_rng(graph.seed).standard_normal((images, *graph.input_shape)).astype(np.float32)
+        alone = plan.run_plan(model._plan, batch)
+        shared = plan.run_plan(model._plan, batch, None, helper_thread)
+    np.testing.assert_array_equal(shared, alone, err_msg=describe(graph))
+
+
+def test_the_helper_thread_takes_chunks_of_a_big_convolution(helper_thread, tmp_path):
+    """A 3x3 64 -> 64 convolution on a 40x40 image (Winograd, above SHARE_MACS) is shared: the
+    helper, once up, runs some of its chunks, and every answer equals one thread's."""
+    rng = np.random.default_rng(0)
+    layers = [{"name": "conv", "type": "Conv2d", "inputs": ["input"], "tensors": {"weight": "w", "bias": "b"},
+               "params": {"in_channels": 64, "out_channels": 64, "kernel_size": [3, 3], "stride": [1, 1],
+                          "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1, "bias": True}}]
+    tensors = {"w": rng.uniform(-0.05, 0.05, (64, 64, 3, 3)).astype(np.float32),
+               "b": rng.uniform(-0.1, 0.1, 64).astype(np.float32)}
+    write_weights(tmp_path / "conv.pdw", layers, tensors, input_shape=(64, 40, 40),
+                  classes=[str(i) for i in range(64 * 40 * 40)])
+    model = pdinfer.load(tmp_path / "conv.pdw")
+    x = rng.standard_normal((1, 64, 40, 40)).astype(np.float32)
+    assert model._plan.program.table(1).shares
+    alone = plan.run_plan(model._plan, x)
+    taken = helper_thread.box[TAKEN]
+    for _ in range(200):
+        np.testing.assert_array_equal(plan.run_plan(model._plan, x, None, helper_thread), alone)
+    assert helper_thread.box[TAKEN] > taken
+
+
+@given(random_graphs(), st.integers(1, 20), st.sampled_from([1 << 10, 1 << 14, plan.PASS_BYTES]))
+def test_program_gives_the_step_by_step_answer_bit_for_bit(graph, images, pass_bytes):
+    """The plan run as interpreted tables (pdinfer/program.py: one Numba call per chunk) writes
+    what the steps run one by one write, for any batch size and any cut into segments and passes."""
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(plan, "PASS_BYTES", pass_bytes):
+        model, _ = load(graph, tmp)
+    batch = np.random.default_rng(graph.seed).standard_normal((images, *graph.input_shape)).astype(np.float32)
+    compiled = model._plan
+    expected = plan.run_plan(dataclasses.replace(compiled, program=None), batch)
+    context = f"{describe(graph)}\n{images} images, PASS_BYTES {pass_bytes}, segments {compiled.segments}"
+    # The interpreter has a row for every layer drawn here; a plan of no steps (Dropout only) has no program.
+    assert compiled.program is not None or not compiled.steps, context
+    np.testing.assert_array_equal(plan.run_plan(compiled, batch), expected, err_msg=context)
 
 
 @pytest.mark.parametrize("activation", ["ReLU", "ReLU6", "LeakyReLU"])

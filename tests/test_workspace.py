@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import pdinfer
-from pdinfer import workspace
+from pdinfer import plan, workspace
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
@@ -98,10 +99,21 @@ def test_outputs_kept_by_the_caller_stay_intact():
     assert np.array_equal(model(first), expected)
 
 
-def test_only_batches_reuse_memory():
+def test_calls_reuse_one_arena_and_step_by_step_only_batches_reuse_memory():
+    """A plan run as a table takes its arena from the free list and gives it back, so repeated
+    one-image calls keep the free list as it was; run step by step, one image uses fresh arrays."""
     model = pdinfer.load(WEIGHTS / "pd_light.pdw")
     image = np.random.default_rng(1).random(model.input_shape, dtype=np.float32)
     model(image)
-    assert workspace.cached_bytes() == 0  # one image: fresh arrays from malloc
-    model(np.stack([image, image]))
+    kept = workspace.cached_bytes()
+    assert kept > 0  # the arena (about 1 MB for PDLightModel)
+    for _ in range(5):
+        model(image)
+    assert workspace.cached_bytes() == kept
+    stepwise = dataclasses.replace(model._plan, program=None)
+    workspace._free.arrays.clear()
+    workspace._free.nbytes = 0
+    plan.run_plan(stepwise, image[None])
+    assert workspace.cached_bytes() == 0  # one image, step by step: fresh arrays from malloc
+    plan.run_plan(stepwise, np.stack([image, image]))
     assert workspace.cached_bytes() > 0

@@ -210,7 +210,7 @@ def _max_of_four(a, b, c, d, activation):
 
 
 @jit
-def conv2d(x, weight, bias, residual, activation, window, out, border, part, pool):
+def conv2d(x, weight, bias, residual, activation, window, out, border, part, channels, pool):
     """Conv2d (one group) + bias + activation (+ residual): a matrix product over (tap, channel).
 
     The output gets a zero border of the given widths around each image: the padding of the
@@ -224,30 +224,34 @@ def conv2d(x, weight, bias, residual, activation, window, out, border, part, poo
     out:      (N, border.top + out_h + border.bottom, border.left + out_w + border.right, Co), written
     part:     (begin, end, parts): write only the output pixels from begin/parts to end/parts of them
               in order (so that threads can share a call), and the border with the part from 0
+    channels: (first, stop): write only these output channels (first a multiple of 32; the border
+              with first 0): another way to share a call, each thread streaming its weight columns
     pool:     write the 2x2 max pool (stride 2, floor) of the activated output instead; out is then
               (N, ... out_h // 2 ..., ... out_w // 2 ..., Co) and there is no residual
     returns out
     """
     activation, window, border = Activation(*activation), Window(*window), Border(*border)
     x = _pad(x, window.pad_top, window.pad_left, window.pad_bottom, window.pad_right, 0.0)
-    in_c, out_c = x.shape[3], out.shape[3]
+    in_c = x.shape[3]
     taps = _tap_offsets(window, x.shape[2], in_c)
     begin, end, parts = part
-    if begin == 0:
+    first_channel, stop_channel = channels
+    if begin == 0 and first_channel == 0:
         _fill_border(out, border, 0.0)
     windows, pixels = _pixel_offsets(x, out, window, border, pool)
     first, stop = pixels.size * begin // parts, pixels.size * end // parts
     _matmul_pixels(x.reshape(-1), weight, bias, residual.reshape(-1), activation, taps, in_c, windows, pixels,
-                   first, stop, out.reshape(-1), out_c, pool)
+                   first, stop, out.reshape(-1), first_channel, stop_channel, pool)
     return out
 
 
 @jit
 def _matmul_pixels(flat_x, weight, bias, flat_residual, activation, taps, in_c, windows, pixels, first, stop,
-                   flat_out, out_c, pool):
+                   flat_out, first_channel, out_c, pool):
     """conv2d's matrix product for output pixels first .. stop - 1: pixel q sums, from the bias,
     flat_x[windows[q] + tap + ci] * weight[k] over taps and input channels ci (k counting them),
-    and is written, activated (+ flat_residual), at flat_out[pixels[q]:][:out_c]. With `pool`,
+    and is written, activated (+ flat_residual), at flat_out[pixels[q]:][:out_c] (its channels from
+    first_channel, a multiple of 32, on; the rest are another call's). With `pool`,
     output pixel q is the 2x2 max pool of the activated sums of windows[4q .. 4q + 3].
 
     weight: (len(taps) * in_c, padded_channels(out_c)); bias: (padded_channels(out_c),)
@@ -262,7 +266,7 @@ def _matmul_pixels(flat_x, weight, bias, flat_residual, activation, taps, in_c, 
     last = stop - 1
     if stop - first < FEW_PIXELS and not pool:  # e.g. a Linear on one image: a tile would repeat its pixel
         for q in range(first, stop):
-            for block in range(0, out_c, 32):
+            for block in range(first_channel, out_c, 32):
                 a = vload(bias, block, 32)
                 k = block
                 for tap in taps:
@@ -276,7 +280,7 @@ def _matmul_pixels(flat_x, weight, bias, flat_residual, activation, taps, in_c, 
                     value = vadd(value, vload_part(flat_residual, o, a, count))
                 vstore_part(flat_out, o, value, count)
         return
-    for group_start in range(0, out_c, group):
+    for group_start in range(first_channel, out_c, group):
         for start in range(first, stop, 3 if pool else CONV_TILE_PIXELS):
             # A tile: twelve convolution pixels by 32 channels, summed in twelve 32-lane vectors (a0..a11,
             # two AVX-512 registers each) over every (tap, input channel); q0..q11 index windows.
@@ -625,7 +629,7 @@ def _at_column(flat_m, o, position, like, count):
 
 
 @jit
-def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part, v, m, pool):
+def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part, channels, v, m, pool):
     """Conv2d 3x3, stride 1, dilation 1, one group (+ bias + activation + residual) by Winograd
     F(2x2, 3x3).
 
@@ -635,6 +639,8 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
     residual: (N, out_h, out_w, Co) or empty, as conv2d's
     out:      (N, border.top + out_h + border.bottom, border.left + out_w + border.right, Co), written
     part:     (begin, end, parts) of the tiles (2x2 output pixels), as conv2d's part of its pixels
+    channels: (first, stop) of the output channels written (first a multiple of 32): another way
+              for threads to share a call, each streaming its columns of u only
     v, m:     (16, G, Ci) and (16, G, Co) scratch for a group of G tiles (winograd_tiles)
     pool:     write the 2x2 max pool (stride 2, floor) of the activated output instead: max_pool2d's
               comparisons in its tap order; out is then (N, ... out_h // 2 ..., ... out_w // 2 ..., Co)
@@ -650,7 +656,8 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
     tiles_w = -(-out_w // 2)
     per_image = -(-out_h // 2) * tiles_w
     begin, end, parts = part
-    if begin == 0:
+    first_channel, stop_channel = channels
+    if begin == 0 and first_channel == 0:
         _fill_border(out, border, 0.0)
     first, stop = n_batch * per_image * begin // parts, n_batch * per_image * end // parts
     group = v.shape[1]
@@ -686,13 +693,13 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
         # 2. M = V @ U at each of the 16 positions: conv2d's matrix product over the tiles
         for p in range(16):
             _matmul_pixels(v[p].reshape(-1), u[p], zero_bias, no_residual, no_activation, one_tap, in_c, rows_v,
-                           rows_m, 0, tiles, m[p].reshape(-1), out_c, False)
+                           rows_m, 0, tiles, m[p].reshape(-1), first_channel, stop_channel, False)
         # 3. Y = A^T M A + bias, activated, for the output pixels inside the image
         for t in range(tiles):
             tile = group_start + t
             n, ty, tx = tile // per_image, (tile % per_image) // tiles_w, tile % tiles_w
-            for c in range(0, out_c, 16):
-                count = min(16, out_c - c)
+            for c in range(first_channel, stop_channel, 16):
+                count = min(16, stop_channel - c)
                 b = vload(bias, c, 16)
                 o = t * out_c + c  # m[0, t, c]; position p is p * m_position on
                 s0 = _at_column(flat_m, o, m_position, b, count)

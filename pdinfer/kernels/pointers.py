@@ -1,0 +1,131 @@
+"""Raw memory for the interpreter (program.py): arrays at addresses, atomic int64 words, futexes.
+
+A table row names the weights it reads by address (the plan keeps those arrays alive as long as the
+table), so a model keeps its packed weights where lowering put them instead of a second copy. The
+helper thread that shares a row with the calling thread meets it in an int64 mailbox, read and
+written with sequentially consistent atomics (LLVM `load atomic`, `store atomic`, `cmpxchg`), so
+the compiler neither caches a word in a register nor reorders the arrays' stores around it. Between
+calls the helper sleeps in the kernel on a word of the mailbox (Linux futex, called from Numba: no
+Python and no GIL on the way in or out, which measured ~100 us per call with a threading.Event).
+"""
+
+import platform
+import sys
+
+import llvmlite.binding as llvm
+import numba
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .._jit import jit
+
+_X86 = llvm.get_process_triple().startswith(("x86_64", "i686", "i386"))
+# Linux's futex system call number on the machines it is known for (None: no futex here).
+_FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine()) if sys.platform.startswith("linux") else None
+HAS_FUTEX = _FUTEX is not None
+_FUTEX_WAIT, _FUTEX_WAKE = 128, 129  # FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE
+_syscall = types.ExternalFunction("syscall", types.int64(types.int64, types.int64, types.int64, types.int64,
+                                                         types.int64))
+
+
+@intrinsic
+def _float32_pointer(typingctx, address):
+    """The int64 `address` as a float32 pointer."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.PointerType(ir.FloatType()))
+    return types.CPointer(types.float32)(address), codegen
+
+
+@jit
+def float32_array(address, size):
+    """The `size` float32 values at `address` as a 1-D C array (not owning them)."""
+    return numba.carray(_float32_pointer(address), (size,))
+
+
+def _word(context, builder, arr_type, arr, index):
+    return builder.gep(context.make_array(arr_type)(context, builder, arr).data, [index])
+
+
+def _is_int64_array(arr: types.Type) -> bool:
+    return isinstance(arr, types.Array) and arr.dtype == types.int64 and arr.layout == "C"
+
+
+@intrinsic
+def atomic_load(typingctx, words, index):
+    """words[index], read atomically."""
+    if not _is_int64_array(words):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load_atomic(_word(context, builder, sig.args[0], *args), "seq_cst", 8)
+    return types.int64(words, index), codegen
+
+
+@intrinsic
+def atomic_store(typingctx, words, index, value):
+    """words[index] = value, written atomically."""
+    if not _is_int64_array(words):
+        return None
+
+    def codegen(context, builder, sig, args):
+        value = context.cast(builder, args[2], sig.args[2], types.int64)
+        builder.store_atomic(value, _word(context, builder, sig.args[0], args[0], args[1]), "seq_cst", 8)
+        return context.get_dummy_value()
+    return types.void(words, index, value), codegen
+
+
+@intrinsic
+def atomic_add(typingctx, words, index, value):
+    """words[index] += value atomically; returns the old value."""
+    if not _is_int64_array(words):
+        return None
+
+    def codegen(context, builder, sig, args):
+        value = context.cast(builder, args[2], sig.args[2], types.int64)
+        return builder.atomic_rmw("add", _word(context, builder, sig.args[0], args[0], args[1]), value, "seq_cst")
+    return types.int64(words, index, value), codegen
+
+
+@intrinsic
+def compare_exchange(typingctx, words, index, expected, value):
+    """If words[index] == expected, set it to value, atomically; returns whether it did."""
+    if not _is_int64_array(words):
+        return None
+
+    def codegen(context, builder, sig, args):
+        expected = context.cast(builder, args[2], sig.args[2], types.int64)
+        value = context.cast(builder, args[3], sig.args[3], types.int64)
+        pair = builder.cmpxchg(_word(context, builder, sig.args[0], args[0], args[1]), expected, value,
+                               "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 1)
+    return types.boolean(words, index, expected, value), codegen
+
+
+@intrinsic
+def spin_pause(typingctx):
+    """The CPU's spin-wait hint between two polls of a word (x86 `pause`; nothing elsewhere)."""
+    def codegen(context, builder, sig, args):
+        if _X86:
+            pause = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                   "llvm.x86.sse2.pause")
+            builder.call(pause, [])
+        return context.get_dummy_value()
+    return types.void(), codegen
+
+
+
+@jit
+def futex_wait(words, index, expected):
+    """Sleep while words[index] (its low 32 bits) is `expected`, until futex_wake (Linux only)."""
+    _syscall(_FUTEX, words.ctypes.data + 8 * index, _FUTEX_WAIT, expected, 0)
+
+
+@jit
+def futex_wake(words, index):
+    """Wake a thread sleeping in futex_wait on words[index] (Linux only)."""
+    _syscall(_FUTEX, words.ctypes.data + 8 * index, _FUTEX_WAKE, 1, 0)

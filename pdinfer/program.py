@@ -1,0 +1,270 @@
+"""A plan compiled to tables of pdinfer/kernels/program.py: one Numba call per chunk of images.
+
+`Program` holds a plan's steps as `Op`s (what each kernel reads and writes, and its parameters) and
+builds, on the first call with N images, the table of that call: a row per step and pass of images
+(the plan's segments, as plan._run_chunk runs them), and the place of every value in one float32
+arena, planned from the values' lifetimes (first fit, in order of first use, so the passes of a
+segment reuse the same memory). The arena of a call is allocated once, the input copied in as NHWC,
+the table run, and the output copied out.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Optional
+import numpy as np
+
+from . import workspace
+from .kernels import program as kernels
+from .kernels.program import BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, OPCODE, OUT, RESIDUAL, ROW, SCRATCH, STATE, X
+
+ALIGN = 16  # floats: every value starts on a 64-byte boundary
+SHARE_MACS = 4_000_000  # a convolution row this big is shared with the helper thread, when the call has one,
+SHARE_WEIGHTS = 256 << 10  # ... or one with this many weight floats (1 MB)
+SHARE_CHUNKS = 4  # ... in this many chunks, each taken by whichever thread is free first
+
+Shape = tuple[int, ...]  # one image of a value: (h, w, c) NHWC, or (f,) for a rank-2 value
+_NO_BOX = np.zeros(0, dtype=np.int64)  # a call without a helper thread
+
+
+def image_view(shape: Shape) -> tuple[int, int, int]:
+    """How a kernel sees one image of a value: (h, w, c), a rank-2 value's (f,) as (1, 1, f)."""
+    return (1, 1, shape[0]) if len(shape) == 1 else shape
+
+
+@dataclass(frozen=True)
+class Op:
+    """A step as a table row: the kernel's opcode, how it views its input, its output's shape, and
+    its other fields (kernels.program row field -> values)."""
+
+    code: int  # kernels.program OP_*
+    x_view: tuple[int, int, int]  # (h, w, c) the kernel reads one image of its first input as
+    out_shape: Shape  # one image of its output
+    fields: dict = field(default_factory=dict)  # row field -> tuple of ints
+    slope: float = 0.0  # LeakyReLU's, when the fields' activation is one
+    tiles: tuple[int, int] = (0, 0)  # Winograd's tiles per image and per group (fast.winograd_tiles)
+    macs: int = 0  # multiply-adds per image, for a convolution that can run in parts
+    parts: int = 0  # ... and the units of one image its parts divide (output pixels, or Winograd's tiles)
+
+
+@dataclass(frozen=True)
+class Table:
+    """The rows one call of N images runs, and where its input and output are in its arena."""
+
+    rows: np.ndarray  # (R, ROW) int64
+    slopes: np.ndarray  # (R,) float32
+    has: tuple  # kernels.run_program's has_* arguments: True if a kernel of kernels.OPTIONAL[i] has rows, else None
+    shares: bool  # some row has CHUNKS: the call wakes a helper thread
+    arena: int  # floats
+    input: int  # offset of the input's N images, NHWC
+    output: int  # offset of the output's N images
+
+
+class Program:
+    """A plan's steps as Ops, run as one table per call (see the module docstring)."""
+
+    def __init__(self, ops: list[Op], inputs: list[tuple[str, ...]], outputs: list[str],
+                 segments: list[tuple[int, int, int]], fewest_images: int, input_name: str, input_shape: Shape, output: str) -> None:
+        self.ops, self.inputs, self.outputs = tuple(ops), tuple(inputs), tuple(outputs)
+        self.segments = tuple(segments)  # (first step, end step, images per pass), plan.Segment's
+        self.fewest_images = fewest_images  # a call this small runs every step in one pass
+        self.input_name, self.output = input_name, output
+        self.shapes = {input_name: input_shape}
+        for op, name in zip(self.ops, self.outputs):
+            self.shapes[name] = op.out_shape
+        self._tables: dict[int, Table] = {}
+        self._lock = threading.Lock()
+
+    def table(self, images: int) -> Table:
+        """The table of a call of `images` images (built on first use, then kept)."""
+        table = self._tables.get(images)
+        if table is None:
+            with self._lock:
+                table = self._tables.setdefault(images, self._build(images))
+        return table
+
+    def run(self, x: np.ndarray, helper: Optional["Helper"] = None) -> np.ndarray:
+        """x: (N, C, H, W) float32, N at most the plan's chunk; returns the output in PyTorch's layout.
+        With a `helper` that no other call holds, its big convolutions are shared with it."""
+        n = len(x)
+        table = self.table(n)
+        # Reused from this thread's free list (workspace.py), so that a resident model's calls do
+        # not churn the heap; held in a list, so that workspace.recycle sees its only reference.
+        held = [workspace.empty((table.arena + ALIGN,))]
+        start = -held[0].__array_interface__["data"][0] % 64 // 4  # values start on 64-byte boundaries
+        arena = held[0][start:start + table.arena]
+        c, h, w = x.shape[1:]
+        np.copyto(arena[table.input:table.input + x.size].reshape(n, h, w, c), x.transpose(0, 2, 3, 1))
+        if helper is not None and table.shares and helper.acquire():
+            try:
+                kernels.run_program(table.rows, table.slopes, arena, helper.box, *table.has)
+            finally:
+                helper.release()
+        else:
+            kernels.run_program(table.rows, table.slopes, arena, _NO_BOX, *table.has)
+        shape = self.shapes[self.output]
+        out = arena[table.output:table.output + n * int(np.prod(shape))].reshape(n, *shape)
+        out = out.transpose(0, 3, 1, 2).copy() if out.ndim == 4 else out.copy()
+        del arena
+        workspace.recycle(held.pop())
+        return out
+
+    def _passes(self, images: int) -> list[tuple[int, int, int, int]]:
+        """(first step, end step, first image, images) of every pass of a call, in order."""
+        if images <= self.fewest_images:
+            return [(0, len(self.ops), 0, images)]
+        return [(start, end, first, min(per_pass, images - first))
+                for start, end, per_pass in self.segments for first in range(0, images, per_pass)]
+
+    def _build(self, images: int) -> Table:
+        passes = self._passes(images)
+        segment_of = {}  # value -> the segment making it
+        for start, end, _, _ in passes:
+            segment_of.update((self.outputs[s], start) for s in range(start, end))
+        # Values held for all N images: the input, the output, and those read in a later segment;
+        # the others are held for one pass, and the passes of a segment take turns in their memory.
+        whole = {self.input_name, self.output}
+        for start, end, _, _ in passes:
+            whole.update(name for s in range(start, end) for name in self.inputs[s] if segment_of.get(name) != start)
+        sizes = {name: int(np.prod(shape)) for name, shape in self.shapes.items()}
+        lifetimes: dict[tuple, list[int]] = {}  # allocation -> [floats, first use, last use]
+
+        def use(key: tuple, floats: int, when: int) -> None:
+            life = lifetimes.setdefault(key, [floats, when, when])
+            life[1], life[2] = min(life[1], when), max(life[2], when)
+
+        def place(name: str, pass_index: int, first: int, count: int, when: int) -> tuple[tuple, int]:
+            """(allocation, first image in it) of a value in a pass, its use recorded."""
+            key, images_held, first = ((name,), images, first) if name in whole else ((name, pass_index), count, 0)
+            use(key, images_held * sizes[name], when)
+            return key, first
+
+        instructions = []
+        use((self.input_name,), images * sizes[self.input_name], -1)
+        for pass_index, (start, end, first, count) in enumerate(passes):
+            for s in range(start, end):
+                when = len(instructions)
+                reads = [place(name, pass_index, first, count, when) for name in self.inputs[s]]
+                written = place(self.outputs[s], pass_index, first, count, when)
+                sharing = self._sharing(s, count)
+                scratch = self._scratch(s, count) * (2 if sharing[0] else 1)  # the helper's chunks have their own
+                for i, floats in enumerate(scratch):
+                    use(("scratch", when, i), floats, when)
+                instructions.append((s, count, reads, written, len(scratch), sharing))
+        use((self.output,), images * sizes[self.output], len(instructions))
+        offsets, arena = _first_fit(lifetimes)
+
+        rows = np.zeros((len(instructions), ROW), dtype=np.int64)
+        slopes = np.zeros(len(instructions), dtype=np.float32)
+        for when, (s, count, reads, written, scratches, sharing) in enumerate(instructions):
+            op, row = self.ops[s], rows[when]
+            row[OPCODE], row[IMAGES] = op.code, count
+            for column, values in op.fields.items():
+                row[column:column + len(values)] = values
+            row[X:X + 4] = (offsets[reads[0][0]] + reads[0][1] * sizes[self.inputs[s][0]], *op.x_view)
+            row[RESIDUAL] = -1
+            if len(reads) > 1:  # a convolution's residual
+                (key, first), name = reads[1], self.inputs[s][1]
+                row[RESIDUAL:RESIDUAL + 4] = (offsets[key] + first * sizes[name], *image_view(self.shapes[name]))
+            key, first = written
+            row[OUT:OUT + 4] = (offsets[key] + first * sizes[self.outputs[s]], *image_view(op.out_shape))
+            if scratches:
+                row[SCRATCH:SCRATCH + 3] = (offsets[("scratch", when, 0)], offsets[("scratch", when, 1)],
+                                            min(op.tiles[1], count * op.tiles[0]))
+            row[CHUNKS], row[BY_CHANNELS] = sharing
+            if sharing[0]:
+                if scratches:
+                    row[HELPER_SCRATCH:HELPER_SCRATCH + 2] = (offsets[("scratch", when, 2)],
+                                                              offsets[("scratch", when, 3)])
+            slopes[when] = op.slope
+        used = set(rows[:, OPCODE].tolist())
+        has = tuple(True if used.intersection(codes) else None for codes in kernels.OPTIONAL)
+        return Table(rows, slopes, has, bool(rows[:, CHUNKS].any()), arena, offsets[(self.input_name,)],
+                     offsets[(self.output,)])
+
+    def _sharing(self, step: int, images: int) -> tuple[int, int]:
+        """(chunks, whether they are blocks of output channels) of the step's row on `images` images
+        when a call has a helper thread: (0, 0) for a row too small to share. A convolution of few
+        output pixels (a Linear on one image), and a Winograd row whose transformed weight outweighs
+        its transformed input and products (few tiles, many channels: PDModel's last convolution),
+        are cut by output channels, so that each thread streams its own columns of the weight; any
+        other by pixels (or tiles)."""
+        op = self.ops[step]
+        if op.code not in (kernels.OP_CONV, kernels.OP_WINOGRAD):
+            return 0, 0
+        weight = op.fields[kernels.WEIGHT]
+        if op.macs * images < SHARE_MACS and weight[1] * weight[2] * weight[3] < SHARE_WEIGHTS:
+            return 0, 0
+        in_c, out_c = op.x_view[2], image_view(op.out_shape)[2]
+        few_pixels = op.parts * images < 4 * SHARE_CHUNKS
+        heavy_weight = op.code == kernels.OP_WINOGRAD and in_c * out_c > images * op.tiles[0] * (in_c + out_c)
+        if few_pixels or heavy_weight:
+            blocks = -(-out_c // 32)
+            return (min(SHARE_CHUNKS, blocks), 1) if blocks > 1 else (0, 0)
+        return SHARE_CHUNKS, 0
+
+    def _scratch(self, step: int, images: int) -> tuple[int, ...]:
+        """Floats of the step's scratch arrays in a pass of `images` images (Winograd's v and m)."""
+        op = self.ops[step]
+        if op.code != kernels.OP_WINOGRAD:
+            return ()
+        tiles = min(op.tiles[1], images * op.tiles[0])
+        return 16 * tiles * op.x_view[2], 16 * tiles * image_view(op.out_shape)[2]
+
+
+def _first_fit(lifetimes: dict[tuple, list[int]]) -> tuple[dict[tuple, int], int]:
+    """An offset for every allocation (floats, first use, last use) such that no two alive at once
+    overlap: the lowest aligned gap, allocations taken in order of first use; and the arena's size."""
+    placed: list[tuple[int, int, int, int]] = []  # (offset, end, first, last)
+    offsets = {}
+    for key, (floats, first, last) in sorted(lifetimes.items(), key=lambda item: (item[1][1], -item[1][0])):
+        offset = 0
+        for start, end in sorted((o, e) for o, e, f, l in placed if f <= last and first <= l):
+            if offset + floats <= start:
+                break
+            offset = max(offset, -(-end // ALIGN) * ALIGN)
+        offsets[key] = offset
+        placed.append((offset, offset + floats, first, last))
+    return offsets, max((end for _, end, _, _ in placed), default=0)
+
+
+
+def address(array: np.ndarray) -> int:
+    """Where a C-contiguous float32 array's data starts: how a row names a weight or bias (the
+    plan that holds the array holds the table too)."""
+    assert array.dtype == np.float32 and array.flags.c_contiguous
+    return array.__array_interface__["data"][0]
+
+
+class Helper:
+    """A thread that takes chunks of the big convolutions of one call at a time (kernels/program.py:
+    share_row and serve). It spins on its mailbox only while a call holds it, and sleeps in a futex
+    between calls; the call wakes it as it starts, and shares no row before one big enough, by when
+    the helper is up (a wake-up takes 35-40 us here). Linux only (HAS_FUTEX); elsewhere a call of
+    one image runs on its own thread."""
+
+    def __init__(self) -> None:
+        self.box = np.zeros(kernels.BOX, dtype=np.int64)
+        self._holder = threading.Lock()  # one call at a time; others run without the helper
+        self._thread: Optional[threading.Thread] = None  # started by the first call sharing a row
+
+    def acquire(self) -> bool:
+        """Hold and wake the helper for a call, if no other call holds it."""
+        if not self._holder.acquire(blocking=False):
+            return False
+        if self._thread is None:
+            self._thread = threading.Thread(target=kernels.serve, args=(self.box,), name="pdinfer-helper",
+                                            daemon=True)
+            self._thread.start()
+        kernels.signal(self.box, 1)
+        return True
+
+    def release(self) -> None:
+        self.box[STATE] = 0  # it goes back to sleep
+        self._holder.release()
+
+    def close(self) -> None:
+        """End the thread, once no call holds it."""
+        with self._holder:
+            kernels.signal(self.box, -1)

@@ -42,8 +42,11 @@ def _pdinfer_steps(model: Any, x: np.ndarray, runs: int) -> tuple[list[float], l
             return out
         return timed_kernel
 
+    # Step by step (program=None): a plan's Program runs its kernels inside one Numba call, where
+    # nothing can time them from Python; the steps' kernels are the same ones.
     timed_plan = dataclasses.replace(
-        plan, steps=tuple(dataclasses.replace(s, kernel=timed(i, s.kernel)) for i, s in enumerate(plan.steps)))
+        plan, steps=tuple(dataclasses.replace(s, kernel=timed(i, s.kernel)) for i, s in enumerate(plan.steps)),
+        program=None)
     timed_model = copy.copy(model)
     timed_model._plan = timed_plan
     timed_model(x)  # warm-up

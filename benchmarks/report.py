@@ -118,7 +118,7 @@ def _spinning_text(spinning: dict | None) -> str:
         return (f"engines share one process; spinning at the libraries' defaults (`--spinning`): ONNX Runtime "
                 f"allow_spinning at its default (1), OMP_WAIT_POLICY={policy}")
     return (f"engines share one process; spinning off: ONNX Runtime allow_spinning=0 (intra- and inter-op), "
-            f"OMP_WAIT_POLICY={policy} (torch's GNU OpenMP){late}; pdinfer's pool threads block when idle")
+            f"OMP_WAIT_POLICY={policy} (torch's GNU OpenMP){late}; pdinfer's pool threads block when idle, its helper spins only during a call")
 
 
 def _passes_text(steps: list[dict]) -> str:

@@ -23,7 +23,6 @@ threads at once.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -914,13 +913,15 @@ def run_plan(plan: Plan, x: np.ndarray, helper: Optional[Executor] = None,
     pixel being computed the same way wherever it is. A batch of more than one image reuses its big
     arrays (pdinfer/workspace.py)."""
     program = plan.program if helper is None or not plan.splits else None
-    run_chunk = (functools.partial(program.run, helper=sharer) if program is not None
-                 else functools.partial(_run_chunk, plan))
+    if program is not None:
+        if len(x) <= plan.chunk:
+            return program.run(x, sharer)
+        return np.concatenate([program.run(x[i:i + plan.chunk], sharer) for i in range(0, len(x), plan.chunk)])
     _call.helper, _call.reuse = helper, len(x) > 1
     try:
         if len(x) <= plan.chunk:
-            return run_chunk(x)
-        return np.concatenate([run_chunk(x[i:i + plan.chunk]) for i in range(0, len(x), plan.chunk)])
+            return _run_chunk(plan, x)
+        return np.concatenate([_run_chunk(plan, x[i:i + plan.chunk]) for i in range(0, len(x), plan.chunk)])
     finally:
         _call.helper, _call.reuse = None, False
 

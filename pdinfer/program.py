@@ -239,7 +239,7 @@ def address(array: np.ndarray) -> int:
 
 class Helper:
     """A thread that takes chunks of the big convolutions of one call at a time (kernels/program.py:
-    share_row and serve). It spins on its mailbox only while a call holds it, and sleeps in a futex
+    post_row and serve). It spins on its mailbox only while a call holds it, and sleeps in a futex
     between calls; the call wakes it as it starts, and shares no row before one big enough, by when
     the helper is up (a wake-up takes 35-40 us here). Linux only (HAS_FUTEX); elsewhere a call of
     one image runs on its own thread."""

@@ -77,7 +77,7 @@ def run_program(rows, slopes, arena, box, has_winograd, has_depthwise, has_max_p
     slopes: (R,) float32, LeakyReLU's slope of each row's activation
     arena:  (A,) float32, the call's values: its input written, its output read after
     box:    (BOX,) int64, the mailbox of a helper thread this call owns, or empty for none: a row
-            with CHUNKS is then shared with it (share_row)
+            with CHUNKS is then shared with it
     has_*:  True if the table has rows of OPTIONAL[i], None if not. Numba drops the branches of None
             arguments before compiling, so a model compiles (and loads from the cache) only those
             kernels it uses: every kernel in one function took 14 s to compile, PDLightModel's alone
@@ -85,11 +85,27 @@ def run_program(rows, slopes, arena, box, has_winograd, has_depthwise, has_max_p
             graphs compile a hundred versions of this function).
     """
     for r in range(rows.shape[0]):
+        # A shared row (row[CHUNKS] > 0, with a helper) is posted as a job (post_row), and this
+        # thread and the helper (serve) claim its chunks until none is left; this thread then waits
+        # for the chunks the helper took. A helper that is late takes none. One call of run_row
+        # here, not one per path: each call site compiles (and LLVM inlines) every kernel again.
         row = rows[r]
-        if row[CHUNKS] > 0 and box.size > 0:
-            share_row(row, slopes[r:r + 1], arena, box, has_winograd)
-        else:
-            run_row(row, slopes[r], arena, (0, 1), SCRATCH, has_winograd, has_depthwise, has_max_pool, has_unfused)
+        chunks = row[CHUNKS] if box.size > 0 else 0
+        job = post_row(row, slopes[r:r + 1], arena, box) if chunks > 0 else 0
+        chunk = _claim(box, job, chunks) if chunks > 0 else 0
+        mine, failed = 0, False
+        while chunk >= 0:
+            try:
+                run_row(row, slopes[r], arena, (chunk, max(chunks, 1)), SCRATCH, has_winograd, has_depthwise,
+                        has_max_pool, has_unfused)
+            except Exception:  # noqa: B902  (a shared row waits for the helper before raising)
+                failed = True
+            mine += 1
+            chunk = _claim(box, job, chunks) if chunks > 0 else -1
+        while chunks > 0 and atomic_load(box, DONE) < chunks - mine:
+            spin_pause()
+        if failed or (chunks > 0 and atomic_load(box, FAILED) != 0):
+            raise RuntimeError("pdinfer: a kernel of the compiled plan failed")
 
 
 @jit
@@ -170,15 +186,9 @@ def _claim(box, job, chunks):
 
 
 @jit
-def share_row(row, slope, arena, box, has_winograd):
-    """Run a convolution's row in row[CHUNKS] chunks of its output, taken in turn by this thread and
-    the helper polling `box` (serve): the row is posted as a job, both threads claim chunks until
-    none is left, and this thread waits for the chunks the helper took. A helper that is late (or
-    busy elsewhere) takes none, and this thread runs them all.
-
-    slope: (1,) float32, the row's slope (the helper reads it by address)
-    """
-    chunks = row[CHUNKS]
+def post_row(row, slope, arena, box):
+    """Post a row for the helper thread (serve) to take chunks of; returns the job's number.
+    slope: (1,) float32, the row's slope (the helper reads it by address)"""
     job = atomic_load(box, JOB) + 1
     for i in range(ROW):
         box[JOB_ROW + i] = row[i]
@@ -188,20 +198,7 @@ def share_row(row, slope, arena, box, has_winograd):
     atomic_store(box, FAILED, 0)
     atomic_store(box, CLAIM, job << 20)
     atomic_store(box, JOB, job)  # posted: the fields above are the job's
-    mine, failed = 0, False
-    while True:
-        chunk = _claim(box, job, chunks)
-        if chunk < 0:
-            break
-        try:
-            run_row(row, slope[0], arena, (chunk, chunks), SCRATCH, has_winograd, None, None, None)
-        except Exception:  # noqa: B902  (wait for the helper's chunks before the arena may go)
-            failed = True
-        mine += 1
-    while atomic_load(box, DONE) < chunks - mine:
-        spin_pause()
-    if failed or atomic_load(box, FAILED) != 0:
-        raise RuntimeError("pdinfer: a convolution shared with the helper thread failed")
+    return job
 
 
 @jit
@@ -214,7 +211,7 @@ def signal(box, state):
 @jit
 def serve(box):
     """The helper thread's loop, until box[STATE] is -1: sleep while it is 0; while it is 1, take
-    chunks of each job posted (share_row)."""
+    chunks of each job posted (post_row)."""
     seen = atomic_load(box, JOB)
     while True:
         state = atomic_load(box, STATE)

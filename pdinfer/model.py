@@ -101,6 +101,9 @@ class Model:
         """Run on (C, H, W) or (N, C, H, W) float input; returns (*output,) or (N, *output) float32."""
         batch, single = self.check_input(x)
         pool, helper = _pool, _helper
+        if len(batch) == 1:  # one image: its big convolutions share their work with another thread
+            out = run_plan(self._plan, batch, pool, helper)
+            return out[0] if single else out
         slices = max(1, min(len(batch), _threads if pool else 1))
         step = -(-len(batch) // slices)  # run_plan bounds the memory of each slice: a few images a pass
         chunks = [batch[i:i + step] for i in range(0, len(batch), step)]

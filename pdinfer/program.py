@@ -73,6 +73,7 @@ class Program:
         self.shapes = {input_name: input_shape}
         for op, name in zip(self.ops, self.outputs):
             self.shapes[name] = op.out_shape
+        self._output_floats = int(np.prod(self.shapes[output]))  # per image
         self._tables: dict[int, Table] = {}
         self._lock = threading.Lock()
 
@@ -104,7 +105,7 @@ class Program:
         else:
             kernels.run_program(table.rows, table.slopes, arena, _NO_BOX, *table.has)
         shape = self.shapes[self.output]
-        out = arena[table.output:table.output + n * int(np.prod(shape))].reshape(n, *shape)
+        out = arena[table.output:table.output + n * self._output_floats].reshape(n, *shape)
         out = out.transpose(0, 3, 1, 2).copy() if out.ndim == 4 else out.copy()
         del arena
         workspace.recycle(held.pop())

@@ -1,6 +1,6 @@
 """The fast execution plan: BatchNorm folded, activations fused, channels-last kernels.
 
-Two passes turn a checked Graph into the steps `run_plan` calls:
+Two passes turn a checked Graph into the steps `run_plan` calls, and a third into one table:
 
 1. `fuse(graph)` decides which file layers each fast step covers, as typed groups (pure; print
    them with `describe`): a Conv2d with the BatchNorm2d, activation and residual Add that follow
@@ -13,6 +13,9 @@ Two passes turn a checked Graph into the steps `run_plan` calls:
    BF16, I8) stays compressed in its packed layout (`PackedWeight`); each call dequantizes it into
    a temporary float32 array for the float32 kernel, so only one layer's float32 weight is alive
    at a time. (A compressed convolution followed by a BatchNorm2d is folded, hence float32.)
+3. If every step has a row form (its `op()`, `_op`), the plan also holds them as a `Program`
+   (pdinfer/program.py), which runs a chunk of images as one Numba call of a table of rows;
+   `run_plan` uses it, and the steps one by one otherwise.
 
 Tensors of rank 4 flow between steps as NHWC; rank-2 tensors as (N, features). A batch runs
 through the steps a few images at a time, so that each pass stays in the L2 cache. The plan is
@@ -377,14 +380,6 @@ def _packed(stored: np.ndarray, scale: Optional[np.ndarray], pack, groups: int =
 
 
 _NO_RESIDUAL = np.empty((0, 0, 0, 0), dtype=np.float32)
-
-
-def _fields(weight: np.ndarray, bias: np.ndarray, activation: tuple, window: tuple = tuple(POINTWISE),
-            border: tuple = (0, 0, 0, 0), pool: bool = False) -> dict:
-    """The row fields of a convolution (kernels/program.py): its weight (2-D or 3-D), bias and structs."""
-    dims = (*weight.shape, 1, 1, 1, 1)[:5]
-    return {WEIGHT: (address(weight), *dims), BIAS: (address(bias), bias.size), ACTIVATION: (activation[0],),
-            WINDOW: window, BORDER: border, POOL: (int(pool),)}
 _POINTWISE, _NO_BORDER, _WHOLE = tuple(POINTWISE), tuple(NO_BORDER), (0, 1, 1)
 # A convolution shared with a helper thread: the helper, which starts later (its wake-up takes tens
 # of microseconds), takes the last 3/7 of the output pixels (the fastest of 1/3, 2/5, 3/7 and 1/2
@@ -411,6 +406,15 @@ def _release(values: dict[str, Values], name: str) -> None:
 
 
 _call = _Call()
+
+
+def _fields(weight: np.ndarray, bias: np.ndarray, activation: tuple, window: tuple = _POINTWISE,
+            border: tuple = _NO_BORDER, pool: bool = False) -> dict:
+    """A convolution's row fields (kernels/program.py): its weight (up to 5-D) and bias by address,
+    and its structs."""
+    dims = (*weight.shape, 1, 1, 1, 1)[:5]
+    return {WEIGHT: (address(weight), *dims), BIAS: (address(bias), bias.size), ACTIVATION: (activation[0],),
+            WINDOW: window, BORDER: border, POOL: (int(pool),)}
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from typing import Optional
+
 import numpy as np
 
 from . import workspace
 from .kernels import program as kernels
-from .kernels.program import BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, OPCODE, OUT, RESIDUAL, ROW, SCRATCH, STATE, X
+from .kernels.program import (BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, OPCODE, OUT, RESIDUAL, ROW, SCRATCH,
+                              STATE, X)
 
 ALIGN = 16  # floats: every value starts on a 64-byte boundary
 SHARE_MACS = 4_000_000  # a convolution row this big is shared with the helper thread, when the call has one,
@@ -54,7 +56,7 @@ class Table:
 
     rows: np.ndarray  # (R, ROW) int64
     slopes: np.ndarray  # (R,) float32
-    has: tuple  # kernels.run_program's has_* arguments: True if a kernel of kernels.OPTIONAL[i] has rows, else None
+    has: tuple  # run_program's has_* arguments: True if a kernel of kernels.OPTIONAL[i] has rows, else None
     shares: bool  # some row has CHUNKS: the call wakes a helper thread
     arena: int  # floats
     input: int  # offset of the input's N images, NHWC
@@ -65,7 +67,8 @@ class Program:
     """A plan's steps as Ops, run as one table per call (see the module docstring)."""
 
     def __init__(self, ops: list[Op], inputs: list[tuple[str, ...]], outputs: list[str],
-                 segments: list[tuple[int, int, int]], fewest_images: int, input_name: str, input_shape: Shape, output: str) -> None:
+                 segments: list[tuple[int, int, int]], fewest_images: int, input_name: str, input_shape: Shape,
+                 output: str) -> None:
         self.ops, self.inputs, self.outputs = tuple(ops), tuple(inputs), tuple(outputs)
         self.segments = tuple(segments)  # (first step, end step, images per pass), plan.Segment's
         self.fewest_images = fewest_images  # a call this small runs every step in one pass
@@ -119,6 +122,8 @@ class Program:
                 for start, end, per_pass in self.segments for first in range(0, images, per_pass)]
 
     def _build(self, images: int) -> Table:
+        """The table of a call of `images` images: its rows, in the order plan._run_chunk runs the
+        steps, and its arena's layout."""
         passes = self._passes(images)
         segment_of = {}  # value -> the segment making it
         for start, end, _, _ in passes:
@@ -174,10 +179,8 @@ class Program:
                 row[SCRATCH:SCRATCH + 3] = (offsets[("scratch", when, 0)], offsets[("scratch", when, 1)],
                                             min(op.tiles[1], count * op.tiles[0]))
             row[CHUNKS], row[BY_CHANNELS] = sharing
-            if sharing[0]:
-                if scratches:
-                    row[HELPER_SCRATCH:HELPER_SCRATCH + 2] = (offsets[("scratch", when, 2)],
-                                                              offsets[("scratch", when, 3)])
+            if sharing[0] and scratches:  # the helper's copy of the scratch
+                row[HELPER_SCRATCH:HELPER_SCRATCH + 2] = (offsets[("scratch", when, 2)], offsets[("scratch", when, 3)])
             slopes[when] = op.slope
         used = set(rows[:, OPCODE].tolist())
         has = tuple(True if used.intersection(codes) else None for codes in kernels.OPTIONAL)

@@ -101,17 +101,12 @@ class Model:
         """Run on (C, H, W) or (N, C, H, W) float input; returns (*output,) or (N, *output) float32."""
         batch, single = self.check_input(x)
         pool, helper = _pool, _helper
-        if len(batch) == 1:  # one image: its big convolutions share their work with another thread
+        if pool is None or len(batch) == 1:  # one thread, or one image (big convolutions shared with the helper)
             out = run_plan(self._plan, batch, pool, helper)
-            return out[0] if single else out
-        slices = max(1, min(len(batch), _threads if pool else 1))
-        step = -(-len(batch) // slices)  # run_plan bounds the memory of each slice: a few images a pass
-        chunks = [batch[i:i + step] for i in range(0, len(batch), step)]
-        if pool is not None and len(chunks) > 1:
-            outs = list(pool.map(lambda chunk: run_plan(self._plan, chunk), chunks))
-        else:  # one image (or one slice): its big convolutions share their work with another thread
-            outs = [run_plan(self._plan, chunk, pool, helper) for chunk in chunks]
-        out = outs[0] if len(outs) == 1 else np.concatenate(outs)
+        else:  # a slice of the batch per thread; run_plan bounds each slice's memory: a few images a pass
+            step = -(-len(batch) // max(1, min(len(batch), _threads)))
+            chunks = [batch[i:i + step] for i in range(0, len(batch), step)]
+            out = np.concatenate(list(pool.map(lambda chunk: run_plan(self._plan, chunk), chunks)))
         return out[0] if single else out
 
     def trace(self, x: np.ndarray) -> "OrderedDict[str, np.ndarray]":

@@ -433,14 +433,15 @@ class DenseConv:
     def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
         out = _empty((len(x), *self.out_shape))
         args = (x, self.weight.floats(), self.bias, residual, self.activation, self.window, out, self.border)
+        channels = (0, self.out_shape[2])  # all of them
         helper = _call.helper
         # A compressed weight is not shared: the helper would read its float32 copy, just written
         # by this thread, from the other core's cache (measured slower than one thread).
         if helper is None or self.weight.storage != "F32" or len(x) * self.macs < SPLIT_MACS:
-            fast.conv2d(*args, _WHOLE, (0, self.out_shape[2]), self.pool)
+            fast.conv2d(*args, _WHOLE, channels, self.pool)
         else:
-            other = helper.submit(fast.conv2d, *args, _HELPER_PART, (0, self.out_shape[2]), self.pool)
-            fast.conv2d(*args, _CALLER_PART, (0, self.out_shape[2]), self.pool)
+            other = helper.submit(fast.conv2d, *args, _HELPER_PART, channels, self.pool)
+            fast.conv2d(*args, _CALLER_PART, channels, self.pool)
             other.result()
         return out
 

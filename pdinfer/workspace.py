@@ -5,8 +5,9 @@ allocates tens of MB. glibc serves such blocks with fresh pages (mmap) whenever 
 the process has reshaped its heap, and then every call pays page faults: a batch-64 call of
 PDLightModel took about 14,000 (a third of its time) with ONNX Runtime running between calls
 (mallopt's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD made them go away too: glibc's thresholds are the
-cause). Calls of one image allocate little and do not use this (plan._call.reuse): their few big
-arrays measured about 3% faster fresh from malloc than reused.
+cause). A plan run as one table (pdinfer/program.py) takes its call's whole arena from here, one
+image or many. Run step by step, calls of one image do not use this (plan._call.reuse): their few
+big arrays measured about 3% faster fresh from malloc than reused.
 So a value released after its last reader goes back to its thread's free list, and the next pass
 or call on that thread takes it again. Only an array that nothing else refers to is taken back
 (its reference count says so, so a view keeps its base out), and a thread keeps at most

@@ -11,6 +11,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import __version__
+from ._jit import CompileWatch
 from .errors import PdinferError
 from .format import read_container
 from .graph import load_graph
@@ -72,6 +73,18 @@ def _record(model: Model, name: str, out: np.ndarray) -> str:
                        PLURALS[kind]: dict(zip(model.classes, map(float, out)))})
 
 
+COMPILING = "compiling kernels for this CPU, first run only (later runs load them from the cache)"
+
+
+def _compile_notice(progress: Progress) -> CompileWatch:
+    """Says COMPILING once on stderr when Numba starts compiling, and shows the bar from there on."""
+    def say() -> None:
+        progress.clear()
+        print(COMPILING, file=sys.stderr, flush=True)
+        progress.show(0)
+    return CompileWatch(say)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     model = load(args.weights)
     paths = _inputs(args.inputs, args.recursive)
@@ -79,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("no .png or .npy inputs found")
     rows: list[tuple[str, np.ndarray]] = []  # the table is printed at the end, aligned to every label
     failures = 0
-    with Progress("run", len(paths)) as progress:
+    with Progress("run", len(paths)) as progress, _compile_notice(progress):
         for n, path in enumerate(paths, 1):
             try:
                 named = _labelled(model, path, run(model, path))
@@ -135,9 +148,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_warmup(args: argparse.Namespace) -> int:
     from .warmup import warmup
-    with Progress("warmup", 0) as progress:
-        seconds = warmup(progress)
-    print(f"kernels compiled or loaded from the cache in {seconds:.1f} s")
+    with Progress("warmup", 0) as progress, _compile_notice(progress) as watch:
+        seconds = warmup(args.weights, progress)
+    print(f"kernels compiled or loaded from the cache in {seconds:.1f} s ({len(watch.compiled)} functions compiled)")
     return 0
 
 
@@ -188,7 +201,9 @@ def parser() -> argparse.ArgumentParser:
     info = command("info", "describe a weight file: layers, shapes, MACs, classes")
     info.add_argument("weights", help="a .pdw weight file")
     info.set_defaults(handler=cmd_info)
-    warm = command("warmup", "compile every kernel now (cached on disk for later processes)")
+    warm = command("warmup", "compile every kernel now, and what the weight files given run "
+                             "(cached on disk for later processes)")
+    warm.add_argument("weights", nargs="*", help=".pdw weight files to run once each")
     warm.set_defaults(handler=cmd_warmup)
     golden = command("golden", "write a golden bundle: inputs and every layer's reference output")
     golden.add_argument("weights", help="a .pdw weight file")

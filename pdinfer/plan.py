@@ -37,7 +37,7 @@ from . import workspace
 from .format import storage
 from .graph import INPUT, Graph
 from .kernels import fast, reference
-from .kernels.program import (ACTIVATION, AVERAGE, BIAS, BORDER, OP_ADD, OP_AVG_POOL, OP_CONV, OP_DEPTHWISE, OP_FLATTEN,
+from .kernels.table import (ACTIVATION, AVERAGE, BIAS, BORDER, OP_ADD, OP_AVG_POOL, OP_CONV, OP_DEPTHWISE, OP_FLATTEN,
                               OP_GROUPED, OP_MAX_POOL, OP_MEAN, OP_SCALE_SHIFT, OP_SIGMOID, OP_SOFTMAX, OP_WINOGRAD,
                               POOL, WEIGHT, WINDOW)
 from .kernels.params import (ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_RELU6, NO_BORDER, POINTWISE, Border,
@@ -410,7 +410,7 @@ _call = _Call()
 
 def _fields(weight: np.ndarray, bias: np.ndarray, activation: tuple, window: tuple = _POINTWISE,
             border: tuple = _NO_BORDER, pool: bool = False) -> dict:
-    """A convolution's row fields (kernels/program.py): its weight (up to 5-D) and bias by address,
+    """A convolution's row fields (kernels/table.py): its weight (up to 5-D) and bias by address,
     and its structs."""
     dims = (*weight.shape, 1, 1, 1, 1)[:5]
     return {WEIGHT: (address(weight), *dims), BIAS: (address(bias), bias.size), ACTIVATION: (activation[0],),
@@ -835,7 +835,7 @@ def build_plan(graph: Graph) -> Plan:
 
 
 def _op(kernel: object, in_shape: Shape) -> Optional[Op]:
-    """The step as a row of the interpreter (kernels/program.py), or None if it has no form there."""
+    """The step as a row of the interpreter (kernels/table.py), or None if it has no form there."""
     if hasattr(kernel, "op"):
         return kernel.op(in_shape)
     if kernel is _softmax:

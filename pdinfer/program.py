@@ -1,4 +1,4 @@
-"""A plan compiled to tables of pdinfer/kernels/program.py: one Numba call per chunk of images.
+"""A plan compiled to tables for pdinfer/kernels/program.py: one Numba call per chunk of images.
 
 `Program` holds a plan's steps as `Op`s (what each kernel reads and writes, and its parameters) and
 builds, on the first call with N images, the table of that call: a row per step and pass of images
@@ -17,9 +17,10 @@ from typing import Optional
 import numpy as np
 
 from . import workspace
-from .kernels import program as kernels
-from .kernels.program import (BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, OPCODE, OUT, RESIDUAL, ROW, SCRATCH,
-                              STATE, X)
+from .kernels import program as interpreter
+from .kernels.rows import kernel_address
+from .kernels.table import (BOX, BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, KERNEL, OP_CONV, OP_WINOGRAD, OPCODE,
+                            OUT, RESIDUAL, ROW, SCRATCH, STATE, WEIGHT, X)
 
 ALIGN = 16  # floats: every value starts on a 64-byte boundary
 SHARE_MACS = 4_000_000  # a convolution row this big is shared with the helper thread, when the call has one,
@@ -38,12 +39,12 @@ def image_view(shape: Shape) -> tuple[int, int, int]:
 @dataclass(frozen=True)
 class Op:
     """A step as a table row: the kernel's opcode, how it views its input, its output's shape, and
-    its other fields (kernels.program row field -> values)."""
+    its other fields (kernels.table row field -> values)."""
 
-    code: int  # kernels.program OP_*
+    code: int  # kernels.table OP_*
     x_view: tuple[int, int, int]  # (h, w, c) the kernel reads one image of its first input as
     out_shape: Shape  # one image of its output
-    fields: dict = field(default_factory=dict)  # row field -> tuple of ints
+    fields: dict = field(default_factory=dict)  # row field (kernels.table) -> tuple of ints
     slope: float = 0.0  # LeakyReLU's, when the fields' activation is one
     tiles: tuple[int, int] = (0, 0)  # Winograd's tiles per image and per group (fast.winograd_tiles)
     macs: int = 0  # multiply-adds per image, for a convolution that can run in parts
@@ -56,7 +57,6 @@ class Table:
 
     rows: np.ndarray  # (R, ROW) int64
     slopes: np.ndarray  # (R,) float32
-    has: tuple  # run_program's has_* arguments: True if a kernel of kernels.OPTIONAL[i] has rows, else None
     shares: bool  # some row has CHUNKS: the call wakes a helper thread
     arena: int  # floats
     input: int  # offset of the input's N images, NHWC
@@ -102,11 +102,11 @@ class Program:
         np.copyto(arena[table.input:table.input + x.size].reshape(n, h, w, c), x.transpose(0, 2, 3, 1))
         if helper is not None and table.shares and helper.acquire():
             try:
-                kernels.run_program(table.rows, table.slopes, arena, helper.box, *table.has)
+                interpreter.run_program(table.rows, table.slopes, arena, helper.box)
             finally:
                 helper.release()
         else:
-            kernels.run_program(table.rows, table.slopes, arena, _NO_BOX, *table.has)
+            interpreter.run_program(table.rows, table.slopes, arena, _NO_BOX)
         shape = self.shapes[self.output]
         out = arena[table.output:table.output + n * self._output_floats].reshape(n, *shape)
         out = out.transpose(0, 3, 1, 2).copy() if out.ndim == 4 else out.copy()
@@ -165,7 +165,7 @@ class Program:
         slopes = np.zeros(len(instructions), dtype=np.float32)
         for when, (s, count, reads, written, scratches, sharing) in enumerate(instructions):
             op, row = self.ops[s], rows[when]
-            row[OPCODE], row[IMAGES] = op.code, count
+            row[OPCODE], row[KERNEL], row[IMAGES] = op.code, kernel_address(op.code), count
             for column, values in op.fields.items():
                 row[column:column + len(values)] = values
             row[X:X + 4] = (offsets[reads[0][0]] + reads[0][1] * sizes[self.inputs[s][0]], *op.x_view)
@@ -182,9 +182,7 @@ class Program:
             if sharing[0] and scratches:  # the helper's copy of the scratch
                 row[HELPER_SCRATCH:HELPER_SCRATCH + 2] = (offsets[("scratch", when, 2)], offsets[("scratch", when, 3)])
             slopes[when] = op.slope
-        used = set(rows[:, OPCODE].tolist())
-        has = tuple(True if used.intersection(codes) else None for codes in kernels.OPTIONAL)
-        return Table(rows, slopes, has, bool(rows[:, CHUNKS].any()), arena, offsets[(self.input_name,)],
+        return Table(rows, slopes, bool(rows[:, CHUNKS].any()), arena, offsets[(self.input_name,)],
                      offsets[(self.output,)])
 
     def _sharing(self, step: int, images: int) -> tuple[int, int]:
@@ -195,14 +193,14 @@ class Program:
         are cut by output channels, so that each thread streams its own columns of the weight; any
         other by pixels (or tiles)."""
         op = self.ops[step]
-        if op.code not in (kernels.OP_CONV, kernels.OP_WINOGRAD):
+        if op.code not in (OP_CONV, OP_WINOGRAD):
             return 0, 0
-        weight = op.fields[kernels.WEIGHT]
+        weight = op.fields[WEIGHT]
         if op.macs * images < SHARE_MACS and weight[1] * weight[2] * weight[3] < SHARE_WEIGHTS:
             return 0, 0
         in_c, out_c = op.x_view[2], image_view(op.out_shape)[2]
         few_pixels = op.parts * images < 4 * SHARE_CHUNKS
-        heavy_weight = op.code == kernels.OP_WINOGRAD and in_c * out_c > images * op.tiles[0] * (in_c + out_c)
+        heavy_weight = op.code == OP_WINOGRAD and in_c * out_c > images * op.tiles[0] * (in_c + out_c)
         if few_pixels or heavy_weight:
             blocks = -(-out_c // 32)
             return (min(SHARE_CHUNKS, blocks), 1) if blocks > 1 else (0, 0)
@@ -211,7 +209,7 @@ class Program:
     def _scratch(self, step: int, images: int) -> tuple[int, ...]:
         """Floats of the step's scratch arrays in a pass of `images` images (Winograd's v and m)."""
         op = self.ops[step]
-        if op.code != kernels.OP_WINOGRAD:
+        if op.code != OP_WINOGRAD:
             return ()
         tiles = min(op.tiles[1], images * op.tiles[0])
         return 16 * tiles * op.x_view[2], 16 * tiles * image_view(op.out_shape)[2]
@@ -249,7 +247,7 @@ class Helper:
     one image runs on its own thread."""
 
     def __init__(self) -> None:
-        self.box = np.zeros(kernels.BOX, dtype=np.int64)
+        self.box = np.zeros(BOX, dtype=np.int64)
         self._holder = threading.Lock()  # one call at a time; others run without the helper
         self._thread: Optional[threading.Thread] = None  # started by the first call sharing a row
 
@@ -258,10 +256,10 @@ class Helper:
         if not self._holder.acquire(blocking=False):
             return False
         if self._thread is None:
-            self._thread = threading.Thread(target=kernels.serve, args=(self.box,), name="pdinfer-helper",
+            self._thread = threading.Thread(target=interpreter.serve, args=(self.box,), name="pdinfer-helper",
                                             daemon=True)
             self._thread.start()
-        kernels.signal(self.box, 1)
+        interpreter.signal(self.box, 1)
         return True
 
     def release(self) -> None:
@@ -271,4 +269,4 @@ class Helper:
     def close(self) -> None:
         """End the thread, once no call holds it."""
         with self._holder:
-            kernels.signal(self.box, -1)
+            interpreter.signal(self.box, -1)

@@ -45,6 +45,11 @@ class Progress:
         self.stream.flush()
         self._drawn = len(line)
 
+    def show(self, done: int) -> None:
+        """Draw `done` now, without waiting for the delay (on a terminal)."""
+        self.delay, self._last_draw = 0.0, float("-inf")
+        self(done)
+
     def render(self, done: int, elapsed: float, columns: int) -> str:
         """The bar's text, at most `columns` characters wide."""
         counts = f" {done}/{self.total} {elapsed:.1f} s"

@@ -1,35 +1,100 @@
-"""Compile every kernel ahead of time by running a tiny model that uses every layer type."""
+"""Compile ahead of time what models run, so that later processes load it all from Numba's cache.
+
+Without weight files, `warmup` compiles everything a model of pdinfer's layer set can run: every
+row kernel of the table interpreter (kernels/rows.py), the interpreter and its helper thread, the
+step-by-step kernels and dequantizers (compressed weights, and layers with no row), and the
+reference kernels (`Model.trace`, golden bundles), through small models that use every layer type.
+Given weight files, it also runs exactly what each of them runs: one image and a batch, with and
+without a helper thread, and its trace.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
+from numba import typeof
 
-from .builder import every_layer_type
-from .kernels import fast
-from .model import load
+from .builder import LayerList, conv2d_params, every_layer_type, max_pool2d_params
+from .kernels import fast, rows
+from .kernels import program as interpreter
+from .kernels.table import BOX
+from .model import Model, load
+from .program import Helper
+
+Progress = Callable[[int, int], None]
 
 
-def warmup(progress: Optional[Callable[[int, int], None]] = None) -> float:
-    """Compile (or load from Numba's cache) every fast and reference kernel; returns seconds taken.
+def _table_model(directory: str) -> Model:
+    """A small model whose steps all have rows (so it runs as a table), with a Winograd convolution."""
+    layers = LayerList((2, 8, 8), seed=1)
+    layers.add("Conv2d", **conv2d_params(2, 32, 3, padding=1))
+    layers.add("ReLU")
+    layers.add("Conv2d", **conv2d_params(32, 32, 3, padding=1))
+    layers.add("GlobalAvgPool", keepdim=False)
+    layers.add("Linear", in_features=32, out_features=3, bias=True)
+    layers.add("Softmax", dim=1)
+    return load(layers.write(os.path.join(directory, "table.pdw")))
 
-    progress(done, total) is called after each step (loading, the fast kernels, the reference kernels).
+
+def _step_model(directory: str) -> Model:
+    """A model with a layer that has no row (PReLU), so that it runs step by step, and a Winograd
+    convolution with its fused max pool."""
+    layers = LayerList((2, 8, 8), seed=2)
+    layers.add("Conv2d", **conv2d_params(2, 32, 3, padding=1))
+    layers.add("PReLU", num_parameters=1)
+    layers.add("Conv2d", **conv2d_params(32, 32, 3, padding=1))
+    layers.add("MaxPool2d", **max_pool2d_params(2))
+    layers.add("Flatten")
+    layers.add("Linear", in_features=32 * 4 * 4, out_features=3, bias=True)
+    return load(layers.write(os.path.join(directory, "steps.pdw")))
+
+
+def _run_all_ways(model: Model) -> None:
+    """Run the model on one image and on a batch of more than one pass, by its table with and
+    without a helper thread (or step by step), and trace it."""
+    plan = model._plan
+    x = np.zeros((1, *model.input_shape), np.float32)
+    model(x)
+    model(np.zeros((plan.chunk + 1, *model.input_shape), np.float32))
+    if plan.program is not None:
+        helper = Helper()
+        try:
+            plan.program.run(x, helper)
+        finally:
+            helper.close()
+    model.trace(x)
+
+
+def warmup(weights: Sequence[Union[str, os.PathLike]] = (), progress: Optional[Progress] = None) -> float:
+    """Compile (or load from Numba's cache) everything models of the layer set run, and exactly
+    what the given weight files run (see the module docstring); returns the seconds taken.
+
+    progress(done, total) is called after each step.
     """
     start = time.perf_counter()
-    layers, classes = every_layer_type()
     report = progress or (lambda done, total: None)
+    given = [load(path) for path in weights]  # a file that does not load fails before any compiling
+    total = 4 + len(given)
+    report(0, total)
+    rows.compile_all()
+    box = np.zeros(BOX, np.int64)
+    interpreter.serve.compile((typeof(box),))
+    interpreter.signal.compile((typeof(box), typeof(1)))
+    fast.int8_to_float32(np.zeros((1, 1, 1), np.int8), np.ones((1, 1), np.float32))  # compressed weights
+    fast.half_to_float32(np.zeros(1, np.uint16), False)
+    report(1, total)
     with tempfile.TemporaryDirectory() as tmp:
-        model = load(layers.write(os.path.join(tmp, "warmup.pdw"), classes))
-        report(1, 3)
-        x = np.zeros((1, *model.input_shape), np.float32)
-        model(x)
-        fast.int8_to_float32(np.zeros((1, 1, 1), np.int8), np.ones((1, 1), np.float32))  # compressed weights
-        fast.half_to_float32(np.zeros(1, np.uint16), False)
-        report(2, 3)
-        model.trace(x)
-        report(3, 3)
+        layers, classes = every_layer_type()
+        models = [load(layers.write(os.path.join(tmp, "every_layer_type.pdw"), classes)), _table_model(tmp),
+                  _step_model(tmp)]
+        for done, model in enumerate(models, 2):
+            _run_all_ways(model)
+            report(done, total)
+    for done, model in enumerate(given, 5):
+        _run_all_ways(model)
+        report(done, total)
     return time.perf_counter() - start

@@ -26,7 +26,7 @@ import pdinfer
 from helpers import assert_close
 from pdinfer import plan, program
 from pdinfer.kernels.pointers import HAS_FUTEX
-from pdinfer.kernels.program import TAKEN
+from pdinfer.kernels.table import TAKEN
 from pdinfer.program import Helper
 from pdinfer.format import write_weights
 from pdinfer.layers.base import window_output_size

@@ -41,10 +41,50 @@ def _float32_pointer(typingctx, address):
     return types.CPointer(types.float32)(address), codegen
 
 
+@intrinsic
+def _int64_pointer(typingctx, address):
+    """The int64 `address` as an int64 pointer."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(64)))
+    return types.CPointer(types.int64)(address), codegen
+
+
 @jit
 def float32_array(address, size):
     """The `size` float32 values at `address` as a 1-D C array (not owning them)."""
     return numba.carray(_float32_pointer(address), (size,))
+
+
+@jit
+def int64_array(address, size):
+    """The `size` int64 values at `address` as a 1-D C array (not owning them)."""
+    return numba.carray(_int64_pointer(address), (size,))
+
+
+# A row kernel's C signature (pdinfer/kernels/rows.py): (row address, arena address, arena floats,
+# slope, chunk, chunks, scratch field) -> 0, or 1 if it failed.
+ROW_KERNEL = types.int64(types.int64, types.int64, types.int64, types.float32, types.int64, types.int64, types.int64)
+
+
+@intrinsic
+def call_row_kernel(typingctx, kernel, row, arena, floats, slope, chunk, chunks, scratch):
+    """Call the row kernel at address `kernel` (a C function of signature ROW_KERNEL) on a row."""
+    if not all(isinstance(a, types.Integer) for a in (kernel, row, arena, floats, chunk, chunks, scratch)):
+        return None
+    signature = types.int64(types.int64, types.int64, types.int64, types.int64, types.float32, types.int64,
+                            types.int64, types.int64)
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        function = ir.FunctionType(i64, [i64, i64, i64, ir.FloatType(), i64, i64, i64])
+        pointer = builder.inttoptr(args[0], function.as_pointer())
+        values = [context.cast(builder, value, from_type, to_type)
+                  for value, from_type, to_type in zip(args[1:], sig.args[1:], signature.args[1:])]
+        return builder.call(pointer, values)
+    return signature, codegen
 
 
 def _word(context, builder, arr_type, arr, index):
@@ -116,7 +156,6 @@ def spin_pause(typingctx):
             builder.call(pause, [])
         return context.get_dummy_value()
     return types.void(), codegen
-
 
 
 @jit

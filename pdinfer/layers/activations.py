@@ -1,5 +1,7 @@
 """Element-wise activations (any input shape): ReLU, ReLU6, LeakyReLU, Sigmoid, Hardswish,
-Hardsigmoid, SiLU, GELU, Tanh, Hardtanh, ELU, and PReLU (one weight, or one per channel)."""
+Hardsigmoid, SiLU, GELU, Tanh, Hardtanh, ELU, and PReLU (one weight, or one per channel).
+
+Their kernels run on the values flattened, so that each compiles once, whatever the rank."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ class ReLU(Layer):
     elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.relu(x)
+        return reference.relu(x.reshape(-1)).reshape(x.shape)
 
 
 class ReLU6(Layer):
@@ -24,7 +26,7 @@ class ReLU6(Layer):
     elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.relu6(x)
+        return reference.relu6(x.reshape(-1)).reshape(x.shape)
 
 
 class LeakyReLU(Layer):
@@ -37,7 +39,7 @@ class LeakyReLU(Layer):
         self.negative_slope = self.float_param(params, "negative_slope")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.leaky_relu(x, np.float32(self.negative_slope))
+        return reference.leaky_relu(x.reshape(-1), np.float32(self.negative_slope)).reshape(x.shape)
 
 
 class Sigmoid(Layer):
@@ -45,7 +47,7 @@ class Sigmoid(Layer):
     elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.sigmoid(x)
+        return reference.sigmoid(x.reshape(-1)).reshape(x.shape)
 
 
 class Hardswish(Layer):
@@ -53,7 +55,7 @@ class Hardswish(Layer):
     elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.hardswish(x)
+        return reference.hardswish(x.reshape(-1)).reshape(x.shape)
 
 
 class Hardsigmoid(Layer):
@@ -61,7 +63,7 @@ class Hardsigmoid(Layer):
     elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.hardsigmoid(x)
+        return reference.hardsigmoid(x.reshape(-1)).reshape(x.shape)
 
 
 class SiLU(Layer):
@@ -69,7 +71,7 @@ class SiLU(Layer):
     elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.silu(x)
+        return reference.silu(x.reshape(-1)).reshape(x.shape)
 
 
 class Tanh(Layer):
@@ -77,7 +79,7 @@ class Tanh(Layer):
     elementwise = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.tanh(x)
+        return reference.tanh(x.reshape(-1)).reshape(x.shape)
 
 
 class GELU(Layer):
@@ -95,7 +97,7 @@ class GELU(Layer):
         self.approximate = params["approximate"]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.gelu(x, self.approximate == "tanh")
+        return reference.gelu(x.reshape(-1), self.approximate == "tanh").reshape(x.shape)
 
 
 class Hardtanh(Layer):
@@ -111,7 +113,7 @@ class Hardtanh(Layer):
             raise self.error(f"min_val={self.min_val} must not exceed max_val={self.max_val}")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.hardtanh(x, np.float32(self.min_val), np.float32(self.max_val))
+        return reference.hardtanh(x.reshape(-1), np.float32(self.min_val), np.float32(self.max_val)).reshape(x.shape)
 
 
 class ELU(Layer):
@@ -124,7 +126,7 @@ class ELU(Layer):
         self.alpha = self.float_param(params, "alpha")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.elu(x, np.float32(self.alpha))
+        return reference.elu(x.reshape(-1), np.float32(self.alpha)).reshape(x.shape)
 
 
 class PReLU(Layer):

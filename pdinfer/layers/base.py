@@ -64,8 +64,11 @@ class Layer:
             setattr(self, role, array)
 
     def float_weight(self) -> np.ndarray:
-        """The `weight` as float32, dequantized from its stored type (reference.dequantize)."""
-        return reference.dequantize(getattr(self, "weight"), self.weight_scale)
+        """The `weight` as float32, dequantized from its stored type (reference.dequantize): read-only,
+        as a float32 tensor of the file is, so that the reference kernels compile once for both."""
+        weight = reference.dequantize(getattr(self, "weight"), self.weight_scale)
+        weight.flags.writeable = False
+        return weight
 
     # -- forward ---------------------------------------------------------------------------
     def output_shape(self, in_shapes: list[Shape]) -> Shape:

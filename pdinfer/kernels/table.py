@@ -1,0 +1,62 @@
+"""The layouts the interpreter shares with its kernels: a table row and the helper's mailbox.
+
+Each is declared once, as fields with their widths in order; the offsets are computed here and
+are plain module integers, which Numba folds into the kernels as constants.
+"""
+
+from __future__ import annotations
+
+
+class _Layout:
+    """Fields of int64 words laid out one after another."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def field(self, width: int = 1, *, at: int = -1) -> int:
+        """The offset of a new field `width` words wide: right after the last one, or at `at`
+        (a word further on, to keep two threads' words apart)."""
+        offset = max(self.size, at)
+        self.size = offset + width
+        return offset
+
+
+(OP_CONV, OP_WINOGRAD, OP_DEPTHWISE, OP_GROUPED, OP_SCALE_SHIFT, OP_MAX_POOL, OP_AVG_POOL, OP_MEAN, OP_SOFTMAX,
+ OP_SIGMOID, OP_ADD, OP_FLATTEN) = range(12)
+OPCODES = 12
+
+# A row: one kernel call on one pass of images. A value is (offset, h, w, c) of one image (a rank-2
+# value's image is (1, 1, f)), N images from the offset on; offsets count float32 elements of the arena.
+_row = _Layout()
+OPCODE = _row.field()  # OP_*
+KERNEL = _row.field()  # the address of the row kernel (pdinfer/kernels/rows.py) that runs it
+IMAGES = _row.field()  # N
+X = _row.field(4)  # the input value
+RESIDUAL = _row.field(4)  # a second input (a convolution's residual, Add's other operand): offset -1 for none
+OUT = _row.field(4)  # the output value
+WEIGHT = _row.field(6)  # (address, d0, .., d4): the weight and its shape padded with 1s (a scale_shift's scale)
+BIAS = _row.field(2)  # (address, size) (a scale_shift's shift)
+ACTIVATION = _row.field()  # params.Activation's code (its slope is the row's entry of the table's slopes)
+WINDOW = _row.field(10)  # params.Window
+BORDER = _row.field(4)  # params.Border
+POOL = _row.field()  # 1: the convolution writes its 2x2 max pool
+SCRATCH = _row.field(3)  # Winograd's v and m: (v offset, m offset, tiles of a group)
+AVERAGE = _row.field(2)  # avg_pool2d's count_include_pad (0 or 1) and divisor_override
+CHUNKS = _row.field()  # > 0: a helper thread may take some of the row's chunks (conv2d's or Winograd's `part`)
+BY_CHANNELS = _row.field()  # 1: the chunks are blocks of output channels (the kernels' `channels`), not pixels
+HELPER_SCRATCH = _row.field(2)  # Winograd's v and m for the helper's chunks: (v offset, m offset)
+ROW = _row.size
+
+# The mailbox of the helper thread (int64 words; the words the two threads write are 64 bytes apart).
+_box = _Layout()
+STATE = _box.field()  # 1 while a call holds the helper (it polls for jobs), 0 when not (it sleeps), -1: exit
+JOB = _box.field(at=8)  # the number of the latest job: a row posted for sharing
+CLAIM = _box.field(at=16)  # (job << CLAIM_BITS) | the next chunk of it to take
+DONE = _box.field(at=24)  # chunks of the job the helper has finished
+FAILED = _box.field()  # 1 if a chunk of the helper failed
+TAKEN = _box.field()  # chunks the helper has run, ever (for tests and profiling)
+ARENA = _box.field(2, at=32)  # the job's arena: (address, floats)
+SLOPE = _box.field()  # the address of the job's slope (float32)
+JOB_ROW = _box.field(ROW, at=40)  # a copy of the job's row
+BOX = _box.size
+CLAIM_BITS = 20  # a claim word holds the chunk number in its low bits, the job number above them

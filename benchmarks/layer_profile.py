@@ -1,8 +1,8 @@
 """Per-step profile: each pdinfer plan step's time next to torch's time for the same modules.
 
-pdinfer: every Step.kernel of the model's plan is wrapped with a timer, and a copy of the model
-holding that plan is called as usual, so nothing else changes (one thread: the timers add up
-without locks). torch: forward hooks time every leaf module of the
+pdinfer: the plan's Program runs each row of its table in an interpreter call of its own, timed
+(Program.run's timer; a step's time includes its dequantize row, and adds ~2 us of call overhead
+per row); the whole call is timed as users run it. torch: forward hooks time every leaf module of the
 eager model; a step covers file layers whose names are torch module paths (FORMAT.md), so the
 step's torch time is the sum over those modules. Functional calls (add, mean, view) have no module
 and no torch time. Hooks add a few microseconds per module to torch.
@@ -10,8 +10,6 @@ and no torch time. Hooks add a few microseconds per module to torch.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import statistics
 import time
 from typing import Any
@@ -33,32 +31,21 @@ def _pdinfer_steps(model: Any, x: np.ndarray, runs: int) -> tuple[list[float], l
     in_call = [0.0] * len(plan.steps)
     calls = [0] * len(plan.steps)
 
-    def timed(index: int, kernel: Any) -> Any:
-        def timed_kernel(*args: np.ndarray) -> np.ndarray:
-            start = time.perf_counter()
-            out = kernel(*args)
-            in_call[index] += time.perf_counter() - start
-            calls[index] += 1
-            return out
-        return timed_kernel
+    def timer(step: int, seconds: float) -> None:
+        in_call[step] += seconds
+        calls[step] += 1
 
-    # Step by step (program=None): a plan's Program runs its kernels inside one Numba call, where
-    # nothing can time them from Python; the steps' kernels are the same ones.
-    timed_plan = dataclasses.replace(
-        plan, steps=tuple(dataclasses.replace(s, kernel=timed(i, s.kernel)) for i, s in enumerate(plan.steps)),
-        program=None)
-    timed_model = copy.copy(model)
-    timed_model._plan = timed_plan
-    timed_model(x)  # warm-up
+    def timed_call() -> None:  # run_plan's chunks, each row of the table timed on its own
+        for i in range(0, len(x), plan.chunk):
+            plan.program.run(x[i:i + plan.chunk], None, timer)
+
+    timed_call()  # warm-up
     per_call = list(calls)
-    if 0 in per_call:
-        raise RuntimeError("the profile's step timers were not called: pdinfer's Model no longer runs "
-                           "the Step.kernel functions of model._plan (benchmarks/layer_profile.py needs updating)")
     times: list[list[float]] = [[] for _ in plan.steps]
     whole = []
     for _ in range(runs):  # alternating, so a busy spell of the machine hits both alike
         in_call[:] = [0.0] * len(plan.steps)
-        timed_model(x)
+        timed_call()
         for t, seconds in zip(times, in_call):
             t.append(seconds)
         start = time.perf_counter()

@@ -102,7 +102,7 @@ class Model:
         batch, single = self.check_input(x)
         pool, helper = _pool, _helper
         if pool is None or len(batch) == 1:  # one thread, or one image (big convolutions shared with the helper)
-            out = run_plan(self._plan, batch, pool, helper)
+            out = run_plan(self._plan, batch, helper)
         else:  # a slice of the batch per thread; run_plan bounds each slice's memory: a few images a pass
             step = -(-len(batch) // max(1, min(len(batch), _threads)))
             chunks = [batch[i:i + step] for i in range(0, len(batch), step)]

@@ -1,6 +1,6 @@
 """The fast execution plan: BatchNorm folded, activations fused, channels-last kernels.
 
-Two passes turn a checked Graph into the steps `run_plan` calls, and a third into one table:
+Three passes turn a checked Graph into the one table `run_plan` runs:
 
 1. `fuse(graph)` decides which file layers each fast step covers, as typed groups (pure; print
    them with `describe`): a Conv2d with the BatchNorm2d, activation and residual Add that follow
@@ -8,38 +8,36 @@ Two passes turn a checked Graph into the steps `run_plan` calls, and a third int
    as it is, and the layers that need no step at all (Dropout; a Flatten whose Linear readers
    take its input directly). It then places zero borders: a value whose only reader is a padded
    convolution is written with that padding around each image, so the reader needs no copy.
-2. `lower(group, graph)` packs each group's weights for its kernel and returns a Step holding
-   them and the kernel's parameter structs (pdinfer/kernels/params.py). A compressed weight (F16,
-   BF16, I8) stays compressed in its packed layout (`PackedWeight`); each call dequantizes it into
-   a temporary float32 array for the float32 kernel, so only one layer's float32 weight is alive
-   at a time. (A compressed convolution followed by a BatchNorm2d is folded, hence float32.)
-3. If every step has a row form (its `op()`, `_op`), the plan also holds them as a `Program`
-   (pdinfer/program.py), which runs a chunk of images as one Numba call of a table of rows;
-   `run_plan` uses it, and the steps one by one otherwise.
+2. Lowering (`_LOWER[type(group)]`) packs each group's weights for its kernel and returns a step
+   holding them and the kernel's parameter structs (pdinfer/kernels/params.py); its `op()` is its
+   table row. A compressed weight (F16, BF16, I8) stays compressed in its packed layout
+   (`PackedWeight`); each call widens it with a DEQUANTIZE row into arena memory that lives for
+   that one convolution, so only one layer's float32 weight is alive at a time. (A compressed
+   convolution followed by a BatchNorm2d is folded, hence float32.) A layer with no row kernel
+   (Concat, Slice, ChannelShuffle, Mul, PReLU, adaptive pools, ...) lowers to a host step: Python
+   runs it on views of the arena between two calls of the interpreter.
+3. `Program` (pdinfer/program.py) runs a chunk of images as a table of those rows.
 
 Tensors of rank 4 flow between steps as NHWC; rank-2 tensors as (N, features). A batch runs
 through the steps a few images at a time, so that each pass stays in the L2 cache. The plan is
-immutable after load and a call keeps its values in local variables, so one plan serves many
+immutable after load and a call keeps its values in its own arena, so one plan serves many
 threads at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Optional, Union
 
 import numpy as np
 
-from . import workspace
 from .format import storage
 from .graph import INPUT, Graph
-from .kernels import fast, reference
+from .kernels import fast
 from .kernels.table import (ACTIVATION, AVERAGE, BIAS, BORDER, OP_ADD, OP_AVG_POOL, OP_CONV, OP_DEPTHWISE, OP_FLATTEN,
-                              OP_GROUPED, OP_MAX_POOL, OP_MEAN, OP_SCALE_SHIFT, OP_SIGMOID, OP_SOFTMAX, OP_WINOGRAD,
-                              POOL, WEIGHT, WINDOW)
+                            OP_GROUPED, OP_MAX_POOL, OP_MEAN, OP_SCALE_SHIFT, OP_SIGMOID, OP_SOFTMAX, OP_WINOGRAD,
+                            POOL, STORAGE, STORAGE_BF16, STORAGE_F16, STORAGE_I8, WEIGHT, WINDOW)
 from .kernels.params import (ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_RELU6, NO_BORDER, POINTWISE, Border,
                              activation, border, unpadded)
 from .layers import Layer
@@ -51,12 +49,11 @@ from .layers.linear import Linear
 from .layers.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .layers.softmax import Softmax
 from .layers.structural import Add, Dropout, Flatten, Mul
-from .program import Helper, Op, Program, Shape, address, image_view
+from .program import HOST, Helper, Op, Program, Shape, address, image_view
 
 ACTIVATIONS = (ReLU, ReLU6, LeakyReLU)  # the activations fast kernels fuse
 PASS_BYTES = 1 << 20  # the largest value of one pass stays about this small, so passes run in the L2 cache
 WINOGRAD_CHANNELS = 32  # a 3x3 stride-1 convolution this wide on both sides runs by Winograd F(2x2, 3x3)
-SPLIT_MACS = 16_000_000  # a convolution this big is shared with a helper thread, when the call has one (~0.2 ms)
 MAX_CHUNK = 8  # images a batch runs through the plan at a time: bounds the values carried between segments (8: fastest of 1-64 on both seed models)
 
 
@@ -334,20 +331,28 @@ def _pad_columns(matrix: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class PackedWeight:
     """A weight in its kernel's layout, float32 or as stored: int8 with the scale of each column of
-    each group, or the bit patterns of F16/BF16 values. `floats()` gives the kernel's float32 array,
-    exactly as reference.dequantize would."""
+    each group, or the bit patterns of F16/BF16 values. A compressed one is widened to float32 for
+    each call by a DEQUANTIZE row (kernels/rows.py), exactly as reference.dequantize would."""
 
     data: np.ndarray  # the kernel's layout, (..., C): float32, int8 or uint16 (16-bit float bits)
     storage: str  # format.DTYPES key
     scale: np.ndarray  # I8: (A, C) float32, A groups of C columns (the last axis); else (0, 0)
 
-    def floats(self) -> np.ndarray:
+    def weight_field(self) -> tuple:
+        """The WEIGHT field of a row reading it as float32: (address, shape padded with 1s); the
+        address of a compressed weight is set where the table widens it."""
+        return (address(self.data) if self.storage == "F32" else 0, *(*self.data.shape, 1, 1, 1, 1)[:5])
+
+    def dequantize(self) -> dict:
+        """The fields of the DEQUANTIZE row that widens it (none for float32)."""
         if self.storage == "F32":
-            return self.data
+            return {}
         if self.storage == "I8":
             groups, columns = self.scale.shape
-            return fast.int8_to_float32(self.data.reshape(groups, -1, columns), self.scale).reshape(self.data.shape)
-        return fast.half_to_float32(self.data.reshape(-1), self.storage == "BF16").reshape(self.data.shape)
+            return {WEIGHT: (address(self.data), groups, self.data.size // (groups * columns), columns, 1, 1),
+                    BIAS: (address(self.scale), self.scale.size), STORAGE: (STORAGE_I8,)}
+        return {WEIGHT: (address(self.data), self.data.size, 1, 1, 1, 1),
+                STORAGE: (STORAGE_BF16 if self.storage == "BF16" else STORAGE_F16,)}
 
 
 _NO_SCALE = np.empty((0, 0), dtype=np.float32)
@@ -379,41 +384,16 @@ def _packed(stored: np.ndarray, scale: Optional[np.ndarray], pack, groups: int =
     return PackedWeight(np.ascontiguousarray(data), kind, _NO_SCALE)
 
 
-_NO_RESIDUAL = np.empty((0, 0, 0, 0), dtype=np.float32)
-_POINTWISE, _NO_BORDER, _WHOLE = tuple(POINTWISE), tuple(NO_BORDER), (0, 1, 1)
-# A convolution shared with a helper thread: the helper, which starts later (its wake-up takes tens
-# of microseconds), takes the last 3/7 of the output pixels (the fastest of 1/3, 2/5, 3/7 and 1/2
-# on PDModel's direct convolutions).
-_CALLER_PART, _HELPER_PART = (0, 4, 7), (4, 7, 7)
+_POINTWISE, _NO_BORDER = tuple(POINTWISE), tuple(NO_BORDER)
 
 
-class _Call(threading.local):
-    helper: Optional[Executor] = None  # a pool the running call may hand part of a big step to
-    reuse = False  # the running call recycles its big arrays (pdinfer/workspace.py): a batch
-
-
-def _empty(shape: tuple[int, ...]) -> np.ndarray:
-    """An output array for a kernel: reused from this thread's free list in a batch call."""
-    return workspace.empty(shape) if _call.reuse else np.empty(shape, np.float32)
-
-
-def _release(values: dict[str, Values], name: str) -> None:
-    """Drop a value no later step reads; in a batch call its memory goes back for reuse."""
-    if _call.reuse:
-        workspace.recycle(values.pop(name, None))
-    else:
-        values.pop(name, None)
-
-
-_call = _Call()
-
-
-def _fields(weight: np.ndarray, bias: np.ndarray, activation: tuple, window: tuple = _POINTWISE,
+def _fields(weight: Union[PackedWeight, np.ndarray], bias: np.ndarray, activation: tuple, window: tuple = _POINTWISE,
             border: tuple = _NO_BORDER, pool: bool = False) -> dict:
     """A convolution's row fields (kernels/table.py): its weight (up to 5-D) and bias by address,
     and its structs."""
-    dims = (*weight.shape, 1, 1, 1, 1)[:5]
-    return {WEIGHT: (address(weight), *dims), BIAS: (address(bias), bias.size), ACTIVATION: (activation[0],),
+    weight_field = weight.weight_field() if isinstance(weight, PackedWeight) else \
+        (address(weight), *(*weight.shape, 1, 1, 1, 1)[:5])
+    return {WEIGHT: weight_field, BIAS: (address(bias), bias.size), ACTIVATION: (activation[0],),
             WINDOW: window, BORDER: border, POOL: (int(pool),)}
 
 
@@ -430,29 +410,12 @@ class DenseConv:
     macs: int  # multiply-adds per image
     pool: bool  # the 2x2 max pool of the output is written (out_shape is the pool's)
 
-    def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
-        out = _empty((len(x), *self.out_shape))
-        args = (x, self.weight.floats(), self.bias, residual, self.activation, self.window, out, self.border)
-        channels = (0, self.out_shape[2])  # all of them
-        helper = _call.helper
-        # A compressed weight is not shared: the helper would read its float32 copy, just written
-        # by this thread, from the other core's cache (measured slower than one thread).
-        if helper is None or self.weight.storage != "F32" or len(x) * self.macs < SPLIT_MACS:
-            fast.conv2d(*args, _WHOLE, channels, self.pool)
-        else:
-            other = helper.submit(fast.conv2d, *args, _HELPER_PART, channels, self.pool)
-            fast.conv2d(*args, _CALLER_PART, channels, self.pool)
-            other.result()
-        return out
-
-    def op(self, in_shape: Shape) -> Optional[Op]:
-        if self.weight.storage != "F32":  # dequantized per call: not in the interpreter yet
-            return None
+    def op(self, in_shape: Shape) -> Op:
         top, left, bottom, right = self.border
         pixels = (self.out_shape[0] - top - bottom) * (self.out_shape[1] - left - right)
         return Op(OP_CONV, image_view(in_shape), self.out_shape,
-                  _fields(self.weight.data, self.bias, self.activation, self.window, self.border, self.pool),
-                  self.activation[1], macs=self.macs, parts=pixels)
+                  _fields(self.weight, self.bias, self.activation, self.window, self.border, self.pool),
+                  self.activation[1], macs=self.macs, parts=pixels, dequantize=self.weight.dequantize())
 
 
 @dataclass(frozen=True)
@@ -468,20 +431,6 @@ class WinogradConv:
     border: tuple  # params.Border
     tiles: tuple[int, int]  # per image, per group (fast.winograd_tiles)
     pool: bool  # a 2x2 max pool of each tile is written, not the tile
-
-    def __call__(self, x: Values, residual: Values = _NO_RESIDUAL) -> Values:
-        # Not shared with a helper thread: two halves measured slower than the whole on one thread
-        # (each half streams all 16 transformed weights, and the hand-over takes ~80 us).
-        per_image, group = self.tiles
-        tiles = min(group, len(x) * per_image)
-        in_c, out_c = self.weight.shape[1], self.out_shape[2]
-        out = _empty((len(x), *self.out_shape))
-        scratch = {"v": _empty((16, tiles, in_c)), "m": _empty((16, tiles, out_c))}
-        fast.winograd_conv3x3(x, self.weight, self.bias, residual, self.activation, self.window, out, self.border,
-                              _WHOLE, (0, out_c), scratch["v"], scratch["m"], self.pool)
-        _release(scratch, "v")
-        _release(scratch, "m")
-        return out
 
     def op(self, in_shape: Shape) -> Op:
         _, in_c, out_c = self.weight.shape
@@ -501,16 +450,10 @@ class DepthwiseConv:
     out_shape: tuple[int, int, int]  # (H, W, C) of one output image, its border included
     border: tuple  # params.Border
 
-    def __call__(self, x: Values) -> Values:
-        return fast.depthwise_conv2d(x, self.weight.floats(), self.bias, self.activation, self.window,
-                                     _empty((len(x), *self.out_shape)), self.border)
-
-    def op(self, in_shape: Shape) -> Optional[Op]:
-        if self.weight.storage != "F32":
-            return None
+    def op(self, in_shape: Shape) -> Op:
         return Op(OP_DEPTHWISE, image_view(in_shape), self.out_shape,
-                  _fields(self.weight.data, self.bias, self.activation, self.window, self.border),
-                  self.activation[1])
+                  _fields(self.weight, self.bias, self.activation, self.window, self.border),
+                  self.activation[1], dequantize=self.weight.dequantize())
 
 
 @dataclass(frozen=True)
@@ -523,14 +466,10 @@ class GroupedConv:
     window: tuple  # params.Window
     out_hw: tuple[int, int]
 
-    def __call__(self, x: Values) -> Values:
-        return fast.grouped_conv2d(x, self.weight.floats(), self.bias, self.activation, self.window, *self.out_hw)
-
-    def op(self, in_shape: Shape) -> Optional[Op]:
-        if self.weight.storage != "F32":
-            return None
+    def op(self, in_shape: Shape) -> Op:
         return Op(OP_GROUPED, image_view(in_shape), (*self.out_hw, self.bias.size),
-                  _fields(self.weight.data, self.bias, self.activation, self.window), self.activation[1])
+                  _fields(self.weight, self.bias, self.activation, self.window), self.activation[1],
+                  dequantize=self.weight.dequantize())
 
 
 def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseConv, GroupedConv]:
@@ -576,20 +515,11 @@ class LinearAsConv:
     activation: tuple  # params.Activation
     out_features: int
 
-    def __call__(self, x: Values) -> Values:  # x: (N, I) or, with a folded Flatten, (N, H, W, C)
-        n = x.shape[0]
-        out = fast.conv2d(x.reshape(n, 1, 1, -1), self.weight.floats(), self.bias, _NO_RESIDUAL, self.activation,
-                          _POINTWISE, _empty((n, 1, 1, self.out_features)), _NO_BORDER, _WHOLE,
-                          (0, self.out_features), False)
-        return out.reshape(n, self.out_features)
-
-    def op(self, in_shape: Shape) -> Optional[Op]:
-        if self.weight.storage != "F32":
-            return None
+    def op(self, in_shape: Shape) -> Op:  # its input: (I,) or, with a folded Flatten, (H, W, C)
         in_features = int(np.prod(in_shape))
         return Op(OP_CONV, (1, 1, in_features), (self.out_features,),
-                  _fields(self.weight.data, self.bias, self.activation), self.activation[1],
-                  macs=in_features * self.out_features, parts=1)
+                  _fields(self.weight, self.bias, self.activation), self.activation[1],
+                  macs=in_features * self.out_features, parts=1, dequantize=self.weight.dequantize())
 
 
 def _lower_linear(group: LinearGroup, graph: Graph) -> LinearAsConv:
@@ -616,9 +546,6 @@ class ScaleShift:
     shift: np.ndarray  # (C,)
     activation: tuple  # params.Activation
 
-    def __call__(self, x: Values) -> Values:
-        return fast.scale_shift(x.reshape(-1, x.shape[-1]), self.scale, self.shift, self.activation).reshape(x.shape)
-
     def op(self, in_shape: Shape) -> Op:
         return Op(OP_SCALE_SHIFT, image_view(in_shape), in_shape, _fields(self.scale, self.shift, self.activation),
                   self.activation[1])
@@ -642,10 +569,6 @@ class MaxPool:
     out_hw: tuple[int, int]
     border: tuple  # params.Border
 
-    def __call__(self, x: Values) -> Values:
-        return fast.max_pool2d(x, self.window, _empty((len(x), *_bordered(*self.out_hw, x.shape[3], self.border))),
-                               self.border)
-
     def op(self, in_shape: Shape) -> Op:
         return Op(OP_MAX_POOL, image_view(in_shape), _bordered(*self.out_hw, in_shape[-1], self.border),
                   {WINDOW: self.window, BORDER: self.border})
@@ -660,9 +583,6 @@ class AvgPool:
     divisor_override: int
     out_hw: tuple[int, int]
 
-    def __call__(self, x: Values) -> Values:
-        return fast.avg_pool2d(x, self.window, self.count_include_pad, self.divisor_override, *self.out_hw)
-
     def op(self, in_shape: Shape) -> Op:
         return Op(OP_AVG_POOL, image_view(in_shape), (*self.out_hw, in_shape[-1]),
                   {WINDOW: self.window, AVERAGE: (int(self.count_include_pad), self.divisor_override)})
@@ -673,10 +593,6 @@ class GlobalMean:
     """fast.global_avg_pool: (N, H, W, C) to (N, C), or (N, 1, 1, C) with keepdim."""
 
     keepdim: bool
-
-    def __call__(self, x: Values) -> Values:
-        out = fast.global_avg_pool(x)
-        return out.reshape(out.shape[0], 1, 1, out.shape[1]) if self.keepdim else out
 
     def op(self, in_shape: Shape) -> Op:
         channels = in_shape[-1]
@@ -693,16 +609,16 @@ def _lower_pool(group: PoolGroup, graph: Graph) -> Union[MaxPool, AvgPool, Globa
     return AvgPool(tuple(pool.window), pool.count_include_pad, pool.divisor_override, out_hw)
 
 
-def _flatten(x: Values) -> Values:
-    """(N, H, W, C) back to PyTorch's channel-major order, then (N, C*H*W); rank 2 passes through."""
-    if x.ndim == 4:
-        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    return x.reshape(x.shape[0], -1)
+@dataclass(frozen=True)
+class LayerRow:
+    """A layer with a row kernel and no parameters: Softmax (over the channels, the last axis
+    here), Sigmoid, Add, or Flatten (NHWC back to PyTorch's channel-major order)."""
 
+    code: int  # kernels.table OP_SOFTMAX, OP_SIGMOID, OP_ADD or OP_FLATTEN
 
-def _softmax(x: Values) -> Values:
-    """Softmax over dim 1 of PyTorch's layout, which is the last axis here."""
-    return reference.softmax_rows(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+    def op(self, in_shape: Shape) -> Op:
+        out_shape = (int(np.prod(in_shape)),) if self.code == OP_FLATTEN else in_shape
+        return Op(self.code, image_view(in_shape), out_shape)
 
 
 @dataclass(frozen=True)
@@ -753,15 +669,16 @@ def _mul(a: Values, b: Values) -> Values:
     return np.multiply(a, b)
 
 
+_LAYER_ROWS = {Softmax: OP_SOFTMAX, Sigmoid: OP_SIGMOID, Add: OP_ADD, Flatten: OP_FLATTEN}
+
+
 def _lower_layer(group: LayerGroup, graph: Graph):
-    """Layers with channels-last forms (Softmax, Flatten, Concat, Slice, ChannelShuffle, Mul); an
-    elementwise layer's reference forward runs on the values as they are; any other layer runs its
-    reference forward on NCHW copies."""
+    """A LayerRow (Softmax, Sigmoid, Add, Flatten), or a host step: a channels-last form (Concat,
+    Slice, ChannelShuffle, Mul), an elementwise layer's reference forward on the values as they
+    are, or any other layer's reference forward on NCHW copies."""
     layer = group.layer
-    if isinstance(layer, Softmax):
-        return _softmax
-    if isinstance(layer, Flatten):
-        return _flatten
+    if type(layer) in _LAYER_ROWS:
+        return LayerRow(_LAYER_ROWS[type(layer)])
     if isinstance(layer, Concat):
         return _concat
     if isinstance(layer, Slice):
@@ -782,26 +699,22 @@ _LOWER = {ConvGroup: _lower_conv, LinearGroup: _lower_linear, AffineGroup: _lowe
 @dataclass(frozen=True)
 class Step:
     """Compute `output` from `inputs` (value names) with `kernel`; `layers` names the file layers
-    covered; `release` lists the values no later step reads, dropped after this one."""
+    covered."""
 
-    kernel: object  # callable: (*input values) -> output value
+    kernel: object  # a lowered step with an op(), or a host function: (*input values) -> output value
     inputs: tuple[str, ...]
     output: str
     layers: tuple[str, ...]
-    release: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Segment:
     """Steps [start, end) of a plan, run on `images` images of the batch at a time: a pass of the
-    largest value among them stays about PASS_BYTES. `reads` are the values made before the segment
-    that its steps read; `carried` those it makes that are read after it (joined over its passes)."""
+    largest value among them stays about PASS_BYTES."""
 
     start: int
     end: int
     images: int
-    reads: tuple[str, ...]
-    carried: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -810,66 +723,47 @@ class Plan:
     segments: tuple[Segment, ...]
     output: str  # the value holding the graph's output
     chunk: int  # a batch runs through the segments this many images at a time
-    fewest_images: int  # the smallest pass of a segment: a batch this small runs in one pass
-    program: Optional[Program]  # the steps as one interpreted table per call, when each has an Op
-    splits: bool  # a step shares one image's work with a helper thread (DenseConv, SPLIT_MACS)
+    program: Optional[Program]  # the steps as one table per call; None for a plan of no step
 
 
 def build_plan(graph: Graph) -> Plan:
-    """Fuse the graph's layers into groups and lower each group to a step."""
+    """Fuse the graph's layers into groups, lower each group to a step, and the steps to a Program."""
     groups = [g for g in fuse(graph) if not isinstance(g, Alias)]
-    last_use = {name: i for i, group in enumerate(groups) for name in group.inputs}
     output = output_of(groups[-1]) if groups else INPUT
-    kernels = [_LOWER[type(group)](group, graph) for group in groups]
-    steps = tuple(Step(kernel, group.inputs, output_of(group), tuple(layer.name for layer in group.layers),
-                       tuple(n for n in dict.fromkeys(group.inputs)  # x + x reads one value twice
-                             if last_use[n] == i and n != output))
-                  for i, (group, kernel) in enumerate(zip(groups, kernels)))
-    segments = _segments(steps, graph, output)
+    steps = tuple(Step(_LOWER[type(group)](group, graph), group.inputs, output_of(group),
+                       tuple(layer.name for layer in group.layers)) for group in groups)
+    segments = _segments(steps, graph)
     chunk = max((s.images for s in segments), default=MAX_CHUNK)
-    fewest_images = min((s.images for s in segments), default=MAX_CHUNK)
-    splits = any(isinstance(step.kernel, DenseConv) and step.kernel.weight.storage == "F32"
-                 and step.kernel.macs >= SPLIT_MACS for step in steps)
-    return Plan(steps, segments, output, chunk, fewest_images,
-                _program(steps, segments, fewest_images, graph, output), splits)
+    program = _program(steps, segments, graph, output) if steps else None
+    return Plan(steps, segments, output, chunk, program)
 
 
-def _op(kernel: object, in_shape: Shape) -> Optional[Op]:
-    """The step as a row of the interpreter (kernels/table.py), or None if it has no form there."""
+def _op(kernel: object, in_shape: Shape, out_shape: Shape) -> Op:
+    """The step as a row of the interpreter (kernels/table.py), or as a HOST step."""
     if hasattr(kernel, "op"):
         return kernel.op(in_shape)
-    if kernel is _softmax:
-        return Op(OP_SOFTMAX, image_view(in_shape), in_shape)
-    if kernel is _flatten:
-        return Op(OP_FLATTEN, image_view(in_shape), (int(np.prod(in_shape)),))
-    elementwise = getattr(kernel, "__self__", None)  # a layer's reference forward
-    if type(elementwise) in _ELEMENTWISE_OPS:
-        return Op(_ELEMENTWISE_OPS[type(elementwise)], image_view(in_shape), in_shape)
-    return None
+    return Op(HOST, image_view(in_shape), out_shape, host=kernel)
 
 
-_ELEMENTWISE_OPS = {Sigmoid: OP_SIGMOID, Add: OP_ADD}
+def _per_image(shape: tuple[int, ...]) -> Shape:
+    """One image of a graph value of `shape` (NCHW or (N, F)) as the table holds it: (h, w, c) or (f,)."""
+    return (shape[2], shape[3], shape[1]) if len(shape) == 4 else tuple(shape[1:])
 
 
-def _program(steps: tuple[Step, ...], segments: tuple[Segment, ...], fewest_images: int, graph: Graph,
-             output: str) -> Optional[Program]:
-    """The steps as a Program, if every one has an Op."""
-    channels, height, width = graph.input_shape
-    shapes: dict[str, Shape] = {INPUT: (height, width, channels)}
+def _program(steps: tuple[Step, ...], segments: tuple[Segment, ...], graph: Graph, output: str) -> Program:
+    """The steps as a Program."""
+    shapes: dict[str, Shape] = {INPUT: _per_image((1, *graph.input_shape))}
     ops = []
     for step in steps:
-        op = _op(step.kernel, shapes[step.inputs[0]])
-        if op is None:
-            return None
+        op = _op(step.kernel, shapes[step.inputs[0]], _per_image(graph.shapes[step.output]))
         ops.append(op)
         shapes[step.output] = op.out_shape
-    if not ops:
-        return None
     return Program(ops, [step.inputs for step in steps], [step.output for step in steps],
-                   [(s.start, s.end, s.images) for s in segments], fewest_images, INPUT, shapes[INPUT], output)
+                   [(s.start, s.end, s.images) for s in segments], min(s.images for s in segments), INPUT,
+                   shapes[INPUT], output)
 
 
-def _segments(steps: tuple[Step, ...], graph: Graph, output: str) -> tuple[Segment, ...]:
+def _segments(steps: tuple[Step, ...], graph: Graph) -> tuple[Segment, ...]:
     """Cut the steps where the images a pass can hold change at least twofold: the wide early
     layers of a CNN run an image or two at a time, its narrow late layers (and the classifier,
     whose weights are read once per pass) many images at once."""
@@ -885,13 +779,7 @@ def _segments(steps: tuple[Step, ...], graph: Graph, output: str) -> tuple[Segme
         if not fits[cuts[-1]] / 2 < fits[i] < 2 * fits[cuts[-1]]:
             cuts.append(i)
     cuts.append(len(steps))
-    segments = []
-    for start, end in zip(cuts, cuts[1:]):
-        made = {steps[i].output for i in range(start, end)}
-        later = {name for step in steps[end:] for name in step.inputs} | {output}
-        reads = dict.fromkeys(name for step in steps[start:end] for name in step.inputs if name not in made)
-        segments.append(Segment(start, end, min(fits[start:end]), tuple(reads), tuple(sorted(made & later))))
-    return tuple(segments)
+    return tuple(Segment(start, end, min(fits[start:end])) for start, end in zip(cuts, cuts[1:]))
 
 
 def packed_bytes(plan: Plan) -> int:
@@ -906,66 +794,14 @@ def packed_bytes(plan: Plan) -> int:
     return total
 
 
-def run_plan(plan: Plan, x: np.ndarray, helper: Optional[Executor] = None,
-             sharer: Optional[Helper] = None) -> np.ndarray:
+def run_plan(plan: Plan, x: np.ndarray, helper: Optional[Helper] = None) -> np.ndarray:
     """Run the plan on a checked NCHW float32 batch; returns the output in PyTorch's layout.
 
-    A plan with a Program runs each chunk as one call of its table, its big convolutions shared with
-    the `sharer` thread if given (program.Helper). Else the steps run one by one, and with a
-    `helper` pool (whose threads must not wait for this call) a big direct convolution hands part
-    of its output pixels to it (DenseConv); such a plan (plan.splits) runs step by step when a
-    helper is given. Either way one image uses two cores and the answer is the same, every output
-    pixel being computed the same way wherever it is. A batch of more than one image reuses its big
-    arrays (pdinfer/workspace.py)."""
-    program = plan.program if helper is None or not plan.splits else None
-    if program is not None:
-        if len(x) <= plan.chunk:
-            return program.run(x, sharer)
-        return np.concatenate([program.run(x[i:i + plan.chunk], sharer) for i in range(0, len(x), plan.chunk)])
-    _call.helper, _call.reuse = helper, len(x) > 1
-    try:
-        if len(x) <= plan.chunk:
-            return _run_chunk(plan, x)
-        return np.concatenate([_run_chunk(plan, x[i:i + plan.chunk]) for i in range(0, len(x), plan.chunk)])
-    finally:
-        _call.helper, _call.reuse = None, False
-
-
-def _run_chunk(plan: Plan, x: np.ndarray) -> np.ndarray:
-    """Run at most plan.chunk images through the segments, each a few images a pass."""
-    values = {INPUT: np.ascontiguousarray(x.transpose(0, 2, 3, 1))}
-    if len(x) <= plan.fewest_images:  # every segment in one pass (one image, say): the steps in one run
-        values = _run_steps(plan.steps, values, (plan.output,))
-    else:
-        for segment in plan.segments:
-            steps = plan.steps[segment.start:segment.end]
-            if len(x) <= segment.images:
-                made = _run_steps(steps, {name: values[name] for name in segment.reads}, segment.carried)
-            else:
-                passes = [_run_steps(steps, {name: values[name][i:i + segment.images] for name in segment.reads},
-                                     segment.carried) for i in range(0, len(x), segment.images)]
-                made = {name: _join([p.pop(name) for p in passes]) for name in segment.carried}
-            for step in steps:
-                for name in step.release:
-                    _release(values, name)
-            values.update(made)
-    out = values[plan.output]
-    out = np.ascontiguousarray(out.transpose(0, 3, 1, 2)) if out.ndim == 4 else out
-    return out.copy() if np.may_share_memory(out, x) else out  # a graph of only Flatten/Dropout
-
-
-def _run_steps(steps: tuple[Step, ...], values: dict[str, Values], keep: tuple[str, ...]) -> dict[str, Values]:
-    """Run steps on `values` (the values they read, consumed); returns the values named in `keep`."""
-    for step in steps:
-        values[step.output] = step.kernel(*[values[i] for i in step.inputs])
-        for name in step.release:
-            _release(values, name)
-    return {name: values.pop(name) for name in keep}
-
-
-def _join(pieces: list[Values]) -> Values:
-    """The pieces concatenated along the batch; each piece is given back for reuse."""
-    joined = np.concatenate(pieces, out=_empty((sum(len(p) for p in pieces), *pieces[0].shape[1:])))
-    while pieces and _call.reuse:
-        workspace.recycle(pieces.pop())
-    return joined
+    Each chunk of images is one call of the plan's Program, its big convolution rows shared with the
+    `helper` thread if given (program.Helper), so that one image uses two cores; the answer is the
+    same, every output pixel being computed the same way wherever it is."""
+    if plan.program is None:  # no step: the output is the input (Dropout, say)
+        return x.copy()
+    if len(x) <= plan.chunk:
+        return plan.program.run(x, helper)
+    return np.concatenate([plan.program.run(x[i:i + plan.chunk], helper) for i in range(0, len(x), plan.chunk)])

@@ -1,26 +1,29 @@
-"""A plan compiled to tables for pdinfer/kernels/program.py: one Numba call per chunk of images.
+"""A plan compiled to tables for pdinfer/kernels/program.py: one executor for every plan.
 
 `Program` holds a plan's steps as `Op`s (what each kernel reads and writes, and its parameters) and
 builds, on the first call with N images, the table of that call: a row per step and pass of images
-(the plan's segments, as plan._run_chunk runs them), and the place of every value in one float32
-arena, planned from the values' lifetimes (first fit, in order of first use, so the passes of a
-segment reuse the same memory). The arena of a call is allocated once, the input copied in as NHWC,
-the table run, and the output copied out.
+(the plan's segments), a DEQUANTIZE row before each compressed weight's convolution, and the place
+of every value in one float32 arena, planned from the values' lifetimes (first fit, in order of
+first use, so the passes of a segment reuse the same memory). A step with no row kernel (a HOST
+step) cuts the table in parts: Python runs it on views of the arena between two calls of the
+interpreter. The arena of a call is taken once, the input copied in as NHWC, the parts run, and
+the output copied out.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from . import workspace
 from .kernels import program as interpreter
 from .kernels.rows import kernel_address
-from .kernels.table import (BOX, BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, KERNEL, OP_CONV, OP_WINOGRAD, OPCODE,
-                            OUT, RESIDUAL, ROW, SCRATCH, STATE, WEIGHT, X)
+from .kernels.table import (BOX, BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, KERNEL, OP_CONV, OP_DEQUANTIZE,
+                            OP_WINOGRAD, OPCODE, OUT, RESIDUAL, ROW, SCRATCH, STATE, WEIGHT, WEIGHT_IN_ARENA, X)
 
 ALIGN = 16  # floats: every value starts on a 64-byte boundary
 SHARE_MACS = 4_000_000  # a convolution row this big is shared with the helper thread, when the call has one,
@@ -36,12 +39,15 @@ def image_view(shape: Shape) -> tuple[int, int, int]:
     return (1, 1, shape[0]) if len(shape) == 1 else shape
 
 
+HOST = -1  # an Op's code when Python runs it between calls of the interpreter (it has no row kernel)
+
+
 @dataclass(frozen=True)
 class Op:
     """A step as a table row: the kernel's opcode, how it views its input, its output's shape, and
-    its other fields (kernels.table row field -> values)."""
+    its other fields (kernels.table row field -> values); or a HOST step, run by Python."""
 
-    code: int  # kernels.table OP_*
+    code: int  # kernels.table OP_*, or HOST
     x_view: tuple[int, int, int]  # (h, w, c) the kernel reads one image of its first input as
     out_shape: Shape  # one image of its output
     fields: dict = field(default_factory=dict)  # row field (kernels.table) -> tuple of ints
@@ -49,6 +55,24 @@ class Op:
     tiles: tuple[int, int] = (0, 0)  # Winograd's tiles per image and per group (fast.winograd_tiles)
     macs: int = 0  # multiply-adds per image, for a convolution that can run in parts
     parts: int = 0  # ... and the units of one image its parts divide (output pixels, or Winograd's tiles)
+    dequantize: dict = field(default_factory=dict)  # a DEQUANTIZE row's fields, run first: a compressed weight
+    host: Optional[Callable[..., np.ndarray]] = None  # HOST: (*input values) -> output value (NHWC or (N, f))
+
+
+@dataclass(frozen=True)
+class HostCall:
+    """A HOST step of a call: its function, and (offset, shape with N) of its inputs and output."""
+
+    step: int
+    function: Callable[..., np.ndarray]
+    inputs: tuple[tuple[int, Shape], ...]
+    output: tuple[int, Shape]
+
+    def run(self, arena: np.ndarray) -> None:
+        def view(offset: int, shape: Shape) -> np.ndarray:
+            return arena[offset:offset + int(np.prod(shape))].reshape(shape)
+        result = self.function(*(view(*value) for value in self.inputs))
+        np.copyto(view(*self.output), result.reshape(self.output[1]))
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,8 @@ class Table:
 
     rows: np.ndarray  # (R, ROW) int64
     slopes: np.ndarray  # (R,) float32
+    steps: tuple[int, ...]  # the step each row is for
+    parts: tuple  # in order: (first row, end row) of one interpreter call, or a HostCall
     shares: bool  # some row has CHUNKS: the call wakes a helper thread
     arena: int  # floats
     input: int  # offset of the input's N images, NHWC
@@ -88,30 +114,43 @@ class Program:
                 table = self._tables.setdefault(images, self._build(images))
         return table
 
-    def run(self, x: np.ndarray, helper: Optional["Helper"] = None) -> np.ndarray:
+    def run(self, x: np.ndarray, helper: Optional["Helper"] = None,
+            timer: Optional[Callable[[int, float], None]] = None) -> np.ndarray:
         """x: (N, C, H, W) float32, N at most the plan's chunk; returns the output in PyTorch's layout.
-        With a `helper` that no other call holds, its big convolutions are shared with it."""
+        With a `helper` that no other call holds, its big convolutions are shared with it. With a
+        `timer` (a profile), each row runs in a call of its own, and timer(step, seconds) is called
+        after it."""
         n = len(x)
         table = self.table(n)
         # Reused from this thread's free list (workspace.py), so that a resident model's calls do
-        # not churn the heap; held in a list, so that workspace.recycle sees its only reference.
-        held = [workspace.empty((table.arena + ALIGN,))]
-        start = -held[0].__array_interface__["data"][0] % 64 // 4  # values start on 64-byte boundaries
-        arena = held[0][start:start + table.arena]
+        # not churn the heap.
+        memory = workspace.take(table.arena + ALIGN)
+        start = -memory.__array_interface__["data"][0] % 64 // 4  # values start on 64-byte boundaries
+        arena = memory[start:start + table.arena]
         c, h, w = x.shape[1:]
         np.copyto(arena[table.input:table.input + x.size].reshape(n, h, w, c), x.transpose(0, 2, 3, 1))
-        if helper is not None and table.shares and helper.acquire():
-            try:
-                interpreter.run_program(table.rows, table.slopes, arena, helper.box)
-            finally:
+        box = helper.box if helper is not None and table.shares and helper.acquire() else _NO_BOX
+        try:
+            for part in table.parts:
+                start = time.perf_counter()
+                if isinstance(part, HostCall):
+                    part.run(arena)
+                    if timer is not None:
+                        timer(part.step, time.perf_counter() - start)
+                elif timer is None:
+                    interpreter.run_program(table.rows[part[0]:part[1]], table.slopes[part[0]:part[1]], arena, box)
+                else:
+                    for r in range(*part):
+                        start = time.perf_counter()
+                        interpreter.run_program(table.rows[r:r + 1], table.slopes[r:r + 1], arena, box)
+                        timer(table.steps[r], time.perf_counter() - start)
+            shape = self.shapes[self.output]
+            out = arena[table.output:table.output + n * self._output_floats].reshape(n, *shape)
+            out = out.transpose(0, 3, 1, 2).copy() if out.ndim == 4 else out.copy()
+        finally:
+            if box is not _NO_BOX:
                 helper.release()
-        else:
-            interpreter.run_program(table.rows, table.slopes, arena, _NO_BOX)
-        shape = self.shapes[self.output]
-        out = arena[table.output:table.output + n * self._output_floats].reshape(n, *shape)
-        out = out.transpose(0, 3, 1, 2).copy() if out.ndim == 4 else out.copy()
-        del arena
-        workspace.recycle(held.pop())
+            workspace.give(memory)
         return out
 
     def _passes(self, images: int) -> list[tuple[int, int, int, int]]:
@@ -122,8 +161,8 @@ class Program:
                 for start, end, per_pass in self.segments for first in range(0, images, per_pass)]
 
     def _build(self, images: int) -> Table:
-        """The table of a call of `images` images: its rows, in the order plan._run_chunk runs the
-        steps, and its arena's layout."""
+        """The table of a call of `images` images: its rows and host calls, a pass of images at a
+        time, and its arena's layout."""
         passes = self._passes(images)
         segment_of = {}  # value -> the segment making it
         for start, end, _, _ in passes:
@@ -157,33 +196,59 @@ class Program:
                 scratch = self._scratch(s, count) * (2 if sharing[0] else 1)  # the helper's chunks have their own
                 for i, floats in enumerate(scratch):
                     use(("scratch", when, i), floats, when)
+                if self.ops[s].dequantize:
+                    use(("weight", when), _floats(self.ops[s].fields[WEIGHT]), when)
                 instructions.append((s, count, reads, written, len(scratch), sharing))
         use((self.output,), images * sizes[self.output], len(instructions))
         offsets, arena = _first_fit(lifetimes)
 
-        rows = np.zeros((len(instructions), ROW), dtype=np.int64)
-        slopes = np.zeros(len(instructions), dtype=np.float32)
+        def at(allocation: tuple[tuple, int], name: str) -> int:
+            key, first = allocation
+            return offsets[key] + first * sizes[name]
+
+        rows, slopes, steps, parts, run_start = [], [], [], [], 0
         for when, (s, count, reads, written, scratches, sharing) in enumerate(instructions):
-            op, row = self.ops[s], rows[when]
+            op = self.ops[s]
+            if op.code == HOST:
+                parts += [(run_start, len(rows))] if run_start < len(rows) else []
+                parts.append(HostCall(s, op.host, tuple((at(read, name), (count, *self.shapes[name]))
+                                                     for read, name in zip(reads, self.inputs[s])),
+                                      (at(written, self.outputs[s]), (count, *op.out_shape))))
+                run_start = len(rows)
+                continue
+            if op.dequantize:  # its weight widened into the arena first
+                row = np.zeros(ROW, dtype=np.int64)
+                for column, values in op.dequantize.items():
+                    row[column:column + len(values)] = values
+                row[OPCODE], row[KERNEL], row[OUT] = OP_DEQUANTIZE, kernel_address(OP_DEQUANTIZE), offsets[("weight", when)]
+                rows.append(row)
+                slopes.append(0.0)
+                steps.append(s)
+            row = np.zeros(ROW, dtype=np.int64)
             row[OPCODE], row[KERNEL], row[IMAGES] = op.code, kernel_address(op.code), count
             for column, values in op.fields.items():
                 row[column:column + len(values)] = values
-            row[X:X + 4] = (offsets[reads[0][0]] + reads[0][1] * sizes[self.inputs[s][0]], *op.x_view)
+            if op.dequantize:
+                row[WEIGHT], row[WEIGHT_IN_ARENA] = offsets[("weight", when)], 1
+            row[X:X + 4] = (at(reads[0], self.inputs[s][0]), *op.x_view)
             row[RESIDUAL] = -1
-            if len(reads) > 1:  # a convolution's residual
-                (key, first), name = reads[1], self.inputs[s][1]
-                row[RESIDUAL:RESIDUAL + 4] = (offsets[key] + first * sizes[name], *image_view(self.shapes[name]))
-            key, first = written
-            row[OUT:OUT + 4] = (offsets[key] + first * sizes[self.outputs[s]], *image_view(op.out_shape))
+            if len(reads) > 1:  # a convolution's residual, an Add's other operand
+                name = self.inputs[s][1]
+                row[RESIDUAL:RESIDUAL + 4] = (at(reads[1], name), *image_view(self.shapes[name]))
+            row[OUT:OUT + 4] = (at(written, self.outputs[s]), *image_view(op.out_shape))
             if scratches:
                 row[SCRATCH:SCRATCH + 3] = (offsets[("scratch", when, 0)], offsets[("scratch", when, 1)],
                                             min(op.tiles[1], count * op.tiles[0]))
             row[CHUNKS], row[BY_CHANNELS] = sharing
             if sharing[0] and scratches:  # the helper's copy of the scratch
                 row[HELPER_SCRATCH:HELPER_SCRATCH + 2] = (offsets[("scratch", when, 2)], offsets[("scratch", when, 3)])
-            slopes[when] = op.slope
-        return Table(rows, slopes, bool(rows[:, CHUNKS].any()), arena, offsets[(self.input_name,)],
-                     offsets[(self.output,)])
+            rows.append(row)
+            slopes.append(op.slope)
+            steps.append(s)
+        parts += [(run_start, len(rows))] if run_start < len(rows) else []
+        table = np.array(rows, dtype=np.int64).reshape(len(rows), ROW)
+        return Table(table, np.array(slopes, dtype=np.float32), tuple(steps), tuple(parts), bool(table[:, CHUNKS].any()), arena,
+                     offsets[(self.input_name,)], offsets[(self.output,)])
 
     def _sharing(self, step: int, images: int) -> tuple[int, int]:
         """(chunks, whether they are blocks of output channels) of the step's row on `images` images
@@ -233,10 +298,15 @@ def _first_fit(lifetimes: dict[tuple, list[int]]) -> tuple[dict[tuple, int], int
 
 
 def address(array: np.ndarray) -> int:
-    """Where a C-contiguous float32 array's data starts: how a row names a weight or bias (the
-    plan that holds the array holds the table too)."""
-    assert array.dtype == np.float32 and array.flags.c_contiguous
+    """Where a C-contiguous array's data starts: how a row names a weight or bias (the plan that
+    holds the array holds the table too)."""
+    assert array.flags.c_contiguous
     return array.__array_interface__["data"][0]
+
+
+def _floats(weight_field: tuple) -> int:
+    """The elements of a row's WEIGHT field (address, d0, .., d4)."""
+    return int(np.prod(weight_field[1:]))
 
 
 class Helper:

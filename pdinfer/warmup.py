@@ -1,9 +1,9 @@
 """Compile ahead of time what models run, so that later processes load it all from Numba's cache.
 
 Without weight files, `warmup` compiles everything a model of pdinfer's layer set can run: every
-row kernel of the table interpreter (kernels/rows.py), the interpreter and its helper thread, the
-step-by-step kernels and dequantizers (compressed weights, and layers with no row), and the
-reference kernels (`Model.trace`, golden bundles), through small models that use every layer type.
+row kernel of the table interpreter (kernels/rows.py), the interpreter and its helper thread, and
+the reference kernels (host steps of layers with no row, `Model.trace`, golden bundles), through
+small models that use every layer type.
 Given weight files, it also runs exactly what each of them runs: one image and a batch, with and
 without a helper thread, and its trace.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from numba import typeof
 
 from .builder import LayerList, conv2d_params, every_layer_type, max_pool2d_params
-from .kernels import fast, rows
+from .kernels import rows
 from .kernels import program as interpreter
 from .kernels.table import BOX
 from .model import Model, load
@@ -41,8 +41,8 @@ def _table_model(directory: str) -> Model:
 
 
 def _step_model(directory: str) -> Model:
-    """A model with a layer that has no row (PReLU), so that it runs step by step, and a Winograd
-    convolution with its fused max pool."""
+    """A model with a layer that has no row kernel (PReLU, a host step between two calls of the
+    interpreter), and a Winograd convolution with its fused max pool."""
     layers = LayerList((2, 8, 8), seed=2)
     layers.add("Conv2d", **conv2d_params(2, 32, 3, padding=1))
     layers.add("PReLU", num_parameters=1)
@@ -54,8 +54,8 @@ def _step_model(directory: str) -> Model:
 
 
 def _run_all_ways(model: Model) -> None:
-    """Run the model on one image and on a batch of more than one pass, by its table with and
-    without a helper thread (or step by step), and trace it."""
+    """Run the model on one image and on a batch of more than one pass, with and without a
+    helper thread, and trace it."""
     plan = model._plan
     x = np.zeros((1, *model.input_shape), np.float32)
     model(x)
@@ -84,8 +84,6 @@ def warmup(weights: Sequence[Union[str, os.PathLike]] = (), progress: Optional[P
     box = np.zeros(BOX, np.int64)
     interpreter.serve.compile((typeof(box),))
     interpreter.signal.compile((typeof(box), typeof(1)))
-    fast.int8_to_float32(np.zeros((1, 1, 1), np.int8), np.ones((1, 1), np.float32))  # compressed weights
-    fast.half_to_float32(np.zeros(1, np.uint16), False)
     report(1, total)
     with tempfile.TemporaryDirectory() as tmp:
         layers, classes = every_layer_type()

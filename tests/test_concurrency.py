@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import pdinfer
-from pdinfer import plan
 from pdinfer.builder import LayerList, conv2d_params
 from pdinfer.model import _cache
 from small_model import CLASSES, small_layers, small_tensors, write_small_model
@@ -98,16 +97,16 @@ def test_one_model_many_threads_with_a_pool_per_call(model, restore_threads):
     check_one_model(model, CALLS // 4)
 
 
-def test_single_images_sharing_their_convolutions_with_the_pool(restore_threads, work):
-    """A big direct convolution (5x5: not Winograd) hands part of a one-image call to the pool
-    (plan.SPLIT_MACS); the answers are those of one thread, under 8 host threads."""
+def test_single_images_sharing_their_convolutions_with_the_helper(restore_threads, work):
+    """A big direct convolution (5x5: not Winograd) shares a one-image call with the helper thread
+    (program.SHARE_MACS); the answers are those of one thread, under 8 host threads."""
     layers = LayerList(PD_SHAPE, seed=4)
     layers.add("Conv2d", **conv2d_params(1, 16, 3, padding=1))
     layers.add("ReLU")
     layers.add("Conv2d", **conv2d_params(16, 32, 5, padding=2))
     layers.add("GlobalAvgPool", keepdim=False)
     pd_model = pdinfer.load(layers.write(work / "split.pdw"))
-    assert any(getattr(step.kernel, "macs", 0) >= plan.SPLIT_MACS for step in pd_model._plan.steps)
+    assert pd_model._plan.program.table(1).shares
     inputs = batches(8, seed=3)
     expected = [pd_model(x) for x in inputs]  # one thread: nothing shared
     pdinfer.set_num_threads(2)

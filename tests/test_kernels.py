@@ -8,11 +8,9 @@ batch an image is in, and the order-free kernels (max pool, global average pool)
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 from unittest import mock
@@ -226,19 +224,6 @@ def test_fast_plan_matches_reference(graph):
     assert_close(fast_out, reference_out, "fast path vs reference path", describe(graph))
 
 
-@given(random_graphs())
-def test_convolutions_shared_with_a_helper_thread_give_the_same_answer(graph):
-    """Every convolution split between the caller and a helper thread (SPLIT_MACS 0) writes exactly
-    what one thread writes, border included."""
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as helper, \
-            mock.patch.object(plan, "SPLIT_MACS", 0):
-        model, x = load(graph, tmp)
-        batch, _ = model.check_input(x)
-        alone = plan.run_plan(model._plan, batch)
-        shared = plan.run_plan(model._plan, batch, helper)
-    np.testing.assert_array_equal(shared, alone, err_msg=describe(graph))
-
-
 @pytest.fixture(scope="module")
 def helper_thread():
     """A program.Helper (its thread sleeps between the calls that hold it)."""
@@ -256,9 +241,10 @@ def test_rows_shared_with_the_helper_thread_give_the_same_answer(helper_thread, 
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(program, "SHARE_MACS", 0), \
             mock.patch.object(program, "SHARE_WEIGHTS", 0):
         model, _ = load(graph, tmp)
+        assume(model._plan.program is not None and model._plan.program.table(images).shares)
         batch = np.random.default_rng(graph.seed).standard_normal((images, *graph.input_shape)).astype(np.float32)
         alone = plan.run_plan(model._plan, batch)
-        shared = plan.run_plan(model._plan, batch, None, helper_thread)
+        shared = plan.run_plan(model._plan, batch, helper_thread)
     np.testing.assert_array_equal(shared, alone, err_msg=describe(graph))
 
 
@@ -281,25 +267,23 @@ def test_the_helper_thread_takes_chunks_of_a_big_convolution(helper_thread, tmp_
     # The helper compiles its loop on its first call (seconds with an empty cache); until it runs,
     # the calling thread takes every chunk.
     while helper_thread.box[TAKEN] == taken and time.monotonic() < deadline:
-        np.testing.assert_array_equal(plan.run_plan(model._plan, x, None, helper_thread), alone)
+        np.testing.assert_array_equal(plan.run_plan(model._plan, x, helper_thread), alone)
     assert helper_thread.box[TAKEN] > taken
     for _ in range(50):
-        np.testing.assert_array_equal(plan.run_plan(model._plan, x, None, helper_thread), alone)
+        np.testing.assert_array_equal(plan.run_plan(model._plan, x, helper_thread), alone)
 
 
-@given(random_graphs(), st.integers(1, 20), st.sampled_from([1 << 10, 1 << 14, plan.PASS_BYTES]))
-def test_program_gives_the_step_by_step_answer_bit_for_bit(graph, images, pass_bytes):
-    """The plan run as interpreted tables (pdinfer/program.py: one Numba call per chunk) writes
-    what the steps run one by one write, for any batch size and any cut into segments and passes."""
+@given(random_graphs(), st.integers(2, 20), st.sampled_from([1 << 10, 1 << 14, plan.PASS_BYTES]))
+def test_a_batch_gives_its_images_answers_bit_for_bit(graph, images, pass_bytes):
+    """A batch run as tables (pdinfer/program.py), cut into segments and passes of any size, writes
+    for each image what a call of that image alone writes."""
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(plan, "PASS_BYTES", pass_bytes):
         model, _ = load(graph, tmp)
     batch = np.random.default_rng(graph.seed).standard_normal((images, *graph.input_shape)).astype(np.float32)
     compiled = model._plan
-    expected = plan.run_plan(dataclasses.replace(compiled, program=None), batch)
     context = f"{describe(graph)}\n{images} images, PASS_BYTES {pass_bytes}, segments {compiled.segments}"
-    # The interpreter has a row for every layer drawn here; a plan of no steps (Dropout only) has no program.
-    assert compiled.program is not None or not compiled.steps, context
-    np.testing.assert_array_equal(plan.run_plan(compiled, batch), expected, err_msg=context)
+    one_by_one = np.concatenate([plan.run_plan(compiled, batch[i:i + 1]) for i in range(images)])
+    np.testing.assert_array_equal(plan.run_plan(compiled, batch), one_by_one, err_msg=context)
 
 
 @pytest.mark.parametrize("activation", ["ReLU", "ReLU6", "LeakyReLU"])

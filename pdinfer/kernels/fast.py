@@ -528,23 +528,23 @@ def global_avg_pool(x):
 
 
 @jit
-def int8_to_float32(q, scale):
+def int8_to_float32(q, scale, out):
     """Dequantize a packed int8 weight: float32(q) * scale of its column, one float32 multiply each.
 
     q:     (A, K, C) int8 (A = groups, 1 for the one-group layouts; C = output channels per group)
     scale: (A, C) float32
-    returns (A, K, C) float32
+    out:   (A * K * C,) float32, written
     """
-    out = np.empty(q.shape, dtype=np.float32)
+    i = 0
     for a in range(q.shape[0]):
         for k in range(q.shape[1]):
             for c in range(q.shape[2]):
-                out[a, k, c] = np.float32(q[a, k, c]) * scale[a, c]
-    return out
+                out[i] = np.float32(q[a, k, c]) * scale[a, c]
+                i += 1
 
 
 @jit
-def half_to_float32(bits, brain):
+def half_to_float32(bits, brain, out):
     """Widen 16-bit floats exactly: bfloat16 (`brain`) or IEEE float16, given as their bit patterns
     (finite: the loader rejects infinities and NaN).
 
@@ -552,22 +552,20 @@ def half_to_float32(bits, brain):
     as a float32 (exact), then per value either the exponent rebiased (+112) with the mantissa
     shifted into place, or, for exponent 0 (zero, subnormals: m * 2^-24), the float32 of m with 24
     taken off its exponent; then the sign.
-    bits: (K,) uint16; returns (K,) float32
+    bits: (K,) uint16; out: (K,) float32, written
     """
-    out = np.empty(bits.size, dtype=np.uint32)
+    words = out.view(np.uint32)
     if brain:
         for i in range(bits.size):
-            out[i] = np.uint32(bits[i]) << 16
-        return out.view(np.float32)
-    values = out.view(np.float32)
+            words[i] = np.uint32(bits[i]) << 16
+        return
     for i in range(bits.size):
-        values[i] = np.float32(np.uint32(bits[i]) & 0x3FF)
+        out[i] = np.float32(np.uint32(bits[i]) & 0x3FF)
     for i in range(bits.size):
         b = np.int64(bits[i])
         normal = ((b & 0x7FFF) + 0x1C000) << 13  # + (112 << 10): exponent rebiased
-        small = np.int64(out[i]) - (24 << 23) if b & 0x3FF else 0
-        out[i] = ((b & 0x8000) << 16) | (normal if b & 0x7C00 else small)
-    return values
+        small = np.int64(words[i]) - (24 << 23) if b & 0x3FF else 0
+        words[i] = ((b & 0x8000) << 16) | (normal if b & 0x7C00 else small)
 
 
 # Winograd F(2x2, 3x3): a 3x3 stride-1 convolution computes each 2x2 block of output pixels from a

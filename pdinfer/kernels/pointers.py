@@ -30,26 +30,23 @@ _syscall = types.ExternalFunction("syscall", types.int64(types.int64, types.int6
                                                          types.int64))
 
 
-@intrinsic
-def _float32_pointer(typingctx, address):
-    """The int64 `address` as a float32 pointer."""
-    if not isinstance(address, types.Integer):
-        return None
+def _pointer_intrinsic(numba_type: types.Type, llvm_type: ir.Type):
+    """An intrinsic that casts an int64 address to a pointer to `numba_type` elements."""
+    @intrinsic
+    def pointer(typingctx, address):
+        if not isinstance(address, types.Integer):
+            return None
 
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], ir.PointerType(ir.FloatType()))
-    return types.CPointer(types.float32)(address), codegen
+        def codegen(context, builder, sig, args):
+            return builder.inttoptr(args[0], ir.PointerType(llvm_type))
+        return types.CPointer(numba_type)(address), codegen
+    return pointer
 
 
-@intrinsic
-def _int64_pointer(typingctx, address):
-    """The int64 `address` as an int64 pointer."""
-    if not isinstance(address, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], ir.PointerType(ir.IntType(64)))
-    return types.CPointer(types.int64)(address), codegen
+_float32_pointer = _pointer_intrinsic(types.float32, ir.FloatType())
+_int64_pointer = _pointer_intrinsic(types.int64, ir.IntType(64))
+_int8_pointer = _pointer_intrinsic(types.int8, ir.IntType(8))
+_uint16_pointer = _pointer_intrinsic(types.uint16, ir.IntType(16))
 
 
 @jit
@@ -62,6 +59,18 @@ def float32_array(address, size):
 def int64_array(address, size):
     """The `size` int64 values at `address` as a 1-D C array (not owning them)."""
     return numba.carray(_int64_pointer(address), (size,))
+
+
+@jit
+def int8_array(address, size):
+    """The `size` int8 values at `address` as a 1-D C array (not owning them)."""
+    return numba.carray(_int8_pointer(address), (size,))
+
+
+@jit
+def uint16_array(address, size):
+    """The `size` uint16 values at `address` as a 1-D C array (not owning them)."""
+    return numba.carray(_uint16_pointer(address), (size,))
 
 
 # A row kernel's C signature (pdinfer/kernels/rows.py): (row address, arena address, arena floats,

@@ -19,13 +19,14 @@ from __future__ import annotations
 import threading
 
 from .._jit import cfunc, jit
-from .fast import (avg_pool2d, conv2d, depthwise_conv2d, global_avg_pool, grouped_conv2d, max_pool2d, scale_shift,
-                   winograd_conv3x3)
-from .pointers import ROW_KERNEL, float32_array, int64_array
+from .fast import (avg_pool2d, conv2d, depthwise_conv2d, global_avg_pool, grouped_conv2d, half_to_float32,
+                   int8_to_float32, max_pool2d, scale_shift, winograd_conv3x3)
+from .pointers import ROW_KERNEL, float32_array, int64_array, int8_array, uint16_array
 from .reference import add, sigmoid, softmax_rows
 from .table import (ACTIVATION, AVERAGE, BIAS, BORDER, BY_CHANNELS, IMAGES, OP_ADD, OP_AVG_POOL, OP_CONV,
-                    OP_DEPTHWISE, OP_FLATTEN, OP_GROUPED, OP_MAX_POOL, OP_MEAN, OP_SCALE_SHIFT, OP_SIGMOID,
-                    OP_SOFTMAX, OP_WINOGRAD, OUT, POOL, RESIDUAL, ROW, SCRATCH, WEIGHT, WINDOW, X)
+                    OP_DEPTHWISE, OP_DEQUANTIZE, OP_FLATTEN, OP_GROUPED, OP_MAX_POOL, OP_MEAN, OP_SCALE_SHIFT,
+                    OP_SIGMOID, OP_SOFTMAX, OP_WINOGRAD, OUT, POOL, RESIDUAL, ROW, SCRATCH, STORAGE, STORAGE_BF16,
+                    STORAGE_I8, WEIGHT, WEIGHT_IN_ARENA, WINDOW, X)
 
 
 # ---------------------------------------------------------------------------- reading a row
@@ -47,10 +48,17 @@ def _residual(arena, row):
 
 
 @jit
-def _weight(row):
-    """The row's weight as a flat float32 array."""
-    return float32_array(row[WEIGHT], row[WEIGHT + 1] * row[WEIGHT + 2] * row[WEIGHT + 3] * row[WEIGHT + 4]
-                         * row[WEIGHT + 5])
+def _weight_size(row):
+    """The number of elements of the row's weight."""
+    return row[WEIGHT + 1] * row[WEIGHT + 2] * row[WEIGHT + 3] * row[WEIGHT + 4] * row[WEIGHT + 5]
+
+
+@jit
+def _weight(row, arena):
+    """The row's weight as a flat float32 array: at its address, or in the arena."""
+    if row[WEIGHT_IN_ARENA]:
+        return arena[row[WEIGHT]:row[WEIGHT] + _weight_size(row)]
+    return float32_array(row[WEIGHT], _weight_size(row))
 
 
 @jit
@@ -98,7 +106,7 @@ def conv_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
     try:
         out = _value(arena, row, OUT)
         part, channels = _share(row, out.shape[3], chunk, chunks)
-        weight = _weight(row).reshape((row[WEIGHT + 1], row[WEIGHT + 2]))
+        weight = _weight(row, arena).reshape((row[WEIGHT + 1], row[WEIGHT + 2]))
         conv2d(_value(arena, row, X), weight, _bias(row), _residual(arena, row), (row[ACTIVATION], slope),
                _window(row), out, _border(row), part, channels, row[POOL] != 0)
     except Exception:  # noqa: B902  (a C function reports a failure by its result)
@@ -112,7 +120,7 @@ def winograd_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
     try:
         x, out = _value(arena, row, X), _value(arena, row, OUT)
         part, channels = _share(row, out.shape[3], chunk, chunks)
-        u = _weight(row).reshape((row[WEIGHT + 1], row[WEIGHT + 2], row[WEIGHT + 3]))
+        u = _weight(row, arena).reshape((row[WEIGHT + 1], row[WEIGHT + 2], row[WEIGHT + 3]))
         v_at, m_at, tiles = row[scratch], row[scratch + 1], row[SCRATCH + 2]
         in_c, out_c = x.shape[3], out.shape[3]
         winograd_conv3x3(x, u, _bias(row), _residual(arena, row), (row[ACTIVATION], slope), _window(row), out,
@@ -127,7 +135,7 @@ def depthwise_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
     """fast.depthwise_conv2d."""
     row, arena = int64_array(row_at, ROW), float32_array(arena_at, floats)
     try:
-        weight = _weight(row).reshape((row[WEIGHT + 1], row[WEIGHT + 2]))
+        weight = _weight(row, arena).reshape((row[WEIGHT + 1], row[WEIGHT + 2]))
         depthwise_conv2d(_value(arena, row, X), weight, _bias(row), (row[ACTIVATION], slope), _window(row),
                          _value(arena, row, OUT), _border(row))
     except Exception:  # noqa: B902
@@ -140,7 +148,7 @@ def grouped_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
     row, arena = int64_array(row_at, ROW), float32_array(arena_at, floats)
     try:
         out = _value(arena, row, OUT)
-        weight = _weight(row).reshape((row[WEIGHT + 1], row[WEIGHT + 2], row[WEIGHT + 3], row[WEIGHT + 4],
+        weight = _weight(row, arena).reshape((row[WEIGHT + 1], row[WEIGHT + 2], row[WEIGHT + 3], row[WEIGHT + 4],
                                        row[WEIGHT + 5]))
         result = grouped_conv2d(_value(arena, row, X), weight, _bias(row), (row[ACTIVATION], slope), _window(row),
                                 out.shape[1], out.shape[2])
@@ -155,7 +163,7 @@ def scale_shift_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
     row, arena = int64_array(row_at, ROW), float32_array(arena_at, floats)
     try:
         x = _value(arena, row, X)
-        result = scale_shift(x.reshape((-1, x.shape[3])), _weight(row), _bias(row), (row[ACTIVATION], slope))
+        result = scale_shift(x.reshape((-1, x.shape[3])), _weight(row, arena), _bias(row), (row[ACTIVATION], slope))
         _copy(result.reshape(-1), _value(arena, row, OUT).reshape(-1))
     except Exception:  # noqa: B902
         return 1
@@ -242,10 +250,26 @@ def flatten_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
     return 0
 
 
+def dequantize_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
+    """fast.int8_to_float32 or fast.half_to_float32: widen the stored weight at row[WEIGHT] (its
+    packed layout, (A, K, C) for int8 with its (A, C) scales at row[BIAS]) to float32 at arena
+    offset row[OUT], for the next row to read (WEIGHT_IN_ARENA)."""
+    row, arena = int64_array(row_at, ROW), float32_array(arena_at, floats)
+    size = _weight_size(row)
+    out = arena[row[OUT]:row[OUT] + size]
+    if row[STORAGE] == STORAGE_I8:
+        groups, columns = row[WEIGHT + 1], row[WEIGHT + 3]
+        q = int8_array(row[WEIGHT], size).reshape((groups, row[WEIGHT + 2], columns))
+        int8_to_float32(q, float32_array(row[BIAS], row[BIAS + 1]).reshape((groups, columns)), out)
+    else:
+        half_to_float32(uint16_array(row[WEIGHT], size), row[STORAGE] == STORAGE_BF16, out)
+    return 0
+
+
 ROW_KERNELS = {OP_CONV: conv_row, OP_WINOGRAD: winograd_row, OP_DEPTHWISE: depthwise_row, OP_GROUPED: grouped_row,
                OP_SCALE_SHIFT: scale_shift_row, OP_MAX_POOL: max_pool_row, OP_AVG_POOL: avg_pool_row,
                OP_MEAN: mean_row, OP_SOFTMAX: softmax_row, OP_SIGMOID: sigmoid_row, OP_ADD: add_row,
-               OP_FLATTEN: flatten_row}
+               OP_FLATTEN: flatten_row, OP_DEQUANTIZE: dequantize_row}
 _compiled: dict = {}  # opcode -> numba CFunc (kept: it owns the code at its address)
 _compiling = threading.Lock()
 

@@ -22,8 +22,8 @@ class _Layout:
 
 
 (OP_CONV, OP_WINOGRAD, OP_DEPTHWISE, OP_GROUPED, OP_SCALE_SHIFT, OP_MAX_POOL, OP_AVG_POOL, OP_MEAN, OP_SOFTMAX,
- OP_SIGMOID, OP_ADD, OP_FLATTEN) = range(12)
-OPCODES = 12
+ OP_SIGMOID, OP_ADD, OP_FLATTEN, OP_DEQUANTIZE) = range(13)
+STORAGE_I8, STORAGE_F16, STORAGE_BF16 = 0, 1, 2  # a DEQUANTIZE row's source (format.DTYPES' I8, F16, BF16)
 
 # A row: one kernel call on one pass of images. A value is (offset, h, w, c) of one image (a rank-2
 # value's image is (1, 1, f)), N images from the offset on; offsets count float32 elements of the arena.
@@ -34,8 +34,11 @@ IMAGES = _row.field()  # N
 X = _row.field(4)  # the input value
 RESIDUAL = _row.field(4)  # a second input (a convolution's residual, Add's other operand): offset -1 for none
 OUT = _row.field(4)  # the output value
-WEIGHT = _row.field(6)  # (address, d0, .., d4): the weight and its shape padded with 1s (a scale_shift's scale)
-BIAS = _row.field(2)  # (address, size) (a scale_shift's shift)
+WEIGHT = _row.field(6)  # (address, d0, .., d4): the weight and its shape padded with 1s (a scale_shift's scale;
+#                         a DEQUANTIZE row's stored weight)
+WEIGHT_IN_ARENA = _row.field()  # 1: WEIGHT's address is an offset in the arena, where a DEQUANTIZE row widened it
+BIAS = _row.field(2)  # (address, size) (a scale_shift's shift; a DEQUANTIZE row's int8 scales)
+STORAGE = _row.field()  # a DEQUANTIZE row's STORAGE_*; it writes the float32 weight at the arena offset row[OUT]
 ACTIVATION = _row.field()  # params.Activation's code (its slope is the row's entry of the table's slopes)
 WINDOW = _row.field(10)  # params.Window
 BORDER = _row.field(4)  # params.Border

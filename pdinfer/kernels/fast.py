@@ -533,14 +533,12 @@ def int8_to_float32(q, scale, out):
 
     q:     (A, K, C) int8 (A = groups, 1 for the one-group layouts; C = output channels per group)
     scale: (A, C) float32
-    out:   (A * K * C,) float32, written
+    out:   (A, K, C) float32, written
     """
-    i = 0
     for a in range(q.shape[0]):
         for k in range(q.shape[1]):
             for c in range(q.shape[2]):
-                out[i] = np.float32(q[a, k, c]) * scale[a, c]
-                i += 1
+                out[a, k, c] = np.float32(q[a, k, c]) * scale[a, c]
 
 
 @jit

@@ -259,8 +259,9 @@ def dequantize_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
     out = arena[row[OUT]:row[OUT] + size]
     if row[STORAGE] == STORAGE_I8:
         groups, columns = row[WEIGHT + 1], row[WEIGHT + 3]
-        q = int8_array(row[WEIGHT], size).reshape((groups, row[WEIGHT + 2], columns))
-        int8_to_float32(q, float32_array(row[BIAS], row[BIAS + 1]).reshape((groups, columns)), out)
+        shape = (groups, row[WEIGHT + 2], columns)
+        int8_to_float32(int8_array(row[WEIGHT], size).reshape(shape),
+                        float32_array(row[BIAS], row[BIAS + 1]).reshape((groups, columns)), out.reshape(shape))
     else:
         half_to_float32(uint16_array(row[WEIGHT], size), row[STORAGE] == STORAGE_BF16, out)
     return 0

@@ -140,10 +140,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     version = read_container(args.weights, verify_checksum=False).metadata["format_version"]
     print(f"\nfile:       {graph.path} ({Path(graph.path).stat().st_size:,} bytes, format version {version})")
     print("checksum:   " + ("the whole file (header and data) verified" if graph.header_verified else
-                            "data section only (version 1): the header (layers, classes) is not protected; "
-                            "rewrite the file as version 2 (docs/FORMAT.md, section 6)"))
-    print(f"resident:   {packed:,} bytes of weights, packed for the fast kernels as stored "
-          f"(what a loaded model keeps; `trace` reads the file's tensors again)")
+                            "data section only (version 1): the header (layers, classes) is not protected;\n"
+                            "            rewrite the file as version 2 (docs/FORMAT.md, section 6)"))
+    print(f"resident:   {packed:,} bytes of weights, packed: what a loaded model keeps (`trace` reads the file again)")
     print(f"input:      {'x'.join(map(str, graph.input_shape))} (C x H x W)")
     print(f"layers:     {len(graph.layers)}, parameters: {n_params:,}, MACs per image: {total_macs:,}")
     print(f"classes:    {', '.join(graph.classes)}")

@@ -46,7 +46,8 @@ def java_classes(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
     """pdinfer's wheel, built offline from a copy of the checkout (needs setuptools here)."""
-    pytest.importorskip("setuptools", reason="building a wheel offline needs setuptools in this environment")
+    pytest.importorskip("setuptools", minversion="70.1",  # bdist_wheel built in
+                        reason="building a wheel offline needs setuptools 70.1 or newer in this environment")
     work = tmp_path_factory.mktemp("wheel")
     source = work / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(

@@ -191,6 +191,7 @@ SPELLINGS = {
 
 
 @pytest.mark.parametrize("name", SPELLINGS)
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice", "ignore:Using padding='same'")  # spelled so on purpose
 def test_spelling_exports(name, tmp_path):
     model, expected_types, params = SPELLINGS[name]
     export(model.eval(), tmp_path / "m.pdw", input_shape=SHAPE)
@@ -295,7 +296,7 @@ def test_an_unsupported_layer_names_an_alternative_where_there_is_one():
                 up=nn.Upsample(scale_factor=2))
     with pytest.raises(UnsupportedModelError) as info:
         to_layers(model, SHAPE)
-    norm, up, log_softmax = info.value.offenders
+    up, norm, log_softmax = info.value.offenders
     assert norm.endswith("GroupNorm): not supported (instead: BatchNorm2d)")
     assert up.endswith("Upsample): not supported")  # no layer does what it does
     assert log_softmax.endswith("not supported (instead: Softmax (and the log of its output, outside the model))")

@@ -14,6 +14,7 @@ import numpy as np
 from . import __version__
 from .errors import FormatError, PdinferError
 from .format import check_overwrite, open_container, read_container
+from .golden import EDGE_KINDS, GOLDEN_FORMAT, golden_path, read_golden
 from .graph import load_graph
 from .image import IMAGE_SUFFIXES, image_files
 from .model import Model, load, run
@@ -115,7 +116,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .format import storage
-    from .golden import GOLDEN_FORMAT
     from .plan import packed_bytes
     kind = open_container(args.weights, kind="pdinfer weight file or golden bundle").metadata.get("format")
     if kind == GOLDEN_FORMAT:
@@ -151,7 +151,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _golden_info(path: str) -> int:
     """`pdinfer info` of a golden bundle: what it holds (docs/GOLDEN.md)."""
-    from .golden import read_golden
     bundle = read_golden(path)
     manifest = bundle.manifest
     kinds = [entry["kind"] for entry in manifest["inputs"]]
@@ -173,7 +172,7 @@ def cmd_warmup(args: argparse.Namespace) -> int:
 
 
 def cmd_golden(args: argparse.Namespace) -> int:
-    from .golden import EDGE_KINDS, golden_path, write_golden
+    from .golden import write_golden
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
@@ -189,7 +188,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
         path = write_golden(args.weights, out, count=args.count, seed=args.seed, **options)
     print(f"wrote {path}: {path.stat().st_size:,} bytes, {args.count + len(EDGE_KINDS)} inputs ({args.count} "
           f"random, {len(EDGE_KINDS)} edge cases: {', '.join(EDGE_KINDS)}); reference outputs only "
-          "(`python -m exporter.golden` adds PyTorch's, from a pdinfer checkout)")
+          "(`python -m pdinfer.exporter.golden` adds PyTorch's: the torch extra)")
     return 0
 
 
@@ -241,8 +240,8 @@ def parser() -> argparse.ArgumentParser:
     golden.add_argument("weights", help="a .pdw weight file")
     golden.add_argument("--out", required=True, help="directory for WEIGHTS-STEM.golden.pdw")
     golden.add_argument("--count", type=_count, default=2,
-                        help="seeded random inputs (default 2); 4 edge-case inputs (zeros, ones, large, "
-                             "negative) are always added")
+                        help=f"seeded random inputs (default 2); {len(EDGE_KINDS)} edge-case inputs "
+                             f"({', '.join(EDGE_KINDS)}) are always added")
     golden.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     golden.add_argument("--layers", metavar="A,B,...", help="only these layers' outputs (a smaller bundle)")
     golden.add_argument("--force", action="store_true", help="overwrite the bundle if it exists")

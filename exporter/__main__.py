@@ -1,6 +1,6 @@
 """`python -m exporter {pd_light,pd_light_se,pd_model} OUT.pdw`: export a seed model to a weight file.
 
-Run it from a pdinfer checkout with the development extra installed (pip install '.[dev]').
+It needs PyTorch (pip install 'pdinfer[torch]'); installed, it is `python -m pdinfer.exporter`.
 An existing OUT.pdw is kept unless --force is given. Exit status 0 on success, 1 on any error
 (printed on stderr), 2 for a usage error.
 """
@@ -8,9 +8,10 @@ An existing OUT.pdw is kept unless --force is given. Exit status 0 on success, 1
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import sys
+
+from pdinfer.format import check_overwrite
 
 from .synthetic import CLASSES
 
@@ -20,7 +21,7 @@ SEED_MODELS = {"pd_light": "PDLightModel", "pd_model": "PDModel",
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m exporter", description=__doc__,
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=sorted(SEED_MODELS))
     parser.add_argument("out", metavar="OUT.pdw")
@@ -36,9 +37,10 @@ def main(argv: list[str] | None = None) -> int:
                          help="randomise batch-norm statistics and affine values (seeded)")
     args = parser.parse_args(argv)
 
-    if os.path.lexists(args.out) and not (args.force and os.path.isfile(args.out)):
-        why = "is not a file" if not os.path.isfile(args.out) else "exists (give --force to overwrite it)"
-        print(f"error: {args.out} {why}", file=sys.stderr)
+    try:
+        check_overwrite(args.out, args.force)  # before torch is imported: export() checks it again
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 1
     try:
         from .convert import export  # first: its ImportError says how to install torch
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
     classes = args.classes.split(",") if args.classes else list(CLASSES)
     torch.manual_seed(args.seed)
-    model = getattr(models, SEED_MODELS[args.model])(classes)
+    model = getattr(models, SEED_MODELS[args.model])(classes).eval()
     if args.state_dict:
         try:
             model.load_state_dict(torch.load(args.state_dict, map_location="cpu", weights_only=True))
@@ -61,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.random_bn:
         models.randomize_batchnorm(model, args.seed)
     try:
-        export(model, args.out, input_shape=models.INPUT_SHAPE, classes=classes, weights=args.weights)
+        export(model, args.out, input_shape=models.INPUT_SHAPE, classes=classes, weights=args.weights,
+               force=args.force)
     except (ValueError, OSError) as e:  # UnsupportedModelError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 1

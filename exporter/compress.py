@@ -4,7 +4,8 @@ NumPy only (no torch), so tests and tools can compress hand-made layer lists and
 
     layers, tensors = compress(layers, tensors, "int8")   # FORMAT.md layer dicts, float32 tensors
 
-    python -m exporter.compress weights/pd_light.pdw --weights int8 --out weights/pd_light.int8.pdw
+    pdinfer compress weights/pd_light.pdw --weights int8 --out weights/pd_light.int8.pdw
+    python -m exporter.compress weights/pd_light.pdw --weights int8 --out weights/pd_light.int8.pdw  # the same
     python -m exporter.compress weights/pd_light.pdw --accuracy   # held-out accuracy, every type
 
 Every compressed file has its BatchNorm2d layers folded into the Conv2d before them (as the fast
@@ -25,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pdinfer.errors import PdinferError
-from pdinfer.format import read_weights, storage, write_weights
+from pdinfer.format import check_overwrite, read_weights, storage, write_weights
 from pdinfer.layers.batchnorm2d import BatchNorm2d
 
 # exporter option -> safetensors dtype of the compressed weights
@@ -172,7 +173,7 @@ def heldout_accuracy(src: str | os.PathLike) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m exporter.compress SRC.pdw --weights int8 --out DST.pdw`, or `--accuracy`."""
-    parser = argparse.ArgumentParser(prog="python -m exporter.compress",
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.compress",
                                      description="rewrite a float32 weight file with compressed weights")
     parser.add_argument("src", metavar="SRC.pdw", help="a float32 weight file")
     parser.add_argument("--weights", choices=[w for w in WEIGHT_STORAGE if w != "f32"])
@@ -190,12 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.weights and args.out):
         parser.error("give --weights and --out (or --accuracy)")
-    if os.path.lexists(args.out) and not args.force:
-        print(f"error: {args.out} exists (give --force to overwrite it)", file=sys.stderr)
-        return 1
     try:
+        check_overwrite(args.out, args.force)
         compress_file(args.src, args.out, args.weights)
-    except (ValueError, PdinferError) as e:
+    except (ValueError, PdinferError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(f"wrote {args.out} ({args.weights} weights)")

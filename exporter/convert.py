@@ -16,16 +16,16 @@ import numpy as np
 try:
     import torch
 except ImportError as e:  # torch is a development dependency, not one of pdinfer's
-    raise ImportError(f"the exporter needs PyTorch ({e}): install the development extra, "
-                      "pip install '.[dev]' in a pdinfer checkout") from None
+    raise ImportError(f"the exporter needs PyTorch ({e}): pip install 'pdinfer[torch]' "
+                      "(README.md: the CPU-only build)") from None
 from torch import nn
 from torch.fx import GraphModule, Node, symbolic_trace
 from torch.fx.passes.shape_prop import ShapeProp
 
-from pdinfer.format import write_weights
+from pdinfer.format import check_overwrite, write_weights
 
 from .compress import compress, metadata
-from .mapping import Context, LayerSpec, Unsupported, convert, mutated_input, returned_input
+from .mapping import MODULES, Context, LayerSpec, Unsupported, convert, mutated_input, returned_input
 
 # ShapeProp runs the model on a batch of 2, so a view that hard-codes the batch size shows.
 _PROBE_BATCH = 2
@@ -36,8 +36,11 @@ class UnsupportedModelError(ValueError):
 
     def __init__(self, offenders: list[str]) -> None:
         self.offenders = offenders
+        supported = ", ".join(sorted(m.__name__ for m in MODULES))
         super().__init__("the model cannot be exported; unsupported:\n"
-                         + "\n".join(f"  - {o}" for o in offenders))
+                         + "\n".join(f"  - {o}" for o in offenders)
+                         + f"\nsupported modules: {supported}, and their functional forms; README.md, "
+                           "\"Exporting a PyTorch model\", lists every supported call")
 
 
 class LayerGraph(NamedTuple):
@@ -250,13 +253,19 @@ def to_layers(module: nn.Module, input_shape: Sequence[int]) -> LayerGraph:
 
 
 def export(module: nn.Module, path: str | os.PathLike, *, input_shape: Sequence[int],
-           classes: Sequence[str] | None = None, weights: str = "f32") -> None:
-    """Write `module` (eval mode) for images of `input_shape` (C, H, W) to a .pdw file.
+           classes: Sequence[str] | None = None, weights: str = "f32", force: bool = False) -> None:
+    """Write `module` (switched to eval mode) for images of `input_shape` (C, H, W) to a .pdw file.
 
     `classes` names the output values; None names them "0", "1", ... `weights` stores the Conv2d
     and Linear weights as "f32", "f16", "bf16" or "int8" (per output channel); a compressed file
     has its BatchNorm2d layers folded into the convolutions before them (exporter/compress.py).
+    An existing `path` raises FileExistsError unless `force`; a module in training mode warns.
     """
+    check_overwrite(path, force, "pass force=True")
+    if module.training:
+        warnings.warn(f"{type(module).__name__} is in training mode: it is switched to eval mode and exported so "
+                      "(BatchNorm's running statistics, no Dropout); call .eval() first to silence this",
+                      stacklevel=2)
     graph = to_layers(module, input_shape)
     layers, tensors = compress(graph.layers, graph.tensors, weights)
     size = math.prod(graph.output_shape)

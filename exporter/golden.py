@@ -119,7 +119,7 @@ def _progress(done: int, total: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m exporter.golden", description=__doc__,
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.golden", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", nargs="+", help="seed-model .pdw weight files")
     parser.add_argument("--out", required=True, help="directory for the bundles")

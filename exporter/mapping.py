@@ -929,17 +929,34 @@ def _module_input(node: Node) -> Any:
     return values[0]
 
 
+# Supported layers that can take the place of unsupported ones (when the model is retrained with
+# them), by the unsupported module's or function's name in lower case without underscores.
+ALTERNATIVES = {
+    "logsoftmax": "Softmax (and the log of its output, outside the model)", "logsigmoid": "Sigmoid",
+    "mish": "SiLU or Hardswish", "softplus": "SiLU or ReLU", "selu": "ELU", "celu": "ELU", "rrelu": "LeakyReLU",
+    "layernorm": "BatchNorm2d", "groupnorm": "BatchNorm2d", "instancenorm2d": "BatchNorm2d",
+    "localresponsenorm": "BatchNorm2d", "lppool2d": "AvgPool2d or MaxPool2d", "fractionalmaxpool2d": "MaxPool2d",
+    "conv1d": "Conv2d with a (1, k) kernel", "softmax2d": "Softmax(dim=1)",
+}
+
+
+def _not_supported(name: str) -> Unsupported:
+    """The error for a module or function the exporter does not know, with an alternative if there is one."""
+    alternative = ALTERNATIVES.get(name.lower().replace("_", ""))
+    return Unsupported("not supported" + (f" (instead: {alternative})" if alternative else ""))
+
+
 def convert(ctx: Context, node: Node, modules: dict[str, nn.Module]) -> LayerSpec | Node | None:
     """Map one call node (call_module, call_function or call_method); raises `Unsupported`."""
     if node.op == "call_module":
         module = modules[node.target]
         handler = MODULES.get(type(module))
         if handler is None:
-            raise Unsupported("not supported")
+            raise _not_supported(type(module).__name__)
         return handler(ctx, node, _module_input(node), module)
     handler = _function_handler(node)
     if handler is None:
-        raise Unsupported("not supported")
+        raise _not_supported(node.target if isinstance(node.target, str) else getattr(node.target, "__name__", ""))
     bound = _bind(handler, ctx, node)
     return handler(*bound.args, **bound.kwargs)
 

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0]) if args else DEFAULT_PATH
     model = tiny_model()
-    export(model, path, input_shape=INPUT_SHAPE, classes=["a", "b"])
+    export(model, path, input_shape=INPUT_SHAPE, classes=["a", "b"], force=True)
     print(hex_dump(path))
     print(f"\n{example_lines(path, model)}")
     return 0

@@ -325,7 +325,7 @@ def main(argv=None) -> int:
         acc = float((pred == y_te).mean())
         log(f"{name}: held-out accuracy (torch) {acc * 100:.1f} %, trained in {secs:.0f} s")
         path = out / f"{name}.pdw"
-        export(model, path, input_shape=(1, synthetic.H, synthetic.W), classes=list(CLASSES))
+        export(model, path, input_shape=(1, synthetic.H, synthetic.W), classes=list(CLASSES), force=True)
         trained[name], paths[name] = model, path
         report["models"][name] = {"torch_acc": acc, "train_seconds": secs, "cm": confusion(y_te, pred),
                                   "size": os.path.getsize(path), "torch_probs": probs}

@@ -61,7 +61,7 @@ if "$python" -c "import torch" >/dev/null 2>&1; then
     golden=(-m exporter.golden)
 else
     echo "torch does not import: bundles hold pdinfer's reference outputs only" >&2
-    golden=(-m pdinfer golden)
+    golden=(-m pdinfer golden --force)  # bundles are made again on every run
 fi
 
 status=0
@@ -71,7 +71,7 @@ for model in pd_light pd_model pd_light_se; do
         weights="$work/$model.pdw"
         extra=()
         [[ $model != pd_model ]] && extra=(--random-bn)  # untrained batch norm would be the identity
-        "$python" -m exporter "$model" "$weights" "${extra[@]}"
+        "$python" -m exporter "$model" "$weights" --force "${extra[@]}"
     fi
     "$python" "${golden[@]}" "$weights" --out "$work/golden"
     echo
@@ -84,7 +84,7 @@ done
 # rebuilds seed models, whose BatchNorm these files have folded).
 for weights in "$root"/weights/*.int8.pdw "$root"/weights/*.f16.pdw "$root"/weights/*.bf16.pdw; do
     [[ -f $weights ]] || continue
-    "$python" -m pdinfer golden "$weights" --out "$work/golden"
+    "$python" -m pdinfer golden --force "$weights" --out "$work/golden"
     echo
     if ! java -cp "$build" pdinfer.GoldenRunner "$weights" "$work/golden/$(basename "$weights" .pdw).golden.pdw"; then
         status=1

@@ -1,4 +1,5 @@
-"""The `pdinfer` command: run a model on images, describe a weight file, warm up, write golden bundles."""
+"""The `pdinfer` command: run a model on images, describe a weight file or golden bundle, warm up, write
+golden bundles, compress weights."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import numpy as np
 
 from . import __version__
 from ._jit import CompileWatch
-from .errors import PdinferError
-from .format import read_container
+from .errors import FormatError, PdinferError
+from .format import check_overwrite, open_container, read_container
+from .golden import EDGE_KINDS, GOLDEN_FORMAT, golden_path, read_golden
 from .graph import load_graph
-from .image import image_files
+from .image import IMAGE_SUFFIXES, image_files
 from .model import Model, load, run
 from .progress import Progress
 
@@ -25,6 +27,11 @@ exit status:
   1    some inputs failed; each is named on stderr, the others are printed
   2    usage error, unreadable or invalid weight file, no inputs, or an output that cannot be written
   130  interrupted (Ctrl-C)"""
+COMMAND_EXIT_CODES = """\
+exit status:
+  0    the command succeeded
+  2    usage error, unreadable or invalid file, or an output that cannot be written
+  130  interrupted (Ctrl-C)"""  # every command but run
 PLURALS = {"probability": "probabilities", "score": "scores", "logit": "logits"}  # Model.output_kind
 
 
@@ -33,18 +40,20 @@ class UsageError(Exception):
 
 
 def _inputs(names: Sequence[str], recursive: bool) -> list[Path]:
-    """Files as given; directories expanded to their .png/.npy files, sorted (see image_files)."""
-    paths: list[Path] = []
+    """Files as given; directories expanded to their .png/.npy files, sorted (see image_files); a
+    file reached twice (given alone and through its directory) only the first time."""
+    paths: dict[Path, Path] = {}  # the file (resolved) -> the path as reached first
     for name in names:
         path = Path(name)
         if not path.is_dir():
-            paths.append(path)
+            paths.setdefault(path.resolve(), path)
             continue
         files, skipped = image_files(path, recursive)
         for directory in skipped:
             print(f"warning: {directory}: subdirectory not read (use --recursive)", file=sys.stderr)
-        paths += files
-    return paths
+        for file in files:
+            paths.setdefault(file.resolve(), file)
+    return list(paths.values())
 
 
 def _labelled(model: Model, path: Path, out: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -86,10 +95,15 @@ def _compile_notice(progress: Progress) -> CompileWatch:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    model = load(args.weights)
+    try:
+        model = load(args.weights)
+    except FormatError as e:
+        if Path(args.weights).suffix.lower() in IMAGE_SUFFIXES or any(n.endswith(".pdw") for n in args.inputs):
+            raise UsageError(f"{e}\nusage: pdinfer run WEIGHTS INPUT... (the weight file comes first)") from None
+        raise
     paths = _inputs(args.inputs, args.recursive)
     if not paths:
-        raise UsageError("no .png or .npy inputs found")
+        raise UsageError(f"no .png or .npy inputs found in {', '.join(args.inputs)}")
     rows: list[tuple[str, np.ndarray]] = []  # the table is printed at the end, aligned to every label
     failures = 0
     with Progress("run", len(paths)) as progress, _compile_notice(progress):
@@ -116,6 +130,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     from .format import storage
     from .plan import packed_bytes
+    kind = open_container(args.weights, kind="pdinfer weight file or golden bundle").metadata.get("format")
+    if kind == GOLDEN_FORMAT:
+        return _golden_info(args.weights)
     graph = load_graph(args.weights)
     rows = [("layer", "type", "inputs", "output", "MACs", "weights", "params")]
     total_macs = 0
@@ -126,7 +143,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         has_tensors = any(isinstance(a, np.ndarray) for a in vars(layer).values())
         stored = storage(getattr(layer, "weight")) if layer.compressible else "F32" if has_tensors else "-"
         rows.append((layer.name, layer.type, ",".join(layer.inputs), "x".join(map(str, shape[1:])),
-                     f"{macs:,}", stored, layer.describe()))
+                     f"{macs:,}", stored, layer.describe(compact=not args.wide)))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[6])
@@ -136,13 +153,26 @@ def cmd_info(args: argparse.Namespace) -> int:
     version = read_container(args.weights, verify_checksum=False).metadata["format_version"]
     print(f"\nfile:       {graph.path} ({Path(graph.path).stat().st_size:,} bytes, format version {version})")
     print("checksum:   " + ("the whole file (header and data) verified" if graph.header_verified else
-                            "data section only (version 1): the header (layers, classes) is not protected; "
-                            "rewrite the file as version 2 (docs/FORMAT.md, section 6)"))
-    print(f"resident:   {packed:,} bytes of weights, packed for the fast kernels as stored "
-          f"(what a loaded model keeps; `trace` reads the file's tensors again)")
+                            "data section only (version 1): the header (layers, classes) is not protected;\n"
+                            "            rewrite the file as version 2 (docs/FORMAT.md, section 6)"))
+    print(f"resident:   {packed:,} bytes of weights, packed: what a loaded model keeps (`trace` reads the file again)")
     print(f"input:      {'x'.join(map(str, graph.input_shape))} (C x H x W)")
     print(f"layers:     {len(graph.layers)}, parameters: {n_params:,}, MACs per image: {total_macs:,}")
     print(f"classes:    {', '.join(graph.classes)}")
+    return 0
+
+
+def _golden_info(path: str) -> int:
+    """`pdinfer info` of a golden bundle: what it holds (docs/GOLDEN.md)."""
+    bundle = read_golden(path)
+    manifest = bundle.manifest
+    kinds = [entry["kind"] for entry in manifest["inputs"]]
+    print(f"golden bundle: {bundle.path} ({Path(bundle.path).stat().st_size:,} bytes, whole file verified)")
+    print(f"weights:       {manifest['weights']} (SHA-256 {manifest['weights_sha256']})")
+    print(f"inputs:        {len(kinds)}: {', '.join(kinds)} (seed {manifest.get('seed')})")
+    print(f"layers:        {len(bundle.layers)}" + (" (a subset): " + ", ".join(bundle.layers) if bundle.subset else
+                                                     ", every layer of the weights"))
+    print("outputs:       reference" + (f" and torch {manifest.get('torch_version')}" if bundle.has_torch else " only"))
     return 0
 
 
@@ -159,6 +189,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a directory")
+    check_overwrite(golden_path(args.weights, out), args.force)
     options = {}
     if args.layers is not None:
         options["layers"] = [name.strip() for name in args.layers.split(",")]
@@ -168,8 +199,20 @@ def cmd_golden(args: argparse.Namespace) -> int:
         if progress.enabled:
             options["progress"] = progress
         path = write_golden(args.weights, out, count=args.count, seed=args.seed, **options)
-    print(f"wrote {path} (reference outputs only; `python -m exporter.golden` adds PyTorch's, "
-          "from a pdinfer checkout)")
+    print(f"wrote {path}: {path.stat().st_size:,} bytes, {args.count + len(EDGE_KINDS)} inputs ({args.count} "
+          f"random, {len(EDGE_KINDS)} edge cases: {', '.join(EDGE_KINDS)}); reference outputs only "
+          "(`python -m pdinfer.exporter.golden` adds PyTorch's: the torch extra)")
+    return 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from .exporter.compress import compress_file
+    check_overwrite(args.out, args.force)
+    try:
+        compress_file(args.src, args.out, args.weights)
+    except ValueError as e:  # already compressed, or a weight beyond the range of the type
+        raise UsageError(str(e)) from None
+    print(f"wrote {args.out} ({args.weights} weights, {Path(args.out).stat().st_size:,} bytes)")
     return 0
 
 
@@ -183,23 +226,26 @@ def _count(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The command line (`pdinfer --help`)."""
+    from .exporter.compress import WEIGHT_STORAGE
     top = argparse.ArgumentParser(prog="pdinfer", description=__doc__, epilog=EXIT_CODES,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--version", action="version", version=f"pdinfer {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
+    def command(name: str, help: str, epilog: str = COMMAND_EXIT_CODES) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".",
-                                   epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
 
-    run_ = command("run", "print each input's class values (probability, score or logit: from the last layer)")
+    run_ = command("run", "print each input's class values (probability, score or logit: from the last layer)",
+                   EXIT_CODES)
     run_.add_argument("weights", help="a .pdw weight file")
     run_.add_argument("inputs", nargs="+", help=".png/.npy files or directories of them")
     run_.add_argument("--json", action="store_true", help="one JSON object per image, printed as it is done")
     run_.add_argument("--recursive", "-r", action="store_true", help="read the subdirectories of directories too")
     run_.set_defaults(handler=cmd_run)
-    info = command("info", "describe a weight file: layers, shapes, MACs, classes")
-    info.add_argument("weights", help="a .pdw weight file")
+    info = command("info", "describe a weight file (layers, shapes, MACs, classes) or a golden bundle")
+    info.add_argument("weights", help="a .pdw weight file or golden bundle")
+    info.add_argument("--wide", action="store_true", help="every parameter of every layer, as the file gives it")
     info.set_defaults(handler=cmd_info)
     warm = command("warmup", "compile every kernel now, and what the weight files given run "
                              "(cached on disk for later processes)")
@@ -208,15 +254,29 @@ def parser() -> argparse.ArgumentParser:
     golden = command("golden", "write a golden bundle: inputs and every layer's reference output")
     golden.add_argument("weights", help="a .pdw weight file")
     golden.add_argument("--out", required=True, help="directory for WEIGHTS-STEM.golden.pdw")
-    golden.add_argument("--count", type=_count, default=2, help="seeded random inputs (default 2)")
+    golden.add_argument("--count", type=_count, default=2,
+                        help=f"seeded random inputs (default 2); {len(EDGE_KINDS)} edge-case inputs "
+                             f"({', '.join(EDGE_KINDS)}) are always added")
     golden.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
     golden.add_argument("--layers", metavar="A,B,...", help="only these layers' outputs (a smaller bundle)")
+    golden.add_argument("--force", action="store_true", help="overwrite the bundle if it exists")
     golden.set_defaults(handler=cmd_golden)
+    compress = command("compress", "write a float32 weight file again with float16, bfloat16 or int8 weights")
+    compress.add_argument("src", metavar="SRC.pdw", help="a float32 weight file")
+    compress.add_argument("--weights", required=True, choices=[w for w in WEIGHT_STORAGE if w != "f32"],
+                          help="storage of the Conv2d and Linear weights (BatchNorm is folded into them)")
+    compress.add_argument("--out", required=True, metavar="DST.pdw", help="the compressed file to write")
+    compress.add_argument("--force", action="store_true", help="overwrite DST.pdw if it exists")
+    compress.set_defaults(handler=cmd_compress)
     return top
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (see EXIT_CODES)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # a bare `pdinfer`: what it can do
+        parser().print_help(sys.stderr)
+        return 2
     args = parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -161,8 +161,9 @@ def _tensor_entry(name: str, entry: Any, data_size: int, where: str) -> _Span:
         raise FormatError(f"{where}: tensor {name!r} has invalid data_offsets {offsets!r}")
     begin, end = offsets
     if not 0 <= begin <= end <= data_size:
+        truncated = " (the file is truncated, or the offsets are wrong)" if end > data_size else ""
         raise FormatError(f"{where}: tensor {name!r} data_offsets {offsets} lie outside the "
-                          f"{data_size}-byte data section")
+                          f"{data_size}-byte data section{truncated}")
     needed = dtype.itemsize * int(np.prod(shape, dtype=object))
     if end - begin != needed:
         raise FormatError(f"{where}: tensor {name!r} has {end - begin} bytes but shape {shape} "
@@ -199,6 +200,18 @@ def _file_digest(prefix: bytes, header: bytes, declared: str, where: str) -> "ha
     return digest
 
 
+# What a file that is no container may be, by its first bytes (a weight file given in the wrong place).
+KNOWN_FILES = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\x93NUMPY", "a NumPy .npy array"),
+               (b"PK\x03\x04", "a ZIP archive, such as a PyTorch .pt file or a NumPy .npz"))
+
+
+def _known_file(prefix: bytes) -> str | None:
+    """What the first bytes of a file that is no container say it is, or None."""
+    if prefix[:1] == b"\x80" and prefix[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "a Python pickle, such as an old-style PyTorch .pt file"
+    return next((what for magic, what in KNOWN_FILES if prefix.startswith(magic)), None)
+
+
 def _parse_container(read_at: _ReadAt, file_size: int, where: str, *, verify_checksum: bool,
                      kind: str) -> _Layout:
     """Check a container of `file_size` bytes read through `read_at`: its header, its tensor
@@ -206,12 +219,14 @@ def _parse_container(read_at: _ReadAt, file_size: int, where: str, *, verify_che
     data section in blocks of HASH_BLOCK bytes. `kind` names the expected file in the error for
     a file that is no container at all."""
 
+    prefix = bytes(read_at(0, min(8, file_size)))
+
     def alien(why: str) -> FormatError:
-        return FormatError(f"{where}: not a {kind} ({why})")
+        known = _known_file(prefix)
+        return FormatError(f"{where}: not a {kind} ({f'it is {known}' if known else why})")
 
     if file_size < 8:
         raise alien(f"file is {file_size} bytes, too short for a header length")
-    prefix = bytes(read_at(0, 8))
     (header_len,) = struct.unpack("<Q", prefix)
     if header_len > MAX_HEADER_BYTES:
         raise alien(f"its first 8 bytes give a header length of {header_len}, which exceeds "
@@ -509,6 +524,14 @@ class ContainerWriter:
         finally:
             self._file.close()
             self._tmp.unlink(missing_ok=True)
+
+
+def check_overwrite(path: str | os.PathLike, force: bool, how: str = "give --force") -> None:
+    """Raise FileExistsError if `path` exists, unless `force` and it is a regular file (a directory
+    or other non-file is never replaced). `how` says how to allow it (`--force`, `force=True`)."""
+    if os.path.lexists(path) and not (force and os.path.isfile(path)):
+        why = f"exists ({how} to overwrite it)" if os.path.isfile(path) else "exists and is not a regular file"
+        raise FileExistsError(f"{path} {why}")
 
 
 def write_container(path: str | os.PathLike, metadata: Mapping[str, str],

@@ -33,7 +33,8 @@ def read_image(path: Union[str, os.PathLike], channels: int = 0) -> np.ndarray:
     except PdinferError:
         raise
     except Exception as e:  # numpy and Pillow raise many types for a bad file
-        raise InputError(f"{path}: cannot read image: {e}") from None
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e  # not "[Errno 2] ...: 'path'"
+        raise InputError(f"{path}: cannot read image: {reason}") from None
     raise InputError(f"{path}: unsupported image file type {suffix!r} (use .npy or .png)")
 
 

@@ -26,6 +26,7 @@ threads at once.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Union
@@ -687,7 +688,18 @@ def _lower_layer(group: LayerGroup, graph: Graph):
         return Shuffle(layer.groups)
     if isinstance(layer, Mul):
         return _mul
+    layer = _owning(layer)
     return layer.forward if layer.elementwise else ReferenceLayer(layer)
+
+
+def _owning(layer: Layer) -> Layer:
+    """A copy of `layer` whose tensors own their memory: a tensor of a loaded file is a view of the
+    file's buffer, which a kept view would keep alive whole (a PReLU's weight, for one)."""
+    owner = copy.copy(layer)
+    for role, value in vars(layer).items():
+        if isinstance(value, np.ndarray):
+            setattr(owner, role, value.copy())
+    return owner
 
 
 _LOWER = {ConvGroup: _lower_conv, LinearGroup: _lower_linear, AffineGroup: _lower_affine,
@@ -782,11 +794,19 @@ def _segments(steps: tuple[Step, ...], graph: Graph) -> tuple[Segment, ...]:
     return tuple(Segment(start, end, min(fits[start:end])) for start, end in zip(cuts, cuts[1:]))
 
 
+def _kept(kernel: object) -> list[object]:
+    """What a step's kernel keeps: a dataclass's fields, or the layer of a layer's own forward."""
+    layer = kernel.layer if isinstance(kernel, ReferenceLayer) else getattr(kernel, "__self__", None)
+    if isinstance(layer, Layer):
+        return list(vars(layer).values())
+    return list(vars(kernel).values()) if dataclasses.is_dataclass(kernel) else []
+
+
 def packed_bytes(plan: Plan) -> int:
-    """The bytes of the arrays the plan's steps keep (packed weights, biases, scales)."""
+    """The bytes of the arrays the plan's steps keep (packed weights, biases, scales, layer tensors)."""
     total = 0
     for step in plan.steps:
-        for value in vars(step.kernel).values() if dataclasses.is_dataclass(step.kernel) else ():
+        for value in _kept(step.kernel):
             if isinstance(value, PackedWeight):
                 total += value.data.nbytes + value.scale.nbytes
             elif isinstance(value, np.ndarray):

@@ -11,6 +11,7 @@ HYPOTHESIS_PROFILE chooses the profile of the tests that do not set their own:
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,31 @@ def java_classes(tmp_path_factory) -> Path:
     subprocess.run(["javac", "-Xlint:all,-serial", "-Werror", "-d", str(build), *sources],
                    check=True, capture_output=True, text=True, timeout=300)
     return build
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """pdinfer's wheel, built offline from a copy of the checkout (needs setuptools here)."""
+    pytest.importorskip("setuptools", minversion="70.1",  # bdist_wheel built in
+                        reason="building a wheel offline needs setuptools 70.1 or newer in this environment")
+    work = tmp_path_factory.mktemp("wheel")
+    source = work / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", ".ci-venv*", "build", "*.egg-info", "__pycache__", "weights", "java", "benchmarks"))
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                             "--no-index", "-w", str(work / "dist"), str(source)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [built] = (work / "dist").glob("pdinfer-*.whl")
+    return built
+
+
+@pytest.fixture(scope="session")
+def installed(wheel, tmp_path_factory) -> Path:
+    """A directory holding pdinfer installed from its wheel (and its `pdinfer` command in bin/), to
+    put on PYTHONPATH in front of this environment's packages: pdinfer as a user gets it."""
+    target = tmp_path_factory.mktemp("installed")
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target",
+                             str(target), str(wheel)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return target

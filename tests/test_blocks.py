@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+torch = pytest.importorskip("torch")  # compared with PyTorch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -181,7 +181,7 @@ JAVA_BLOCKS = {
 def test_blocks_are_bit_exact_in_java(name, java_classes, tmp_path):
     make, input_shape = JAVA_BLOCKS[name]
     torch.manual_seed(0)
-    model = make()
+    model = make().eval()
     randomize_batchnorm(model, 0)
     weights = tmp_path / f"{name}.pdw"
     export(model, weights, input_shape=input_shape)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
-import torch
+torch = pytest.importorskip("torch")  # compared with PyTorch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st

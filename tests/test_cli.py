@@ -1,9 +1,12 @@
 """The `pdinfer` command on the shipped weights and samples, and on small test models."""
 
+import gc
 import json
 import os
+import re
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,8 @@ import pytest
 
 import pdinfer
 from pdinfer import cli, golden as golden_module, progress as progress_module
-from pdinfer.cli import COMPILING, EXIT_CODES, main
+from pdinfer.cli import COMMAND_EXIT_CODES, COMPILING, EXIT_CODES, main
+from pdinfer.builder import LayerList, conv2d_params
 from small_model import sample_images, small_layers, write_small_model
 from terminal import Terminal
 
@@ -137,11 +141,24 @@ def test_version_and_help_give_the_exit_codes(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out == f"pdinfer {pdinfer.__version__}\n"
-    for args in (["--help"], ["run", "--help"], ["golden", "--help"]):
+    for args in (["--help"], ["run", "--help"]):
         with pytest.raises(SystemExit):
             main(args)
         assert EXIT_CODES in capsys.readouterr().out
+    for command in ("info", "warmup", "golden", "compress"):  # run's "some inputs failed" is not theirs
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert out.endswith(COMMAND_EXIT_CODES + "\n") and "some inputs failed" not in out
     assert EXIT_CODES in (ROOT / "README.md").read_text()
+
+
+def test_a_bare_pdinfer_lists_the_commands(capsys):
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: pdinfer")
+    for command in ("run", "info", "warmup", "golden", "compress"):
+        assert f"\n    {command} " in err, command
 
 
 def test_exit_codes(tmp_path, capsys):
@@ -157,7 +174,29 @@ def test_exit_codes(tmp_path, capsys):
         main(["run", LIGHT])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "error: no .png or .npy inputs found" in err and "Traceback" not in err
+    assert f"error: no .png or .npy inputs found in {tmp_path / 'empty'}\n" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("first, what", [(SAMPLES / "void_1.png", "a PNG image"),
+                                         (SAMPLES / "void_1.npy", "a NumPy .npy array")])
+def test_swapped_arguments_say_what_the_file_is_and_the_usage(capsys, first, what):
+    assert main(["run", str(first), LIGHT]) == 2
+    assert capsys.readouterr().err == (f"error: {first}: not a pdinfer weight file (it is {what})\n"
+                                       "usage: pdinfer run WEIGHTS INPUT... (the weight file comes first)\n")
+
+
+def test_a_missing_image_is_named_once(tmp_path, capsys):
+    missing = tmp_path / "missing.png"
+    assert main(["run", LIGHT, str(missing)]) == 1
+    assert capsys.readouterr().err == f"error: {missing}: cannot read image: No such file or directory\n"
+
+
+def test_a_file_given_alone_and_through_its_directory_is_run_once(tmp_path, capsys):
+    np.save(tmp_path / "a.npy", np.load(SAMPLES / "void_1.npy"))
+    np.save(tmp_path / "b.npy", np.load(SAMPLES / "corona_1.npy"))
+    assert main(["run", "--json", LIGHT, str(tmp_path / "b.npy"), str(tmp_path), f"{tmp_path}/./a.npy"]) == 0
+    inputs = [json.loads(line)["input"] for line in capsys.readouterr().out.splitlines()]
+    assert inputs == [str(tmp_path / "b.npy"), str(tmp_path / "a.npy")]
 
 
 def test_corrupt_weights_exit_2_with_message(tmp_path, capsys):
@@ -200,6 +239,41 @@ def test_info_shows_each_layers_weight_storage(capsys):
     assert not any(line.split()[1] == "BatchNorm2d" for line in out.splitlines()[1:] if line.strip())
 
 
+def test_info_is_compact_unless_wide(capsys):
+    weights = str(ROOT / "weights" / "pd_model.pdw")
+    assert main(["info", weights]) == 0
+    compact = capsys.readouterr().out.splitlines()
+    assert main(["info", "--wide", weights]) == 0
+    wide = capsys.readouterr().out.splitlines()
+    assert max(map(len, compact)) <= 120 < max(map(len, wide))
+    conv = next(line for line in compact if line.startswith("conv.0 "))
+    assert conv.endswith("  kernel_size=3 stride=1 padding=1 bias=True")  # channels: in the shapes
+    assert "in_channels=1, out_channels=32, kernel_size=[3, 3]" in next(line for line in wide if line.startswith("conv.0 "))
+
+
+def test_info_resident_is_what_a_loaded_model_keeps(tmp_path, capsys):
+    """A PReLU's weight is copied out of the file's buffer (a view would keep the whole file in
+    memory) and counted: the bytes a loaded model holds are within 64 KiB of `resident:`."""
+    layers = LayerList((64, 8, 8), seed=0)
+    layers.add("Conv2d", **conv2d_params(64, 256, 3, padding=1))
+    layers.add("PReLU", num_parameters=256)
+    layers.add("GlobalAvgPool", keepdim=False)
+    path = layers.write(tmp_path / "prelu.pdw")
+    assert main(["info", str(path)]) == 0
+    resident = int(re.search(r"^resident: +([\d,]+) bytes", capsys.readouterr().out, re.M).group(1).replace(",", ""))
+    pdinfer.load(path)  # imports and caches warm
+    gc.collect()
+    tracemalloc.start()
+    try:
+        model = pdinfer.load(path)
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert model.output_shape == (256,) and path.stat().st_size > 500_000
+    assert resident <= kept <= resident + 65536, (resident, kept)
+
+
 def test_info_flags_a_version_1_file(capsys):
     assert main(["info", str(ROOT / "tests" / "data" / "tiny_v1.pdw")]) == 0
     out = capsys.readouterr().out
@@ -227,7 +301,9 @@ def fake_write_golden(monkeypatch, tmp_path):
         for done in range(1, 4):
             if "progress" in options:
                 options["progress"](done, 3)
-        return Path(out_dir) / "x.golden.pdw"
+        path = Path(out_dir) / "x.golden.pdw"
+        path.write_bytes(b"bundle")
+        return path
 
     monkeypatch.setattr(golden_module, "write_golden", write_golden)
     return calls
@@ -272,6 +348,51 @@ def test_golden_out_must_not_be_a_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"error: --out {tmp_path / 'taken'}: exists and is not a directory\n"
     assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_golden_says_what_it_wrote_and_keeps_an_existing_bundle(tmp_path, capsys):
+    weights = write_small_model(tmp_path / "small.pdw")
+    out = tmp_path / "out"
+    assert main(["golden", str(weights), "--out", str(out), "--count", "3"]) == 0
+    bundle = out / "small.golden.pdw"
+    assert capsys.readouterr().out.startswith(
+        f"wrote {bundle}: {bundle.stat().st_size:,} bytes, 7 inputs (3 random, 4 edge cases: zeros, ones, large, "
+        "negative); reference outputs only")
+    written = bundle.read_bytes()
+    assert main(["golden", str(weights), "--out", str(out), "--count", "1"]) == 2
+    assert capsys.readouterr().err == f"error: {bundle} exists (give --force to overwrite it)\n"
+    assert bundle.read_bytes() == written
+    assert main(["golden", str(weights), "--out", str(out), "--count", "1", "--force"]) == 0
+    assert len(golden_module.read_golden(bundle)) == 5
+    with pytest.raises(SystemExit):
+        main(["golden", "--help"])
+    assert "4 edge-case inputs (zeros, ones, large, negative) are always added" in " ".join(capsys.readouterr().out.split())
+
+
+def test_info_reads_a_golden_bundle(tmp_path, capsys):
+    weights = write_small_model(tmp_path / "small.pdw")
+    bundle = golden_module.write_golden(weights, tmp_path, count=1, layers=["conv0", "softmax"])
+    assert main(["info", str(bundle)]) == 0
+    out = capsys.readouterr().out
+    assert f"golden bundle: {bundle} ({bundle.stat().st_size:,} bytes, whole file verified)" in out
+    assert f"weights:       small.pdw (SHA-256 {golden_module.file_sha256(weights)})" in out
+    assert "inputs:        5: uniform, zeros, ones, large, negative (seed 0)" in out
+    assert "layers:        2 (a subset): conv0, softmax" in out and "outputs:       reference only" in out
+
+
+# ----------------------------------------------------------------------------- compress
+
+def test_compress_writes_what_the_shipped_int8_file_is(tmp_path, capsys):
+    out = tmp_path / "light.int8.pdw"
+    assert main(["compress", LIGHT, "--weights", "int8", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out} (int8 weights, {out.stat().st_size:,} bytes)\n"
+    assert out.read_bytes() == (ROOT / "weights" / "pd_light.int8.pdw").read_bytes()
+    assert main(["compress", LIGHT, "--weights", "f16", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: {out} exists (give --force to overwrite it)\n"
+    assert main(["compress", LIGHT, "--weights", "f16", "--out", str(out), "--force"]) == 0
+    assert out.read_bytes() == (ROOT / "weights" / "pd_light.f16.pdw").read_bytes()
+    assert main(["compress", str(out), "--weights", "int8", "--out", str(tmp_path / "again.pdw")]) == 2
+    assert "already compressed" in capsys.readouterr().err and not (tmp_path / "again.pdw").exists()
 
 
 def test_golden_writes_a_reference_bundle_without_torch_or_the_exporter(tmp_path):

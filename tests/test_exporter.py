@@ -89,7 +89,7 @@ def test_pd_light_layers():
 
 @pytest.mark.parametrize("model_class", [PDModel, PDLightModel])
 def test_seed_model_file_opens_with_safetensors_and_holds_the_state_dict(model_class, tmp_path):
-    model = model_class(["a", "b", "c"])
+    model = model_class(["a", "b", "c"]).eval()
     randomize_batchnorm(model, seed=1)
     export(model, tmp_path / "m.pdw", input_shape=INPUT_SHAPE, classes=["a", "b", "c"])
     metadata, layers, tensors = read_file(tmp_path / "m.pdw")
@@ -191,9 +191,10 @@ SPELLINGS = {
 
 
 @pytest.mark.parametrize("name", SPELLINGS)
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice", "ignore:Using padding='same'")  # spelled so on purpose
 def test_spelling_exports(name, tmp_path):
     model, expected_types, params = SPELLINGS[name]
-    export(model, tmp_path / "m.pdw", input_shape=SHAPE)
+    export(model.eval(), tmp_path / "m.pdw", input_shape=SHAPE)
     metadata, layers, tensors = read_file(tmp_path / "m.pdw")
     assert [layer["type"] for layer in layers] == expected_types
     first = next(layer for layer in layers if layer["type"] == expected_types[-1])
@@ -286,6 +287,19 @@ def test_every_offender_is_reported_at_once():
                   "dim 0", "the output uses 'mean'"]:
         assert where in message
     assert len(info.value.offenders) == 9
+    assert "'act' (torch.nn.modules.activation.Mish): not supported (instead: SiLU or Hardswish)" in message
+    assert "\nsupported modules: AdaptiveAvgPool2d, " in message and "README.md" in message
+
+
+def test_an_unsupported_layer_names_an_alternative_where_there_is_one():
+    model = Net(lambda m, x: F.log_softmax(m.norm(m.up(x)).flatten(1), 1), norm=nn.GroupNorm(1, 2),
+                up=nn.Upsample(scale_factor=2))
+    with pytest.raises(UnsupportedModelError) as info:
+        to_layers(model, SHAPE)
+    up, norm, log_softmax = info.value.offenders
+    assert norm.endswith("GroupNorm): not supported (instead: BatchNorm2d)")
+    assert up.endswith("Upsample): not supported")  # no layer does what it does
+    assert log_softmax.endswith("not supported (instead: Softmax (and the log of its output, outside the model))")
 
 
 @pytest.mark.parametrize("forward, reason", [
@@ -334,7 +348,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="float32"):
         to_layers(Net(lambda m, x: m.c(x), c=conv().double()), SHAPE)
     with pytest.raises(ValueError, match="3 class names for 72 output values"):
-        export(Net(lambda m, x: x.relu()), "unused.pdw", input_shape=SHAPE, classes=["a", "b", "c"])
+        export(Net(lambda m, x: x.relu()).eval(), "unused.pdw", input_shape=SHAPE, classes=["a", "b", "c"])
 
 
 def test_a_model_that_does_not_run_on_the_input_shape_gives_one_message(capfd):
@@ -360,6 +374,27 @@ def test_what_the_model_writes_to_stderr_is_still_shown(capfd):
 
 # ---------------------------------------------------------------------------- command line, tiny example
 
+def test_export_keeps_an_existing_file_unless_forced(tmp_path):
+    out = tmp_path / "m.pdw"
+    out.write_bytes(b"a trained model")
+    model = Net(lambda m, x: m.c(x), c=nn.Conv2d(2, 2, 1)).eval()
+    with pytest.raises(FileExistsError, match=f"^{out} exists \\(pass force=True to overwrite it\\)$"):
+        export(model, out, input_shape=SHAPE)
+    assert out.read_bytes() == b"a trained model"
+    with pytest.raises(FileExistsError, match="is not a regular file"):
+        export(model, tmp_path, input_shape=SHAPE, force=True)
+    export(model, out, input_shape=SHAPE, force=True)
+    assert read_file(out)[1][0]["type"] == "Conv2d"
+
+
+def test_export_warns_about_a_module_in_training_mode(tmp_path):
+    model = Net(lambda m, x: m.bn(m.c(x)), c=nn.Conv2d(2, 2, 1), bn=nn.BatchNorm2d(2))
+    with pytest.warns(UserWarning, match="^Net is in training mode: it is switched to eval mode"):
+        export(model, tmp_path / "m.pdw", input_shape=SHAPE)
+    assert not model.training and not model.bn.training
+    export(model, tmp_path / "again.pdw", input_shape=SHAPE)  # in eval mode: no warning (warnings are errors)
+
+
 def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
     out = tmp_path / "light.pdw"
     out.write_bytes(b"a trained model")
@@ -367,7 +402,7 @@ def test_cli_refuses_to_overwrite_without_force(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: {out} exists (give --force to overwrite it)\n"
     assert out.read_bytes() == b"a trained model"
     assert cli_main(["pd_light", str(tmp_path)]) == 1
-    assert f"{tmp_path} is not a file" in capsys.readouterr().err
+    assert f"{tmp_path} exists and is not a regular file" in capsys.readouterr().err
     assert cli_main(["pd_light", str(out), "--force"]) == 0
     assert json.loads(read_file(out)[0]["classes"])[0] == "corona"
 

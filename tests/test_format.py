@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import re
 import stat
 import struct
@@ -184,7 +185,7 @@ def test_a_large_alien_file_is_refused_from_its_first_8_bytes(tmp_path):
         f.truncate(256 << 20)  # sparse
     tracemalloc.start()
     try:
-        with pytest.raises(pdinfer.FormatError, match="not a pdinfer weight file .*exceeds"):
+        with pytest.raises(pdinfer.FormatError, match=r"not a pdinfer weight file \(it is a PNG image\)"):
             read_container(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -251,11 +252,15 @@ def test_format_md_example_matches_docs_tiny_pdw():
     assert f"| pdinfer (reference and fast path) | {out[0, 0].item()!r} | {out[0, 1].item()!r} |" in text
 
 
-def test_format_md_dump_is_what_tiny_example_prints(tmp_path, capsys):
+def test_format_md_dump_is_what_tiny_example_prints(tmp_path, capsys, monkeypatch):
     """FORMAT.md section 5 shows exactly what `python -m exporter.tiny_example` prints, and the
-    file it writes is docs/tiny.pdw; its example names pdinfer's value and torch's apart."""
-    from exporter import tiny_example  # torch
+    file it writes is docs/tiny.pdw; its example names pdinfer's value and torch's apart. The file's
+    `producer` names the torch that wrote it: this one is made to give the same name."""
+    torch = pytest.importorskip("torch")
+    from exporter import tiny_example
 
+    producer = read_container(ROOT / "docs" / "tiny.pdw").metadata["producer"]
+    monkeypatch.setattr(torch, "__version__", re.fullmatch(r"pdinfer exporter \(torch (.+)\)", producer).group(1))
     assert tiny_example.main([str(tmp_path / "tiny.pdw")]) == 0
     printed = capsys.readouterr().out
     assert (tmp_path / "tiny.pdw").read_bytes() == (ROOT / "docs" / "tiny.pdw").read_bytes()
@@ -276,6 +281,30 @@ def test_not_a_pdinfer_file(tmp_path):
     for path in files:
         with pytest.raises(pdinfer.FormatError, match=f"^{re.escape(str(path))}: not a pdinfer weight file \\("):
             pdinfer.load(path)
+
+
+def test_a_file_of_another_kind_is_named(tmp_path):
+    """A weight file argument that is an image, an array, an archive or a pickle says which."""
+    np.save(tmp_path / "array.npy", np.zeros(3, np.float32))
+    np.savez(tmp_path / "arrays.npz", x=np.zeros(3))
+    (tmp_path / "model.pt").write_bytes(pickle.dumps({"weight": [1.0, 2.0]}, protocol=2))
+    cases = {ROOT / "weights" / "samples" / "void_1.png": "a PNG image", tmp_path / "array.npy": "a NumPy .npy array",
+             tmp_path / "arrays.npz": "a ZIP archive", tmp_path / "model.pt": "a Python pickle"}
+    for path, what in cases.items():
+        with pytest.raises(pdinfer.FormatError, match=f"^{re.escape(str(path))}: not a pdinfer weight file \\(it is {what}"):
+            pdinfer.load(path)
+
+
+def test_a_truncated_file_says_so(tmp_path):
+    """Cut anywhere past its first 8 bytes, a file is reported as truncated (`head -c 400000` of the
+    shipped light model, and every length of a tiny one)."""
+    light = (ROOT / "weights" / "pd_light.pdw").read_bytes()
+    write_weights(tmp_path / "small.pdw", *tiny_model(), input_shape=INPUT_SHAPE, classes=CLASSES)
+    small = (tmp_path / "small.pdw").read_bytes()
+    for whole, size in [(light, 400_000), *((small, size) for size in range(8, len(small)))]:
+        (tmp_path / "cut.pdw").write_bytes(whole[:size])
+        with pytest.raises(pdinfer.FormatError, match="truncated"):
+            pdinfer.load(tmp_path / "cut.pdw")
 
 
 # ------------------------------------------------------------------------------ bad files

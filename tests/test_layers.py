@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, Union
 
 import pytest
-import torch
+torch = pytest.importorskip("torch")  # compared with PyTorch
 import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st

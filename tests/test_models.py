@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import safetensors.numpy
-import torch
+torch = pytest.importorskip("torch")  # compared with PyTorch
 from safetensors import safe_open
 from torch import nn
 

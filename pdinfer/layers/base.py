@@ -20,6 +20,9 @@ Shape = tuple[int, ...]
 
 # The largest value accepted for any kernel size, stride, dilation or padding entry.
 MAX_WINDOW = 4096
+# `describe(compact=True)` leaves out parameters the shapes show and parameters at a value that does nothing.
+SHOWN_BY_SHAPES = ("in_channels", "out_channels", "in_features", "out_features", "num_features")
+NO_OP_PARAMS = {"dilation": 1, "groups": 1, "padding": 0, "ceil_mode": False}
 
 
 class Layer:
@@ -131,9 +134,21 @@ class Layer:
         if len(shape) != rank:
             raise self.error(f"{what} must have {rank} dimensions, got shape {shape}")
 
-    def describe(self) -> str:
-        """The parameters as the file gives them, `key=value` text for `pdinfer info`."""
-        return ", ".join(f"{k}={v}" for k, v in self.params.items())
+    def describe(self, compact: bool = False) -> str:
+        """The parameters as the file gives them, `key=value` text for `pdinfer info`.
+
+        Compact: a list of equal values as that value, and without the channel and feature counts
+        (the shapes show them) and the parameters at their no-op value (NO_OP_PARAMS).
+        """
+        if not compact:
+            return ", ".join(f"{k}={v}" for k, v in self.params.items())
+        shown = []
+        for key, value in self.params.items():
+            if isinstance(value, list) and value and all(v == value[0] for v in value):
+                value = value[0]
+            if key not in SHOWN_BY_SHAPES and not (key in NO_OP_PARAMS and NO_OP_PARAMS[key] == value):
+                shown.append(f"{key}={value}")
+        return " ".join(shown)
 
 
 def window_output_size(size: int, begin: int, end: int, kernel: int, stride: int, dilation: int,

@@ -481,9 +481,14 @@ def average_pool_(conv: Converter, node: Node) -> list[Value]:
     kernel, strides, dilations, pads = _window(node, x)
     if dilations != [1, 1]:
         raise Refused(f"dilated average pooling (dilations {dilations})", "dilations 1")
+    count_include_pad = bool(node.attrs.get("count_include_pad", 0))
+    if count_include_pad and not node.attrs.get("ceil_mode", 0) and any(
+            p > k // 2 for p, k in zip(pads, kernel * 2)):  # zeros counted as cells: pad them first
+        x = conv.emit("ZeroPad2d", [x], node.name + "_pad", padding=pads)
+        pads = [0, 0, 0, 0]
     return [conv.emit("AvgPool2d", [x], node.name, kernel_size=kernel, stride=strides, padding=pads,
                       ceil_mode=bool(node.attrs.get("ceil_mode", 0)),
-                      count_include_pad=bool(node.attrs.get("count_include_pad", 0)), divisor_override=0)]
+                      count_include_pad=count_include_pad, divisor_override=0)]
 
 
 def softmax_(conv: Converter, node: Node) -> list[Value]:

@@ -294,13 +294,27 @@ def conv_transpose_(conv: Converter, node: Node) -> list[Value]:
                   "a classifier without upsampling; pdinfer runs image classifiers")
 
 
+TRAINING = Refused("BatchNormalization in training mode (it computes batch statistics)",
+                   "export the model in eval mode (model.eval() before torch.onnx.export)")
+
+
+def _training(node: Any) -> bool:
+    """A BatchNormalization node in training mode (training_mode=1, or its running statistics used)."""
+    if node.op_type != "BatchNormalization":
+        return False
+    training = any(a.name == "training_mode" and a.i for a in node.attribute)
+    return training or len([o for o in node.output if o]) > 1
+
+
+def _static_problem(node: Any) -> str:
+    return str(TRAINING) if _training(node) else str(Refused(f"operator {node.op_type} has no pdinfer layer",
+                                                             "see docs/ONNX.md for the supported operators"))
+
+
 def batchnorm_(conv: Converter, node: Node) -> list[Value]:
     x = _plain(_act(node, 0))
     if node.attrs.get("training_mode", 0) or any(node.uses[1:]):
-        raise Refused("BatchNormalization in training mode (it updates running statistics)",
-                      "export the model in eval mode (model.eval() before torch.onnx.export)")
-    if node.opset < 7 and not node.attrs.get("is_test", 0):
-        raise Refused("BatchNormalization with is_test=0 (training mode)", "export the model in eval mode")
+        raise TRAINING
     scale, bias, mean, var = (_const(node, i, role) for i, role in
                               enumerate(("scale", "B", "mean", "var"), 1))
     eps = float(node.attrs.get("epsilon", 1e-5))
@@ -633,10 +647,6 @@ def _scalar_or_channels(conv: Converter, node: Node, x: Act, c: np.ndarray) -> n
     return vector
 
 
-def _same_act(a: Act, b: Act) -> bool:
-    return a.layer == b.layer and a.view is None and b.view is None
-
-
 def mul_(conv: Converter, node: Node) -> list[Value]:
     a, b = node.inputs[:2]
     if isinstance(a, Const):
@@ -645,10 +655,11 @@ def mul_(conv: Converter, node: Node) -> list[Value]:
         x = _plain(a)
         scale = _scalar_or_channels(conv, node, x, b.value)
         return [_affine(conv, x, scale, np.zeros_like(scale), node.name)]
-    for x, gate in ((a, b), (b, a)):  # x * sigmoid(x): SiLU
+    for x, gate in ((a, b), (b, a)):  # x * sigmoid(x): SiLU; x * hardsigmoid(x): Hardswish
         entry = conv.entry(gate.layer)
-        if entry and entry["type"] == "Sigmoid" and entry["inputs"] == [x.layer] and _same_act(x, gate):
-            return [conv.emit("SiLU", [x], node.name)]
+        fused = {"Sigmoid": "SiLU", "Hardsigmoid": "Hardswish"}.get(entry["type"]) if entry else None
+        if fused and entry["inputs"] == [x.layer] and x.view is None and gate.view is None:
+            return [conv.emit(fused, [x], node.name)]
     if broadcast_shape(a.shape, b.shape) is None and broadcast_shape(b.shape, a.shape) is None:
         raise Refused(f"a product of shapes {list(a.shape)} and {list(b.shape)}",
                       "same shapes, or (N, C, 1, 1) / (N, 1, H, W) gates over (N, C, H, W)")
@@ -999,7 +1010,9 @@ def onnx_to_layers(source: Any, input_shape: Optional[Sequence[int]] = None) -> 
         if missing:
             if not all(name in produced for name in missing):
                 problems.append(f"{label}: reads {missing}, which nothing before it computes (malformed graph)")
-            continue  # otherwise it reads the output of a node already reported
+            elif onnx_node.op_type not in HANDLERS or _training(onnx_node):  # after a refused node: what
+                problems.append(f"{label}: {_static_problem(onnx_node)}")  # can be told without its inputs
+            continue
         inputs = [values[name] for name in onnx_node.input]
         domain = onnx_node.domain if onnx_node.domain != "ai.onnx" else ""
         try:
@@ -1010,8 +1023,7 @@ def onnx_to_layers(source: Any, input_shape: Optional[Sequence[int]] = None) -> 
                     raise Refused("a layer without inputs")
                 outputs = _fold(onnx_node, [x.value for x in inputs if x is not None], opset)
             elif onnx_node.op_type not in HANDLERS:
-                raise Refused(f"operator {onnx_node.op_type} has no pdinfer layer",
-                              "see docs/ONNX.md for the supported operators")
+                raise Refused(_static_problem(onnx_node))
             else:
                 node = Node(onnx_node.op_type, onnx_node.name or onnx_node.output[0], inputs,
                             _attributes(onnx_node), opset, list(onnx_node.output),

@@ -57,7 +57,11 @@ class Act:
     ("nhwc",) the layer's (N, C, H, W) transposed to (N, H, W, C); ("groups", g) its channels viewed
     as (N, g, C/g, H, W); ("shuffled", g) that view with axes 1 and 2 swapped; ("order", idx) a
     (N, F) whose feature j is the layer's feature idx[j]; ("reduced", "mean" or "max", axis) its
-    mean or max over one of H, W, awaiting the reduction over the other (now `axis`).
+    mean or max over one of H, W, awaiting the reduction over the other (now `axis`); ("expanded",)
+    the layer's output broadcast to `shape` (Expand), which only Mul (broadcasting itself) reads;
+    ("channel_reduced", "mean" or "max") its reduction over the channels without keepdims,
+    awaiting the Unsqueeze(1) that gives ChannelMean or ChannelMax; ("unsqueezed",) an (N, F)
+    layer's output as (N, F, 1), awaiting the step to (N, F, 1, 1).
     """
 
     layer: str
@@ -445,6 +449,9 @@ def global_max_pool_(conv: Converter, node: Node) -> list[Value]:
     return [_spatial_pool(conv, node, "max", True)]
 
 
+CHANNEL_REDUCTIONS = {"mean": "ChannelMean", "max": "ChannelMax"}
+
+
 def _reduce(kind: str) -> Callable[[Converter, Node], list[Value]]:
     def handler(conv: Converter, node: Node) -> list[Value]:
         x = _act(node, 0)
@@ -473,7 +480,10 @@ def _reduce(kind: str) -> Callable[[Converter, Node], list[Value]]:
             shape = tuple(1 if i == axes[0] else d for i, d in enumerate(x.shape) if keepdims or i != axes[0])
             return [Act(x.layer, x.layer_shape, ("reduced", kind, 2 if not keepdims or axes == [3] else 3), shape)]
         if x.rank == 4 and axes == [1] and keepdims:
-            return [conv.emit("ChannelMean" if kind == "mean" else "ChannelMax", [_plain(x)], node.name)]
+            return [conv.emit(CHANNEL_REDUCTIONS[kind], [_plain(x)], node.name)]
+        if x.rank == 4 and axes == [1] and x.view is None:  # CBAM's torch.max(x, 1)[0].unsqueeze(1)
+            n, _, h, w = x.shape
+            return [Act(x.layer, x.layer_shape, ("channel_reduced", kind), (n, h, w))]
         raise Refused(f"a reduction over axes {axes} of shape {list(x.shape)} (keepdims={int(keepdims)})",
                       "axes (2, 3) of (N, C, H, W) (global pooling), or axis 1 with keepdims=1")
     return handler
@@ -539,8 +549,12 @@ def _to_shape(conv: Converter, node: Node, x: Act, target: tuple[int, ...]) -> V
                       "reshapes that keep axis 0 (the batch), such as x.view(x.size(0), -1)")
     if target == x.shape:
         return x
+    if x.view == ("unsqueezed",):  # the second step of (N, C) -> (N, C, 1) -> (N, C, 1, 1)
+        x = Act(x.layer, x.layer_shape)
     if len(target) == 2:
         return _flatten(conv, x, node.name)
+    if x.rank == 2 and x.view is None and target == (*x.shape, 1):
+        return Act(x.layer, x.layer_shape, ("unsqueezed",), target)
     if x.view is not None and x.view[0] == "shuffled" and len(target) == 4 and target == x.layer_shape:
         return conv.emit("ChannelShuffle", [Act(x.layer, x.layer_shape)], node.name, groups=x.view[1])
     x = _plain(x)
@@ -582,6 +596,8 @@ def squeeze_(conv: Converter, node: Node) -> list[Value]:
 def unsqueeze_(conv: Converter, node: Node) -> list[Value]:
     x = _act(node, 0)
     axes = sorted(a % (x.rank + len(_axes(node, 1))) for a in _axes(node, 1))
+    if x.view is not None and x.view[0] == "channel_reduced" and axes == [1]:
+        return [conv.emit(CHANNEL_REDUCTIONS[x.view[1]], [Act(x.layer, x.layer_shape)], node.name)]
     shape = list(x.shape)
     for a in axes:
         shape.insert(a, 1)
@@ -660,7 +676,9 @@ def mul_(conv: Converter, node: Node) -> list[Value]:
         fused = {"Sigmoid": "SiLU", "Hardsigmoid": "Hardswish"}.get(entry["type"]) if entry else None
         if fused and entry["inputs"] == [x.layer] and x.view is None and gate.view is None:
             return [conv.emit(fused, [x], node.name)]
-    if broadcast_shape(a.shape, b.shape) is None and broadcast_shape(b.shape, a.shape) is None:
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    a, b = (Act(x.layer, x.layer_shape) if x.view == ("expanded",) else x for x in (a, b))  # Mul broadcasts
+    if broadcast_shape(a.shape, b.shape) != shape:
         raise Refused(f"a product of shapes {list(a.shape)} and {list(b.shape)}",
                       "same shapes, or (N, C, 1, 1) / (N, 1, H, W) gates over (N, C, H, W)")
     return [conv.emit("Mul", [a, b], node.name)]
@@ -761,9 +779,10 @@ def shape_(conv: Converter, node: Node) -> list[Value]:
 def expand_(conv: Converter, node: Node) -> list[Value]:
     x = _act(node, 0)
     shape = tuple(_ints(_const(node, 1, "shape")))
-    if np.broadcast_shapes(x.shape, shape) != x.shape:
-        raise Refused(f"Expand of shape {list(x.shape)} to {list(shape)}", "Mul broadcasts (N, C, 1, 1) gates itself")
-    return [x]
+    target = np.broadcast_shapes(x.shape, shape)
+    if target == x.shape:
+        return [x]
+    return [Act(_plain(x).layer, x.layer_shape, ("expanded",), target)]
 
 
 HANDLERS: dict[str, Callable[[Converter, Node], list[Value]]] = {

@@ -84,7 +84,7 @@ def test_python_example_runs_as_written(block, scratch):
         pytest.importorskip("torch")
     result = run_in(scratch, [sys.executable, "-c", RUNNER], stdin=block)
     assert result.returncode == 0 and result.stdout.endswith("README block ran\n"), result.stderr
-    assert set(os.listdir(scratch)) - {"weights"} <= {"my_model.pdw"}  # it wrote only what it says
+    assert set(os.listdir(scratch)) - {"weights"} <= {"my_model.pdw", "from_onnx.onnx", "from_onnx.pdw"}  # only what it says
 
 
 def test_exporter_command_runs_as_written_and_keeps_what_exists(scratch):

@@ -21,7 +21,6 @@ import numpy as np
 from .errors import FormatError, MissingExtraError, PdinferError, UnsupportedLayerError
 from .format import write_weights
 from .layers import LAYER_TYPES
-from .layers.base import window_output_size
 from .layers.structural import broadcast_shape
 
 INSTALL_HINT = "converting ONNX models needs the onnx package: pip install 'pdinfer[onnx]'"

@@ -7,7 +7,6 @@ of the attributes that became inputs), and the refusals are checked for their me
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -354,3 +353,19 @@ def test_a_converted_model_is_bit_exact_in_java(java_classes, tmp_path):
     result = java(java_classes, "GoldenRunner", weights, bundle)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "layers bit-exact with pdinfer's reference" in result.stdout
+
+
+def test_a_keras_cnn_through_tf2onnx(tmp_path):
+    """Keras (NHWC, SAME padding, Flatten, Dense) through tf2onnx; skipped where they are not installed."""
+    tf = pytest.importorskip("tensorflow")
+    tf2onnx = pytest.importorskip("tf2onnx")
+    keras = tf.keras
+    tf.random.set_seed(0)
+    model = keras.Sequential([keras.Input((12, 10, 2)), keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+                              keras.layers.MaxPooling2D(2), keras.layers.Conv2D(6, 3, strides=2, padding="same"),
+                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    path = tmp_path / "keras.onnx"
+    tf2onnx.convert.from_keras(model, input_signature=(tf.TensorSpec((None, 12, 10, 2), tf.float32, name="x"),),
+                               opset=13, output_path=str(path))
+    nhwc = rand(2, 12, 10, 2)
+    check_converted(path, np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)), onnx_input=nhwc)

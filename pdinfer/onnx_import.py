@@ -105,12 +105,10 @@ def _import_onnx() -> Any:
 class Converter:
     """Builds the layer list; handlers call `emit` and return the node's output values."""
 
-    def __init__(self, batch: int) -> None:
-        self.batch = batch
+    def __init__(self) -> None:
         self.entries: list[dict[str, Any]] = []
         self.tensors: dict[str, np.ndarray] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
-        self.producers: dict[str, str] = {}  # layer name -> ONNX op that made it (fusion checks)
         self.names: set[str] = {"input"}
 
     def emit(self, type_name: str, inputs: Sequence[Act], name: str, tensors: Optional[dict[str, np.ndarray]] = None,
@@ -654,7 +652,7 @@ def slice_(conv: Converter, node: Node) -> list[Value]:
     return [conv.emit("Slice", [_plain(x)], node.name, dim=1, start=channels.start, end=channels.stop)]
 
 
-def _scalar_or_channels(conv: Converter, node: Node, x: Act, c: np.ndarray) -> np.ndarray:
+def _scalar_or_channels(x: Act, c: np.ndarray) -> np.ndarray:
     vector = _channel_vector(c, x.shape)
     if vector is None or x.rank not in (2, 4):
         raise Refused(f"a constant of shape {list(np.shape(c))} applied to a tensor of shape {list(x.shape)}",
@@ -668,7 +666,7 @@ def mul_(conv: Converter, node: Node) -> list[Value]:
         a, b = b, a
     if isinstance(b, Const):
         x = _plain(a)
-        scale = _scalar_or_channels(conv, node, x, b.value)
+        scale = _scalar_or_channels(x, b.value)
         return [_affine(conv, x, scale, np.zeros_like(scale), node.name)]
     for x, gate in ((a, b), (b, a)):  # x * sigmoid(x): SiLU; x * hardsigmoid(x): Hardswish
         entry = conv.entry(gate.layer)
@@ -693,10 +691,10 @@ def add_(conv: Converter, node: Node, sign: float = 1.0) -> list[Value]:
         return [conv.emit("Add", [a, b], node.name)]
     if isinstance(a, Const):  # c + x, c - x
         x = _plain(b)
-        shift = _scalar_or_channels(conv, node, x, a.value)
+        shift = _scalar_or_channels(x, a.value)
         return [_affine(conv, x, np.full(len(shift), sign), shift, node.name)]
     x = _plain(a)
-    shift = sign * _scalar_or_channels(conv, node, x, b.value)
+    shift = sign * _scalar_or_channels(x, b.value)
     return [_fold_bias(conv, x, shift, node) or _affine(conv, x, np.ones(len(shift)), shift, node.name)]
 
 
@@ -707,7 +705,7 @@ def sub_(conv: Converter, node: Node) -> list[Value]:
 def div_(conv: Converter, node: Node) -> list[Value]:
     x = _act(node, 0, "the dividend")
     divisor = _const(node, 1, "the divisor")
-    scale = _scalar_or_channels(conv, node, _plain(x), divisor)
+    scale = _scalar_or_channels(_plain(x), divisor)
     if not (scale != 0).all():
         raise Refused("division by zero")
     return [_affine(conv, x, 1.0 / scale, np.zeros_like(scale), node.name)]
@@ -1000,7 +998,7 @@ def onnx_to_layers(source: Any, input_shape: Optional[Sequence[int]] = None) -> 
     image, shape, nhwc = _image_input(graph, input_shape, where)
     dims = image.type.tensor_type.shape.dim
     batch = dims[0].dim_value if len(dims) == 4 and dims[0].HasField("dim_value") and dims[0].dim_value > 0 else 1
-    conv = Converter(batch)
+    conv = Converter()
     values: dict[str, Value] = {"": None}
     try:
         for t in graph.initializer:

@@ -986,6 +986,15 @@ def _image_input(graph: Any, input_shape: Optional[Sequence[int]], where: str) -
 def onnx_to_layers(source: Any, input_shape: Optional[Sequence[int]] = None) -> Converted:
     """Convert an ONNX model (a path or a ModelProto) to pdinfer layers; raises UnsupportedOnnxError."""
     model, where = _load(source)
+    try:
+        return _convert(model, where, input_shape)
+    except PdinferError:
+        raise
+    except Exception as e:  # a malformed model that onnx parsed (broken types, shapes, attributes)
+        raise FormatError(f"{where}: malformed ONNX model ({type(e).__name__}: {e})") from None
+
+
+def _convert(model: Any, where: str, input_shape: Optional[Sequence[int]]) -> Converted:
     from onnx import numpy_helper
     graph = model.graph
     opsets = {o.domain: o.version for o in model.opset_import}

@@ -369,3 +369,25 @@ def test_a_keras_cnn_through_tf2onnx(tmp_path):
                                opset=13, output_path=str(path))
     nhwc = rand(2, 12, 10, 2)
     check_converted(path, np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2)), onnx_input=nhwc)
+
+
+@settings(max_examples=60)
+@given(st.data())
+def test_a_corrupted_model_raises_only_pdinfer_errors(tmp_path_factory, data):
+    """Bytes of a small valid model changed at random: converted, or a PdinferError, never another exception."""
+    directory = tmp_path_factory.mktemp("fuzz")
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 0, 1, 2]),
+             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["f"]), helper.make_node("Gemm", ["f", "m", "mb"], ["y"], transB=1)]
+    init = {"w": rand(4, 2, 3, 3), "b": rand(4), "m": rand(3, 4), "mb": rand(3)}
+    source = make_model(nodes, [1, 2, 6, 7], None, init, 13, directory / "m.onnx").read_bytes()
+    raw = bytearray(source)
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    path = directory / "bad.onnx"
+    path.write_bytes(bytes(raw))
+    try:
+        convert_onnx(path, directory / "bad.pdw", force=True)
+    except pdinfer.PdinferError:
+        return
+    pdinfer.load(directory / "bad.pdw")

@@ -307,9 +307,27 @@ def _training(node: Any) -> bool:
     return training or len([o for o in node.output if o]) > 1
 
 
+INSTEAD = {  # what works instead of operators users meet most
+    "LRN": "BatchNormalization (retrain with BatchNorm2d in place of local response normalization)",
+    "Resize": "no upsampling: pdinfer runs image classifiers (resize the image before the model)",
+    "Upsample": "no upsampling: pdinfer runs image classifiers (resize the image before the model)",
+    "LayerNormalization": "BatchNormalization (LayerNorm and attention blocks are not supported)",
+    "InstanceNormalization": "BatchNormalization in inference mode",
+    "Sqrt": "an activation of docs/ONNX.md; element-wise arithmetic on computed tensors is limited to Add, "
+            "Sub, Mul and constant Div",
+    "Exp": "Softmax or an activation of docs/ONNX.md",
+    "LogSoftmax": "Softmax (take the log of pdinfer's output)",
+    "ArgMax": "the class values themselves (pdinfer run prints the top class)",
+    "QuantizeLinear": "a float model (python -m exporter.compress stores int8 weights)",
+    "DequantizeLinear": "a float model (python -m exporter.compress stores int8 weights)",
+}
+
+
 def _static_problem(node: Any) -> str:
-    return str(TRAINING) if _training(node) else str(Refused(f"operator {node.op_type} has no pdinfer layer",
-                                                             "see docs/ONNX.md for the supported operators"))
+    if _training(node):
+        return str(TRAINING)
+    return str(Refused(f"operator {node.op_type} has no pdinfer layer",
+                       INSTEAD.get(node.op_type, "the operators listed in docs/ONNX.md")))
 
 
 def batchnorm_(conv: Converter, node: Node) -> list[Value]:

@@ -284,7 +284,7 @@ def test_every_unsupported_node_is_named_in_one_error(tmp_path):
     message = str(error.value)
     assert len(error.value.problems) == 4, message
     for expected in ("LRN 'norm': operator LRN has no pdinfer layer", "BatchNormalization 'bn_train'",
-                     "training mode", "eval mode", "Resize 'upsample'", "Transpose 'swap_hw'", "perm [0, 1, 3, 2]"):
+                     "training mode", "eval mode", "Resize 'upsample'", "Transpose 'swap_hw'", "perm [0, 1, 3, 2]", "no upsampling"):
         assert expected in message
     assert isinstance(error.value, pdinfer.UnsupportedLayerError) and not (tmp_path / "bad.pdw").exists()
 

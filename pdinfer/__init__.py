@@ -7,6 +7,7 @@ from pathlib import Path
 from .errors import ConfigError, FormatError, InputError, MissingExtraError, PdinferError, UnsupportedLayerError
 from .image import read_image
 from .model import Model, get_num_threads, load, run, set_num_threads
+from .onnx_import import UnsupportedOnnxError, convert_onnx
 
 __version__ = "0.1.0"
 
@@ -28,5 +29,5 @@ def _exporter_from_checkout() -> None:
 _exporter_from_checkout()
 
 __all__ = ["ConfigError", "FormatError", "InputError", "MissingExtraError", "Model", "PdinferError",
-           "UnsupportedLayerError", "get_num_threads", "load", "read_image", "run",
+           "UnsupportedLayerError", "UnsupportedOnnxError", "convert_onnx", "get_num_threads", "load", "read_image", "run",
            "set_num_threads", "__version__"]

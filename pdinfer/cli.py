@@ -216,6 +216,21 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .onnx_import import convert_onnx
+    classes = None if args.classes is None else [name.strip() for name in args.classes.split(",")]
+    shape = None
+    if args.input_shape is not None:
+        try:
+            shape = [int(d) for d in args.input_shape.split(",")]
+        except ValueError:
+            raise UsageError(f"--input-shape {args.input_shape!r}: give C,H,W as integers") from None
+    path = convert_onnx(args.model, args.out, classes=classes, input_shape=shape, force=args.force)
+    model = load(path)
+    print(f"wrote {path}: {len(model.layer_names)} layers, input {model.input_shape}, classes {model.classes}")
+    return 0
+
+
 def _count(text: str) -> int:
     """argparse type: an integer >= 0."""
     value = int(text)
@@ -268,6 +283,14 @@ def parser() -> argparse.ArgumentParser:
     compress.add_argument("--out", required=True, metavar="DST.pdw", help="the compressed file to write")
     compress.add_argument("--force", action="store_true", help="overwrite DST.pdw if it exists")
     compress.set_defaults(handler=cmd_compress)
+    convert = command("convert", "convert an ONNX model to a weight file (needs the onnx extra)")
+    convert.add_argument("model", help="an .onnx file (external data beside it is read too)")
+    convert.add_argument("out", help="the .pdw file to write")
+    convert.add_argument("--classes", metavar="A,B,...", help="class names (default: the model's metadata "
+                         "'classes', else 0, 1, ...)")
+    convert.add_argument("--input-shape", metavar="C,H,W", help="the image size, if the model leaves it dynamic")
+    convert.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    convert.set_defaults(handler=cmd_convert)
     return top
 
 

@@ -153,8 +153,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     scores = model(image).reshape(-1)
     shown = model.classes.index(args.target) if args.target is not None else int(np.argmax(scores))
     about = f"{model.classes[shown]} {model.output_kind} {scores[shown]:.4f}"
-    map_image(image, occlusion, f"{Path(args.image).name}: {about}; occluding {args.patch[0]}x{args.patch[1]} patches with {args.baseline:g}"
-              ).save(args.out, format="PNG")
+    title = f"{Path(args.image).name}: {about}; occluding {args.patch[0]}x{args.patch[1]} patches with {args.baseline:g}"
+    map_image(image, occlusion, title).save(args.out, format="PNG")
     print(f"wrote {args.out}: {about}; map from {occlusion.min():+.3g} to {occlusion.max():+.3g}")
     return 0
 

@@ -25,10 +25,12 @@ def client(tmp_path_factory):
         import distributed
     else:
         distributed = pytest.importorskip("distributed")
+    import dask
     pdinfer.run(LIGHT, np.zeros((1, 60, 120), np.float32))  # compiled here: the workers load it from the cache
-    scratch = tmp_path_factory.mktemp("dask")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, local_directory=str(scratch)) as cluster, \
+    scratch = str(tmp_path_factory.mktemp("dask"))
+    with dask.config.set({"temporary-directory": scratch}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=None, local_directory=scratch) as cluster, \
             distributed.Client(cluster) as client:
         yield client
 

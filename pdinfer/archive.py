@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import FormatError, InputError, MissingExtraError, PdinferError
+from .errors import ConfigError, FormatError, InputError, MissingExtraError, PdinferError
 from .image import image_files
 from .model import Model, _cached_load, load, run
 
@@ -51,6 +51,8 @@ def score_archive(weights: Union[str, os.PathLike, Model], inputs: Inputs, *, cl
     read or run gives the row {"input": path, "error": message} and the others go on.
     """
     distributed = _distributed()
+    if isinstance(files_per_task, bool) or not isinstance(files_per_task, int) or files_per_task < 1:
+        raise ConfigError(f"files_per_task must be an integer >= 1, got {files_per_task!r}")
     model = weights if isinstance(weights, Model) else _cached_load(weights)
     try:
         data = Path(model.path).read_bytes()

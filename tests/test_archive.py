@@ -99,6 +99,8 @@ def test_errors_before_any_work(client, tmp_path):
         pdinfer.score_archive(LIGHT, tmp_path, client=client)
     with pytest.raises(pdinfer.InputError, match="input shape"):
         pdinfer.score_archive(LIGHT, np.zeros((2, 1, 60, 60), np.float32), client=client)
+    with pytest.raises(pdinfer.ConfigError, match="files_per_task must be an integer >= 1"):
+        pdinfer.score_archive(LIGHT, SAMPLES, client=client, files_per_task=0)
     with pytest.raises(pdinfer.FormatError, match="cannot read weight file"):
         pdinfer.score_archive(tmp_path / "missing.pdw", SAMPLES, client=client)
 

@@ -24,18 +24,23 @@ import numpy as np
 CLASSES = ("corona", "floating", "particle", "void", "surface", "noise")
 H, W = 60, 120  # amplitude bins (rows), phase bins (columns)
 
-__all__ = ["CLASSES", "H", "W", "generate", "generate_one", "render", "save_figure"]
+__all__ = ["CLASSES", "H", "W", "generate", "generate_one", "histogram", "pulses", "render", "save_figure"]
 
 
 # --------------------------------------------------------------------------- rendering
 
-def render(phase_deg: np.ndarray, amp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Histogram pulses (phase in degrees, amplitude in [0,1]) into a (60,120) image in [0,1]."""
+def histogram(phase_deg: np.ndarray, amp: np.ndarray) -> np.ndarray:
+    """Pulse counts (phase in degrees, amplitude in [0,1]) per (60,120) bin, float64."""
     phase = np.mod(phase_deg, 360.0)
     col = np.minimum((phase / 360.0 * W).astype(np.int64), W - 1)
     a = np.clip(amp, 0.0, 0.9999)
     row = np.minimum(((1.0 - a) * H).astype(np.int64), H - 1)
-    counts = np.bincount(row * W + col, minlength=H * W).reshape(H, W).astype(np.float64)
+    return np.bincount(row * W + col, minlength=H * W).reshape(H, W).astype(np.float64)
+
+
+def render(phase_deg: np.ndarray, amp: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Histogram pulses (phase in degrees, amplitude in [0,1]) into a (60,120) image in [0,1]."""
+    counts = histogram(phase_deg, amp)
     img = np.zeros((H, W))
     if counts.max() > 0:
         img = np.log1p(counts) / np.log1p(counts.max())
@@ -173,6 +178,13 @@ _MAKERS = (_corona, _floating, _particle, _void, _surface, _noise)
 
 def generate_one(cls: int, index: int, seed: int) -> np.ndarray:
     """One (1, 60, 120) float32 image of class ``cls``; a pure function of its arguments."""
+    phase, amp, rng = pulses(cls, index, seed)
+    return render(phase, amp, rng)[None]
+
+
+def pulses(cls: int, index: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    """The pulses (phase, amplitude) of ``generate_one(cls, index, seed)`` and the generator that
+    renders them: ``histogram(phase, amp) > 0`` is where the image holds pulses, not background."""
     rng = np.random.default_rng([int(seed), int(cls), int(index), 0x5044])
     phase, amp = _MAKERS[cls](rng)
     # effects common to every class: sensor gain, synchronisation phase offset, and a few
@@ -183,7 +195,7 @@ def generate_one(cls: int, index: int, seed: int) -> np.ndarray:
     phase = np.concatenate([phase, rng.uniform(0.0, 360.0, k)])
     amp = np.concatenate([amp, rng.random(k) * 0.2])
     keep = amp > 0.0
-    return render(phase[keep], amp[keep], rng)[None]
+    return phase[keep], amp[keep], rng
 
 
 def generate(n_per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

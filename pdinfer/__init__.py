@@ -4,7 +4,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from .archive import score_archive
 from .errors import ConfigError, FormatError, InputError, MissingExtraError, PdinferError, UnsupportedLayerError
+from .explain import occlusion_map
 from .image import read_image
 from .model import Model, get_num_threads, load, run, set_num_threads
 from .onnx_import import UnsupportedOnnxError, convert_onnx
@@ -29,5 +31,5 @@ def _exporter_from_checkout() -> None:
 _exporter_from_checkout()
 
 __all__ = ["ConfigError", "FormatError", "InputError", "MissingExtraError", "Model", "PdinferError",
-           "UnsupportedLayerError", "UnsupportedOnnxError", "convert_onnx", "get_num_threads", "load", "read_image", "run",
-           "set_num_threads", "__version__"]
+           "UnsupportedLayerError", "UnsupportedOnnxError", "convert_onnx", "get_num_threads", "load",
+           "occlusion_map", "read_image", "run", "score_archive", "set_num_threads", "__version__"]

@@ -56,7 +56,7 @@ def _inputs(names: Sequence[str], recursive: bool) -> list[Path]:
     return list(paths.values())
 
 
-def _labelled(model: Model, path: Path, out: np.ndarray) -> list[tuple[str, np.ndarray]]:
+def labelled(model: Model, path: Path, out: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(row label, one image's flat output) for each image of a file: `file.npy[i]` for a batch."""
     if out.ndim == len(model.output_shape):
         return [(str(path), out.reshape(-1))]
@@ -74,12 +74,12 @@ def _table(model: Model, rows: list[tuple[str, np.ndarray]]) -> list[str]:
             for row in cells]
 
 
-def _record(model: Model, name: str, out: np.ndarray) -> str:
-    """One JSON line: input, top class, its value and every class's, keyed by model.output_kind."""
+def record(model: Model, name: str, out: np.ndarray) -> dict:
+    """A `--json` line's object: input, top class, its value and every class's, keyed by model.output_kind."""
     top = int(np.argmax(out))
     kind = model.output_kind
-    return json.dumps({"input": name, "class": model.classes[top], kind: float(out[top]),
-                       PLURALS[kind]: dict(zip(model.classes, map(float, out)))})
+    return {"input": name, "class": model.classes[top], kind: float(out[top]),
+            PLURALS[kind]: dict(zip(model.classes, map(float, out)))}
 
 
 COMPILING = "compiling kernels for this CPU, first run only (later runs load them from the cache)"
@@ -109,7 +109,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Progress("run", len(paths)) as progress, _compile_notice(progress):
         for n, path in enumerate(paths, 1):
             try:
-                named = _labelled(model, path, run(model, path))
+                named = labelled(model, path, run(model, path))
             except PdinferError as e:
                 failures += 1
                 progress.clear()
@@ -118,7 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if args.json:
                     progress.clear()
                     for name, out in named:
-                        print(_record(model, name, out), flush=True)
+                        print(json.dumps(record(model, name, out)), flush=True)
                 else:
                     rows += named
             progress(n)
@@ -184,6 +184,24 @@ def cmd_warmup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import map_image, occlusion_map, one_image
+    from .image import pillow
+    pillow("drawing an occlusion map")  # before the forward passes, not after them
+    model = load(args.weights)
+    image = one_image(model, args.image)
+    with Progress("explain", 0) as progress:
+        occlusion = occlusion_map(model, image, patch=args.patch, stride=args.stride, baseline=args.baseline,
+                                  target=args.target, progress=progress)
+    scores = model(image).reshape(-1)
+    shown = model.classes.index(args.target) if args.target is not None else int(np.argmax(scores))
+    about = f"{model.classes[shown]} {model.output_kind} {scores[shown]:.4f}"
+    title = f"{Path(args.image).name}: {about}; occluding {args.patch[0]}x{args.patch[1]} patches with {args.baseline:g}"
+    map_image(image, occlusion, title).save(args.out, format="PNG")
+    print(f"wrote {args.out}: {about}; map from {occlusion.min():+.3g} to {occlusion.max():+.3g}")
+    return 0
+
+
 def cmd_golden(args: argparse.Namespace) -> int:
     from .golden import write_golden
     out = Path(args.out)
@@ -239,6 +257,14 @@ def _count(text: str) -> int:
     return value
 
 
+def _size(text: str) -> tuple[int, int]:
+    """argparse type: H,W or N (for N,N), integers >= 1."""
+    values = tuple(int(v) for v in text.split(","))
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"must be N or H,W with integers >= 1, got {text!r}")
+    return (values[0], values[-1])
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line (`pdinfer --help`)."""
     from .exporter.compress import WEIGHT_STORAGE
@@ -266,6 +292,15 @@ def parser() -> argparse.ArgumentParser:
                              "(cached on disk for later processes)")
     warm.add_argument("weights", nargs="*", help=".pdw weight files to run once each")
     warm.set_defaults(handler=cmd_warmup)
+    explain = command("explain", "draw where an image's class comes from: an occlusion sensitivity map (PNG)")
+    explain.add_argument("weights", help="a .pdw weight file")
+    explain.add_argument("image", help="one .png/.npy image")
+    explain.add_argument("--out", required=True, help="the PNG to write")
+    explain.add_argument("--patch", type=_size, default=(6, 6), metavar="H[,W]", help="occluded patch (default 6,6)")
+    explain.add_argument("--stride", type=_size, metavar="H[,W]", help="patch step (default: half the patch)")
+    explain.add_argument("--baseline", type=float, default=0.0, help="value of occluded pixels (default 0)")
+    explain.add_argument("--class", dest="target", metavar="NAME", help="explain this class (default: the top one)")
+    explain.set_defaults(handler=cmd_explain)
     golden = command("golden", "write a golden bundle: inputs and every layer's reference output")
     golden.add_argument("weights", help="a .pdw weight file")
     golden.add_argument("--out", required=True, help="directory for WEIGHTS-STEM.golden.pdw")

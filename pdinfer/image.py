@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Union
 
 import numpy as np
@@ -40,11 +41,7 @@ def read_image(path: Union[str, os.PathLike], channels: int = 0) -> np.ndarray:
 
 def _read_png(path: Path, channels: int) -> np.ndarray:
     """A PNG as float32 (C, H, W); see read_image."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise MissingExtraError("reading PNG files needs Pillow: pip install 'pdinfer[image]'") from None
-    with Image.open(path) as image:
+    with pillow("reading PNG files").open(path) as image:
         raw_mode = image.tile[0][3] if image.tile else ""  # the file's pixel layout, e.g. "RGB;16B"
         if image.mode not in _GRAY_16 and ";16" in str(raw_mode):
             raise InputError(f"{path}: 16-bit colour PNGs are not supported (Pillow reads only their "
@@ -60,6 +57,15 @@ def _read_png(path: Path, channels: int) -> np.ndarray:
     if pixels.ndim == 2:  # (H, W) grayscale
         return np.repeat(pixels[None], 3, axis=0) if channels == 3 else pixels[None]
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def pillow(purpose: str) -> ModuleType:
+    """Pillow's PIL.Image module; MissingExtraError naming `purpose` (e.g. "reading PNG files") without it."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise MissingExtraError(f"{purpose} needs Pillow: pip install 'pdinfer[image]'") from None
+    return Image
 
 
 def image_files(directory: Union[str, os.PathLike], recursive: bool = False) -> tuple[list[Path], list[Path]]:

@@ -5,11 +5,13 @@ import sys
 from pathlib import Path
 
 from .archive import score_archive
-from .errors import ConfigError, FormatError, InputError, MissingExtraError, PdinferError, UnsupportedLayerError
+from .errors import (ConfigError, FormatError, InputError, MissingExtraError, ModelNotFoundError, PdinferError,
+                     UnsupportedLayerError)
 from .explain import occlusion_map
 from .image import read_image
 from .model import Model, get_num_threads, load, run, set_num_threads
 from .onnx_import import UnsupportedOnnxError, convert_onnx
+from .store import ModelStore
 
 __version__ = "0.1.0"
 
@@ -30,6 +32,7 @@ def _exporter_from_checkout() -> None:
 
 _exporter_from_checkout()
 
-__all__ = ["ConfigError", "FormatError", "InputError", "MissingExtraError", "Model", "PdinferError",
-           "UnsupportedLayerError", "UnsupportedOnnxError", "convert_onnx", "get_num_threads", "load",
-           "occlusion_map", "read_image", "run", "score_archive", "set_num_threads", "__version__"]
+__all__ = ["ConfigError", "FormatError", "InputError", "MissingExtraError", "Model", "ModelNotFoundError",
+           "ModelStore", "PdinferError", "UnsupportedLayerError", "UnsupportedOnnxError", "convert_onnx",
+           "get_num_threads", "load", "occlusion_map", "read_image", "run", "score_archive", "set_num_threads",
+           "__version__"]

@@ -23,3 +23,10 @@ class MissingExtraError(PdinferError, ImportError):
 
 class ConfigError(PdinferError, ValueError):
     """A setting, such as the number of threads, has a bad value."""
+
+
+class ModelNotFoundError(PdinferError, KeyError):
+    """A ModelStore has no weight file of that name."""
+
+    def __str__(self) -> str:  # the message, not KeyError's repr of it
+        return str(self.args[0]) if self.args else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,7 +83,7 @@ def _build_layer(entry: Any, index: int, shapes: dict[str, Shape], container: Co
     if not isinstance(params, dict) or not isinstance(tensor_names, dict):
         raise FormatError(f"{where}: 'params' and 'tensors' must be JSON objects")
 
-    layer = cls(name, inputs)
+    layer = cls(sys.intern(name), [sys.intern(i) for i in inputs])  # one copy of each name for all models
     try:
         layer.load_param(params)
         expected = layer.tensor_shapes()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional, Union
@@ -14,7 +16,7 @@ import numpy as np
 from .errors import ConfigError, FormatError, InputError
 from .graph import INPUT, Graph, load_graph
 from .image import image_files, read_image
-from .plan import build_plan, run_plan
+from .plan import Plan, build_plan, run_plan
 from .kernels.pointers import HAS_FUTEX
 from .program import Helper
 
@@ -66,10 +68,10 @@ class Model:
         self.data_sha256 = graph.data_sha256
         self.layer_names = [layer.name for layer in graph.layers]
         self.output_kind = {"Softmax": "probability", "Sigmoid": "score"}.get(graph.layers[-1].type, "logit")
-        self._plan = build_plan(graph)
+        self._identity = _model_identity(graph)
+        self._plan = _shared_plan(graph, self._identity)
         # The checked graph, unfolded, is what `trace` runs. A resident model does not keep it
         # (it would double the model's memory); the first trace reads it again and keeps it.
-        self._identity = _model_identity(graph)
         self._graph: Optional[Graph] = None
         self._graph_lock = threading.Lock()
 
@@ -135,10 +137,30 @@ class Model:
             return self._graph
 
 
-def _model_identity(graph: Graph) -> tuple:
-    """What makes two loads of a file the same model: weights, layers, input shape, classes."""
-    layers = tuple((layer.name, layer.type, tuple(layer.inputs), repr(layer.params)) for layer in graph.layers)
-    return graph.data_sha256, layers, graph.input_shape, tuple(graph.classes)
+def _model_identity(graph: Graph) -> bytes:
+    """What makes two loads of a file the same model, as a SHA-256 digest (32 bytes, whatever the
+    model's size): its data section's checksum, its layers with the type and shape of each tensor
+    role in stored order (which bytes of the data each role reads), input shape and classes."""
+    layers = [(layer.name, layer.type, layer.inputs, repr(layer.params),
+               [(role, a.dtype.str, a.shape) for role, a in vars(layer).items() if isinstance(a, np.ndarray)])
+              for layer in graph.layers]
+    return hashlib.sha256(repr((graph.data_sha256, layers, graph.input_shape, graph.classes)).encode()).digest()
+
+
+_plans_lock = threading.Lock()
+_plans: "weakref.WeakValueDictionary[bytes, Plan]" = weakref.WeakValueDictionary()
+
+
+def _shared_plan(graph: Graph, identity: bytes) -> Plan:
+    """The packed plan of the model `identity`: one per process while any Model holds it, so models
+    loaded from identical files (another name, another directory, or a reload) share its weights."""
+    with _plans_lock:
+        plan = _plans.get(identity)
+    if plan is None:
+        built = build_plan(graph)  # outside the lock: other models load meanwhile
+        with _plans_lock:
+            plan = _plans.setdefault(identity, built)
+    return plan
 
 
 def load(path: Union[str, os.PathLike]) -> Model:

@@ -742,12 +742,50 @@ def build_plan(graph: Graph) -> Plan:
     """Fuse the graph's layers into groups, lower each group to a step, and the steps to a Program."""
     groups = [g for g in fuse(graph) if not isinstance(g, Alias)]
     output = output_of(groups[-1]) if groups else INPUT
-    steps = tuple(Step(_LOWER[type(group)](group, graph), group.inputs, output_of(group),
-                       tuple(layer.name for layer in group.layers)) for group in groups)
+    kernels = _in_one_buffer([_LOWER[type(group)](group, graph) for group in groups])
+    steps = tuple(Step(kernel, group.inputs, output_of(group), tuple(layer.name for layer in group.layers))
+                  for group, kernel in zip(groups, kernels))
     segments = _segments(steps, graph)
     chunk = max((s.images for s in segments), default=MAX_CHUNK)
     program = _program(steps, segments, graph, output) if steps else None
     return Plan(steps, segments, output, chunk, program)
+
+
+def _in_one_buffer(kernels: list) -> list:
+    """The kernels with the arrays they keep (a PackedWeight's included) copied into one buffer,
+    each on a 64-byte boundary: a resident model holds one allocation instead of one per array
+    (each with its own alignment slack, array object and malloc overhead)."""
+    def arrays(obj: object) -> list[np.ndarray]:
+        found = []
+        for value in _field_values(obj).values():
+            found += arrays(value) if isinstance(value, PackedWeight) else [value] if isinstance(value, np.ndarray) else []
+        return [a for a in found if a.size]  # empty arrays are shared constants (_NO_SCALE)
+    kept = {id(a): a for kernel in kernels for a in arrays(kernel)}
+    offsets, size = {}, 0
+    for key, a in kept.items():
+        offsets[key], size = size, size + -(-a.nbytes // 64) * 64
+    buffer = _aligned_zeros((size,), np.uint8)
+
+    def moved(obj: object) -> object:
+        if not dataclasses.is_dataclass(obj) or not arrays(obj):
+            return obj
+        changes = {}
+        for name, value in _field_values(obj).items():
+            if isinstance(value, PackedWeight):
+                changes[name] = moved(value)
+            elif isinstance(value, np.ndarray) and value.size:
+                start = offsets[id(value)]
+                copy = buffer[start:start + value.nbytes].view(value.dtype).reshape(value.shape)
+                copy[...] = value
+                changes[name] = copy
+        return dataclasses.replace(obj, **changes)
+    return [moved(kernel) for kernel in kernels]
+
+
+def _field_values(obj: object) -> dict[str, object]:
+    """A dataclass's fields by name ({} for anything else). Not vars(): it would give each kept
+    object a __dict__ of its own (CPython 3.11+ keeps attributes inline until one is asked for)."""
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
 
 
 def _op(kernel: object, in_shape: Shape, out_shape: Shape) -> Op:
@@ -799,7 +837,7 @@ def _kept(kernel: object) -> list[object]:
     layer = kernel.layer if isinstance(kernel, ReferenceLayer) else getattr(kernel, "__self__", None)
     if isinstance(layer, Layer):
         return list(vars(layer).values())
-    return list(vars(kernel).values()) if dataclasses.is_dataclass(kernel) else []
+    return list(_field_values(kernel).values())
 
 
 def packed_bytes(plan: Plan) -> int:

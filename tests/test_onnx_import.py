@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
 
+torch = pytest.importorskip("torch")  # the models come from PyTorch's exporters
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from torch import nn  # noqa: E402
 
 import blocks  # noqa: E402
 import pdinfer  # noqa: E402

@@ -88,7 +88,7 @@ def test_python_example_runs_as_written(block, scratch, installed):
     assert result.returncode == 0, result.stderr
     ran, imported_from = result.stdout.splitlines()[-2:]
     assert ran == "README block ran" and Path(imported_from).is_relative_to(installed), result.stdout
-    assert set(os.listdir(scratch)) - {"weights"} <= {"my_model.pdw", "from_onnx.onnx", "from_onnx.pdw"}  # only what it says
+    assert set(os.listdir(scratch)) - {"weights"} <= {"my_model.pdw", "models", "from_onnx.onnx", "from_onnx.pdw"}  # only what it says
 
 
 def test_exporter_command_runs_as_written_and_keeps_what_exists(scratch, installed):

@@ -9,7 +9,7 @@ NumPy only (no torch), so tests and tools can compress hand-made layer lists and
     python -m exporter.compress weights/pd_light.pdw --accuracy   # held-out accuracy, every type
 
 Every compressed file has its BatchNorm2d layers folded into the Conv2d before them (as the fast
-path of pdinfer/plan.py folds them, in float64), so that the engine keeps only compressed weights;
+path of pdinfer/lowering.py folds them, in float64), so that the engine keeps only compressed weights;
 then the `weight` of every Conv2d and Linear is stored compressed, everything else stays F32.
 """
 

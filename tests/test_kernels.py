@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import pdinfer
 from helpers import assert_close
-from pdinfer import plan, program
+from pdinfer import fusion, lowering, plan, program
 from pdinfer.kernels.pointers import HAS_FUTEX
 from pdinfer.kernels.table import TAKEN
 from pdinfer.program import Helper
@@ -370,7 +370,7 @@ def test_max_pool2d_fast_is_bit_exact(seed, input_shape, kernel, stride, dilatio
 
 
 @settings(max_examples=EXAMPLES // 2)
-@given(seeds, st.integers(plan.WINOGRAD_CHANNELS, 70), st.integers(plan.WINOGRAD_CHANNELS, 70),
+@given(seeds, st.integers(fusion.WINOGRAD_CHANNELS, 70), st.integers(fusion.WINOGRAD_CHANNELS, 70),
        st.integers(1, 11), st.integers(1, 11), st.tuples(*[st.integers(0, 2)] * 4),
        st.sampled_from(["none", "ReLU", "ReLU6", "LeakyReLU"]), st.sampled_from(["none", "residual", "pool"]),
        st.integers(1, 3))
@@ -406,7 +406,7 @@ def test_winograd_convolution_matches_reference(seed, cin, cout, h, w, padding, 
         model, _ = load(graph, tmp)
         x = rng.standard_normal((batch, cin, h, w)).astype(np.float32)
         [step] = model._plan.steps
-        assert isinstance(step.kernel, plan.WinogradConv) and step.kernel.pool == pool, describe(graph)
+        assert isinstance(step.kernel, lowering.WinogradConv) and step.kernel.pool == pool, describe(graph)
         fast_out = model(x)
         reference_out = next(reversed(model.trace(x).values()))
     assert_close(fast_out, reference_out, "Winograd vs reference", describe(graph))

@@ -17,7 +17,8 @@ import pdinfer
 from pdinfer.builder import LayerList, conv2d_params, every_layer_type
 from pdinfer.graph import load_graph
 from pdinfer.layers import LAYER_TYPES
-from pdinfer.plan import build_plan, describe, fuse
+from pdinfer.fusion import describe, fuse
+from pdinfer.plan import build_plan
 from small_model import sample_images, write_small_model
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"

@@ -3,7 +3,7 @@
 A layer object is built from one entry of a weight file's layer list. `load_param` checks and
 keeps its parameters, `load_model` checks and keeps its tensors, `output_shape` checks its input
 shapes, and `forward` runs the reference kernel (unfolded, NCHW, fixed summation order).
-Fast execution is planned separately (pdinfer/plan.py) from the same objects.
+Fast execution is planned separately (pdinfer/fusion.py, lowering.py, plan.py) from the same objects.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
-"""Benchmark pdinfer against torch (eager and torch.jit frozen) and ONNX Runtime, in one process.
+"""Benchmark pdinfer against torch (eager and torch.jit frozen) and ONNX Runtime, side by side.
 
-    python -m benchmarks [--quick] [--models pd_light pd_model] [--engines ...] [--only ...] [--profile] [--spinning]
+    python -m benchmarks [--quick] [--models pd_light pd_model] [--engines ...] [--only ...] [--profile] [--no-spinning]
     python benchmarks/bench.py ...          (the same)
 
-Timed runs are interleaved: each round runs every engine in turn (a block of calls each), and the
-engine that goes first rotates from round to round, so slow drifts of a shared machine hit all
-engines alike. As the engines share the process, their spin-waiting threads are off (torch's
-OpenMP: OMP_WAIT_POLICY=PASSIVE, ONNX Runtime: allow_spinning=0) unless --spinning is given.
+Each engine runs alone in its own process, as users run it: latency and throughput in `rounds`
+fresh processes per engine and thread count (benchmarks/child.py `speed`), the engine that goes
+first rotating from round to round so that slow drifts of a shared machine hit all engines alike;
+the figures are medians over the rounds. Spin-waiting threads stay at each library's default
+(ONNX Runtime spins; torch's OpenMP as OMP_WAIT_POLICY says) unless --no-spinning turns them off.
+Every engine's output is checked against pdinfer's on the same inputs first.
 The machine's float32 FMA peak is measured once per run (benchmarks/peak.py).
-Cold start, memory and peak memory are measured in fresh child processes (benchmarks/child.py).
+Cold start, memory and peak memory are measured in fresh child processes too.
 Writes RESULTS/latest.md (the tables), latest.json (raw numbers) and latest.png (a bar chart);
 --quick writes quick.* instead. docs/BENCHMARKS.md explains every number.
 """
@@ -43,8 +45,8 @@ SECTIONS = ("latency", "throughput", "load", "cold", "memory", "peak", "profile"
 TOLERANCE = 1e-4  # the most any engine's output may differ from pdinfer's
 COMPRESSED_TOLERANCE = 0.05  # ... for pdinfer on compressed weights (rounded weights; see weights/README.md)
 BATCH = 64
-FULL = {"runs": 1000, "batch_runs": 20, "load_runs": 20, "cold_reps": 3, "copies": 50, "profile_runs": 50}
-QUICK = {"runs": 100, "batch_runs": 4, "load_runs": 5, "cold_reps": 1, "copies": 10, "profile_runs": 20}
+FULL = {"runs": 1000, "batch_runs": 20, "rounds": 3, "load_runs": 20, "cold_reps": 3, "copies": 50, "profile_runs": 50}
+QUICK = {"runs": 100, "batch_runs": 4, "rounds": 1, "load_runs": 5, "cold_reps": 1, "copies": 10, "profile_runs": 20}
 
 
 def log(message: str) -> None:
@@ -79,57 +81,36 @@ def check_agreement(runners: dict[str, Runner], batches: list[Any]) -> dict[str,
     return diffs
 
 
-def interleaved(runners: dict[str, Runner], x: Any, timed: int, block: int, warm: int) -> dict[str, list[float]]:
-    """Seconds per call of each runner on x: rounds of (`warm` untimed + `block` timed calls) per engine.
-
-    The untimed calls re-warm the caches after the other engines ran. The engine order rotates
-    each round. The garbage collector is off while timing.
-    """
-    names = list(runners)
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    gc.collect()
-    gc.disable()
-    try:
-        for round_index in range(-(-timed // block)):
-            first = round_index % len(names)
-            for name in names[first:] + names[:first]:
-                run = runners[name]
-                for _ in range(warm):
-                    run(x)
-                for _ in range(block):
-                    start = time.perf_counter()
-                    run(x)
-                    samples[name].append(time.perf_counter() - start)
-    finally:
-        gc.enable()
-    return samples
-
-
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100)."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(len(ordered) * q / 100) - 1)]
 
 
-def measure_speed(artifacts: dict, names: list[str], threads: int, x1: Any, x64: Any,
-                  counts: dict, sections: list[str], spinning: bool) -> dict:
-    """Batch-1 latency and batch-64 throughput of every engine on `threads` threads."""
+def measure_speed(artifacts: dict, artifacts_json: str, names: list[str], threads: int, x1: Any, x64: Any,
+                  counts: dict, spinning: bool) -> dict:
+    """Batch-1 latency and batch-64 throughput of every engine on `threads` threads, each engine
+    alone in a fresh process per round (child.py `speed`); medians over the rounds."""
     runners = {name: engines.load(name, artifacts, threads, spinning) for name in names}
     result: dict[str, Any] = {"max_abs_diff": check_agreement(runners, [x1, x64])}
-    for run in runners.values():  # warm-up (torch.jit optimises on its first calls)
-        for _ in range(5):
-            run(x1)
-        run(x64)
-    if "latency" in sections:
-        samples = interleaved(runners, x1, counts["runs"], block=20, warm=1)
-        result["latency"] = {name: {"median_ms": 1e3 * statistics.median(s), "p99_ms": 1e3 * percentile(s, 99),
-                                    "mean_ms": 1e3 * statistics.fmean(s), "runs": len(s)}
-                             for name, s in samples.items()}
-    if "throughput" in sections:
-        samples = interleaved(runners, x64, counts["batch_runs"], block=1, warm=0)
-        result["throughput"] = {name: {"median_ms": 1e3 * statistics.median(s),
-                                       "img_per_s": len(x64) / statistics.median(s), "runs": len(s)}
-                                for name, s in samples.items()}
+    del runners
+    gc.collect()
+    rounds = counts["rounds"]
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        first = round_index % len(names)
+        for name in names[first:] + names[:first]:
+            runs[name].append(run_child("speed", name, artifacts_json, str(threads), str(-(-counts["runs"] // rounds)),
+                                        str(-(-counts["batch_runs"] // rounds)), str(int(spinning))))
+    speeds = {name: median_fields(r) for name, r in runs.items()}
+    failed = {name: s["error"] for name, s in speeds.items() if "error" in s}
+    if failed:
+        raise SystemExit(f"speed measurement failed: {failed}")
+    result["latency"] = {name: {"median_ms": s["median_ms"], "p99_ms": s["p99_ms"], "mean_ms": s["mean_ms"],
+                                "runs": -(-counts["runs"] // rounds) * rounds} for name, s in speeds.items()}
+    result["throughput"] = {name: {"median_ms": s["batch_median_ms"], "img_per_s": len(x64) / (s["batch_median_ms"] / 1e3),
+                                   "runs": -(-counts["batch_runs"] // rounds) * rounds} for name, s in speeds.items()}
+    result["rounds"] = rounds
     return result
 
 
@@ -202,7 +183,7 @@ def measure_profile(artifacts: dict, x1: Any, x64: Any, runs: int) -> dict:
     return {str(len(x)): profile(model, module, x, runs if len(x) == 1 else max(3, runs // 10)) for x in (x1, x64)}
 
 
-def configure_spinning(spinning: bool) -> dict:
+def configure_spinning(spinning: bool = True) -> dict:
     """Unless `spinning`, make torch's OpenMP threads sleep when idle; returns the settings, for the report.
 
     torch's wheel links GNU libgomp, which reads OMP_WAIT_POLICY once, when torch is first
@@ -260,8 +241,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"measure only these: {', '.join(SECTIONS)} (default: all but profile)")
     parser.add_argument("--profile", action="store_true", help="also time every pdinfer plan step")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
-    parser.add_argument("--spinning", action="store_true",
-                        help="leave torch's OpenMP and ONNX Runtime's thread spinning at the libraries' defaults")
+    parser.add_argument("--no-spinning", dest="spinning", action="store_false",
+                        help="turn torch's OpenMP and ONNX Runtime's thread spinning off (default: the libraries' "
+                             "defaults, as users run them)")
     for name, full in FULL.items():
         parser.add_argument("--" + name.replace("_", "-"), type=int, help=f"default {full} ({QUICK[name]} with --quick)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="output directory")
@@ -301,9 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             results["models"][model] = entry
             if {"latency", "throughput"} & set(sections):
                 for threads in args.threads:
-                    log(f"   latency/throughput, {threads} thread(s)")
-                    entry["speed"][str(threads)] = measure_speed(artifacts, active, threads, x1, x64,
-                                                                 args.counts, sections, args.spinning)
+                    log(f"   latency/throughput, {threads} thread(s), each engine in its own process")
+                    entry["speed"][str(threads)] = measure_speed(artifacts, artifacts_json, active, threads, x1, x64,
+                                                                 args.counts, args.spinning)
             if "load" in sections:
                 log("   load time")
                 entry["load_ms"] = measure_load(artifacts, active, args.counts["load_runs"])

@@ -3,13 +3,17 @@
     python -m benchmarks.child cold   ENGINE ARTIFACTS.json
     python -m benchmarks.child memory ENGINE ARTIFACTS.json COPIES
     python -m benchmarks.child peak   ENGINE ARTIFACTS.json
+    python -m benchmarks.child speed  ENGINE ARTIFACTS.json THREADS RUNS BATCH_RUNS SPINNING
 
 cold:   seconds for import, load and the first batch-1 inference, from this file's first line.
 memory: resident-set growth per loaded model: one model is loaded and run first (runtime set-up,
         compiled code, thread pools), then COPIES more, each run once; (RSS after - RSS before) / COPIES.
 peak:   the peak resident set (VmHWM) after import + load + one batch-64 inference. Not ru_maxrss:
         Linux carries the parent's peak over fork + exec into the child's ru_maxrss.
-Every engine runs on one thread here.
+speed:  on THREADS threads, after a warm-up: RUNS batch-1 calls and BATCH_RUNS batch-64 calls, each
+        timed (median, p99, mean); SPINNING 1 leaves the engine's spin-waiting threads at its
+        library's default (ONNX Runtime spins), 0 turns them off.
+Every engine runs on one thread in the other tasks.
 """
 
 import time
@@ -18,7 +22,9 @@ START = time.perf_counter()
 
 import gc  # noqa: E402
 import json  # noqa: E402
+import statistics  # noqa: E402
 import sys  # noqa: E402
+from typing import Any  # noqa: E402
 
 from benchmarks import engines  # noqa: E402  (imports no engine library)
 
@@ -32,9 +38,40 @@ def rss_bytes(field: str = "VmRSS") -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def main(task: str, engine: str, artifacts_path: str, copies: int = 0) -> dict:
+def timed(run: Any, x: Any, calls: int) -> list[float]:
+    """Seconds of each of `calls` calls of run(x), the garbage collector off."""
+    samples = []
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(calls):
+            start = time.perf_counter()
+            run(x)
+            samples.append(time.perf_counter() - start)
+    finally:
+        gc.enable()
+    return samples
+
+
+def speed(engine: str, artifacts: dict, threads: int, runs: int, batch_runs: int, spinning: bool) -> dict:
+    """Batch-1 latency and batch-64 throughput of one engine, alone in this process."""
+    from benchmarks.bench import inputs, percentile
+    x1, x64 = inputs()
+    run = engines.load(engine, artifacts, threads, spinning)
+    for _ in range(5):  # warm-up (torch.jit optimises on its first calls)
+        run(x1)
+    run(x64)
+    latency, batch = timed(run, x1, runs), timed(run, x64, batch_runs)
+    return {"median_ms": 1e3 * statistics.median(latency), "p99_ms": 1e3 * percentile(latency, 99),
+            "mean_ms": 1e3 * statistics.fmean(latency), "batch_median_ms": 1e3 * statistics.median(batch)}
+
+
+def main(task: str, engine: str, artifacts_path: str, *numbers: int) -> dict:
     with open(artifacts_path) as f:
         artifacts = json.load(f)
+    if task == "speed":
+        return speed(engine, artifacts, *numbers[:3], spinning=bool(numbers[3]))
+    copies = numbers[0] if numbers else 0
     engines.import_runtime(engine)
     imported = time.perf_counter()
     import numpy as np

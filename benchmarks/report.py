@@ -108,16 +108,17 @@ def _peak_line(machine: dict) -> list[str]:
 
 
 def _spinning_text(spinning: dict | None) -> str:
-    """How the engines' spin-waiting threads were set (bench.configure_spinning)."""
+    """Where the engines ran and how their spin-waiting threads were set (bench.configure_spinning)."""
     if spinning is None:
-        return "engines share one process; spinning not recorded"
+        return "engines shared one process (results from before each ran in its own); spinning not recorded"
     policy = spinning["OMP_WAIT_POLICY"] or "unset"
     late = (" — torch was imported before the benchmark set it, so it had no effect"
             if spinning["torch_imported_before"] and not spinning["spinning"] else "")
+    where = "each engine in its own process for latency and throughput"
     if spinning["spinning"]:
-        return (f"engines share one process; spinning at the libraries' defaults (`--spinning`): ONNX Runtime "
+        return (f"{where}; spinning at the libraries' defaults, as users run them: ONNX Runtime "
                 f"allow_spinning at its default (1), OMP_WAIT_POLICY={policy}")
-    return (f"engines share one process; spinning off: ONNX Runtime allow_spinning=0 (intra- and inter-op), "
+    return (f"{where}; spinning off (`--no-spinning`): ONNX Runtime allow_spinning=0 (intra- and inter-op), "
             f"OMP_WAIT_POLICY={policy} (torch's GNU OpenMP){late}; pdinfer's pool threads block when idle, its helper spins only during a call")
 
 

@@ -20,14 +20,14 @@ def results(spinning: dict, peaks: dict) -> dict:
                                     "load_ms": {"pdinfer": 5.0}, "profile": {"1": profile}}}}
 
 
-def test_spinning_is_off_by_default_and_a_users_setting_is_kept(monkeypatch):
+def test_spinning_is_at_the_libraries_defaults_unless_turned_off(monkeypatch):
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    on = bench.configure_spinning()
+    assert on["spinning"] and on["OMP_WAIT_POLICY"] is None and on["ort_allow_spinning"] is None
+    assert bench.parse_args([]).spinning and not bench.parse_args(["--no-spinning"]).spinning
     assert bench.configure_spinning(False)["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
-    assert bench.configure_spinning(False)["OMP_WAIT_POLICY"] == "ACTIVE"
-    monkeypatch.delenv("OMP_WAIT_POLICY")
-    on = bench.configure_spinning(True)
-    assert on["spinning"] and on["OMP_WAIT_POLICY"] is None and on["ort_allow_spinning"] is None
+    assert bench.configure_spinning(False)["OMP_WAIT_POLICY"] == "ACTIVE"  # a user's setting is kept
 
 
 @pytest.mark.parametrize("spinning", [False, True])
@@ -36,11 +36,11 @@ def test_the_report_says_which_spinning_mode_was_used(spinning):
                 "OMP_WAIT_POLICY": None if spinning else "PASSIVE", "torch_imported_before": False}
     text = report.markdown(results(settings, {"1": 200.0, "2": 400.0}))
     environment = next(line for line in text.splitlines() if line.startswith("- environment:"))
-    assert "engines share one process" in environment
+    assert "each engine in its own process" in environment
     if spinning:
-        assert "`--spinning`" in environment and "OMP_WAIT_POLICY=unset" in environment
+        assert "libraries' defaults" in environment and "OMP_WAIT_POLICY=unset" in environment
     else:
-        assert "spinning off: ONNX Runtime allow_spinning=0" in environment
+        assert "spinning off (`--no-spinning`): ONNX Runtime allow_spinning=0" in environment
         assert "OMP_WAIT_POLICY=PASSIVE" in environment
 
 

@@ -8,6 +8,8 @@
 cold:   seconds for import, load and the first batch-1 inference, from this file's first line.
 memory: resident-set growth per loaded model: one model is loaded and run first (runtime set-up,
         compiled code, thread pools), then COPIES more, each run once; (RSS after - RSS before) / COPIES.
+        pdinfer's copies do not share their packed weights (copies of one file would), so each
+        costs what a distinct model costs.
 peak:   the peak resident set (VmHWM) after import + load + one batch-64 inference. Not ru_maxrss:
         Linux carries the parent's peak over fork + exec into the child's ru_maxrss.
 speed:  on THREADS threads, after a warm-up: RUNS batch-1 calls and BATCH_RUNS batch-64 calls, each
@@ -90,6 +92,9 @@ def main(task: str, engine: str, artifacts_path: str, *numbers: int) -> dict:
         gc.collect()
         before = rss_bytes()
         for _ in range(copies):
+            if engine.startswith("pdinfer"):  # each copy packs its own weights, as distinct models do
+                from pdinfer import model as pdinfer_model  # (identical files would share one packed copy)
+                pdinfer_model._plans.clear()
             kept.append(engines.load(engine, artifacts, threads=1))
             kept[-1](x)
         gc.collect()

@@ -10,7 +10,7 @@ POST /models/<name> with a .png or .npy body (one image) answers with the JSON o
 "probability": its value, "probabilities": {class: value}} (keys by the model's output_kind). Models come
 from a pdinfer.ModelStore, so a model file replaced (write, then rename) is served from the next
 request on. At start every model is loaded and run once (warm-up: kernels compiled or read from the
-cache). It binds to 127.0.0.1 only; put a real front end before it for anything else.
+cache); a file that does not load is named on stderr and the others are served. It binds to 127.0.0.1 only; put a real front end before it for anything else.
 """
 
 from __future__ import annotations
@@ -44,10 +44,15 @@ def diagnose(store: pdinfer.ModelStore, name: str, body: bytes) -> dict:
 
 
 def make_server(directory: str | Path, port: int = 0) -> ThreadingHTTPServer:
-    """The service on 127.0.0.1:port (0: any free port), every model warmed up; not yet serving."""
+    """The service on 127.0.0.1:port (0: any free port), every model warmed up; not yet serving.
+    A model file that does not load is reported on stderr and answered 422 until it is replaced."""
     store = pdinfer.ModelStore(directory)
     for name in store.names():  # warm-up: load each model and run it once
-        model = store.get(name)
+        try:
+            model = store.get(name)
+        except pdinfer.PdinferError as e:
+            print(f"not serving {name!r}: {e}", file=sys.stderr)
+            continue
         model(np.zeros(model.input_shape, np.float32))
 
     class Handler(BaseHTTPRequestHandler):

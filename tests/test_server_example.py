@@ -84,3 +84,21 @@ def test_bad_requests_get_errors(server):
     np.save(buffer, np.zeros((2, 1, 60, 120), np.float32))
     status, answer = post(srv, "pd_light", buffer.getvalue())
     assert status == 422 and answer["error"]
+
+
+def test_a_model_file_that_does_not_load_is_reported_and_the_others_served(tmp_path, capsys):
+    (tmp_path / "good.pdw").write_bytes((ROOT / "weights" / "pd_light.pdw").read_bytes())
+    (tmp_path / "broken.pdw").write_bytes((ROOT / "weights" / "pd_light.pdw").read_bytes()[:5000])
+    server = load_example().make_server(tmp_path, port=0)
+    try:
+        assert "not serving 'broken'" in capsys.readouterr().err and server.store.loaded() == ["good"]
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        image = (SAMPLES / "corona_1.npy").read_bytes()
+        status, answer = post(server, "broken", image)
+        assert status == 422 and "broken.pdw" in answer["error"]
+        assert post(server, "good", image)[0] == 200
+        server.shutdown()
+        thread.join(10)
+    finally:
+        server.server_close()

@@ -99,8 +99,11 @@ def torch_module(artifacts: Artifacts) -> Any:
     return module.eval()
 
 
-def load(engine: str, artifacts: Artifacts, threads: int, spinning: bool = False) -> Runner:
+def load(engine: str, artifacts: Artifacts, threads: int, spinning: bool = False, compiled: bool = True) -> Runner:
     """Load the model for `engine` on `threads` threads; returns its run function.
+
+    compiled=True has a pdinfer model compile (or load) its kernels before it returns; False leaves
+    it as users get it, answering with NumPy while they compile in the background.
 
     spinning=False turns ONNX Runtime's spin-waiting pool threads off (allow_spinning=0), so
     they do not burn the cores while another engine of the same process runs; torch's OpenMP
@@ -110,7 +113,10 @@ def load(engine: str, artifacts: Artifacts, threads: int, spinning: bool = False
         import pdinfer
         if hasattr(pdinfer, "set_num_threads"):
             pdinfer.set_num_threads(threads)
-        return pdinfer.load(artifacts["pdw_" + COMPRESSED[engine] if engine in COMPRESSED else "pdw"])
+        model = pdinfer.load(artifacts["pdw_" + COMPRESSED[engine] if engine in COMPRESSED else "pdw"])
+        if compiled and hasattr(model, "compile"):
+            model.compile()
+        return model
     if engine in ("torch", "torch_jit"):
         import torch
         torch.set_num_threads(threads)  # process-wide

@@ -76,16 +76,16 @@ def _model_table(entry: dict, threads: list[int]) -> list[str]:
 
 
 def _cold_table(entry: dict) -> list[str]:
-    lines = ["| cold start (median s) | import | load | first inference | total | process wall |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| cold start (median s) | import | load | first inference | total | compiled kernels ready | process wall |",
+             "|---|---|---|---|---|---|---|"]
     for key, result in entry.get("cold", {}).items():
         name = "pdinfer, empty compile cache" if key == "pdinfer_empty_cache" else (
             "pdinfer, warm compile cache" if key == "pdinfer" else LABELS[key])
         if "error" in result:
-            lines.append(f"| {name} | error: {result['error']} | | | | |")
+            lines.append(f"| {name} | error: {result['error']} | | | | | |")
             continue
-        lines.append(f"| {name} | " + " | ".join(_fmt(result[k]) for k in (
-            "import_s", "load_s", "first_inference_s", "total_s", "process_wall_s")) + " |")
+        lines.append(f"| {name} | " + " | ".join(_fmt(result[k]) if k in result else "-" for k in (
+            "import_s", "load_s", "first_inference_s", "total_s", "compiled_s", "process_wall_s")) + " |")
     return lines
 
 

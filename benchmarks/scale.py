@@ -113,6 +113,7 @@ def latency(store, names: list[str], requests: int, threads: int) -> dict[str, f
 
 def child(kind: str, count: int, requests: int) -> dict:
     """One (kind, count) cell, in this fresh process."""
+    os.environ["PDINFER_COLD_START"] = "compile"  # the steady state: every model on its compiled kernels
     import pdinfer
     from pdinfer.plan import packed_bytes
     with tempfile.TemporaryDirectory(prefix="pdinfer-scale-") as tmp:

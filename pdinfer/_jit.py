@@ -15,6 +15,7 @@ source makes the cached kernels stale and they compile again.
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -26,9 +27,11 @@ _OPTIONS = dict(nogil=True, fastmath=False, error_model="numpy")
 
 
 def _kernel_sources_stamp() -> str:
-    """A hash of every source file of pdinfer/kernels/."""
+    """A hash of every source file of pdinfer/kernels/ that Numba compiles (not vectorized.py's NumPy)."""
     digest = hashlib.sha256()
     for path in sorted((Path(__file__).parent / "kernels").glob("*.py")):
+        if path.name == "vectorized.py":
+            continue
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -77,18 +80,23 @@ def cfunc(signature, func) -> CFunc:
 
 class CompileWatch(event.Listener):
     """While entered, records the functions Numba compiles in this process (not those it loads
-    from its disk cache), and calls `on_first()` as the first compilation starts.
+    from its disk cache), or only on `thread` if given, and calls `on_first()` as the first
+    compilation starts.
 
         with CompileWatch() as watch:
             model(x)
         watch.compiled   # ['conv_row', ...]
     """
 
-    def __init__(self, on_first: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, on_first: Optional[Callable[[], None]] = None,
+                 thread: Optional[threading.Thread] = None) -> None:
         self.compiled: list[str] = []
         self._on_first = on_first
+        self._thread = thread  # only compilations on this thread, if given
 
     def on_start(self, event: event.Event) -> None:
+        if self._thread is not None and threading.current_thread() is not self._thread:
+            return
         if not self.compiled and self._on_first is not None:
             self._on_first()
         function = getattr(event.data["dispatcher"], "py_func", None) or event.data["dispatcher"].__wrapped__

@@ -4,14 +4,17 @@ golden bundles, compress weights."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from . import __version__
+from . import __version__, background
 from ._jit import CompileWatch
 from .errors import FormatError, PdinferError
 from .format import check_overwrite, open_container, read_container
@@ -85,13 +88,18 @@ def record(model: Model, name: str, out: np.ndarray) -> dict:
 COMPILING = "compiling kernels for this CPU, first run only (later runs load them from the cache)"
 
 
+ANSWERED_WITH_NUMPY = ("answered with NumPy while this CPU's kernels compile in the background (a first run); "
+                      "`pdinfer warmup` compiles them once")
+
+
 def _compile_notice(progress: Progress) -> CompileWatch:
-    """Says COMPILING once on stderr when Numba starts compiling, and shows the bar from there on."""
+    """Says COMPILING once on stderr when this thread starts compiling (PDINFER_COLD_START=compile, or
+    warmup), and shows the bar from there on."""
     def say() -> None:
         progress.clear()
         print(COMPILING, file=sys.stderr, flush=True)
         progress.show(0)
-    return CompileWatch(say)
+    return CompileWatch(say, threading.current_thread())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -124,6 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress(n)
     if rows:
         print("\n".join(_table(model, rows)))
+    if not model.compiled:
+        print(ANSWERED_WITH_NUMPY, file=sys.stderr)
     return 1 if failures else 0
 
 
@@ -349,5 +359,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The `pdinfer` command: main(), then exit at once, even while the background worker compiles
+    kernels for later calls (this process makes none: waiting would only delay the exit)."""
+    code = main()
+    if background.busy():
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(ValueError, OSError):  # closed, or a closed pipe
+                stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -8,14 +8,18 @@ import threading
 import warnings
 import weakref
 from collections import OrderedDict
+from types import ModuleType
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional, Union
 
 import numpy as np
 
+from . import background
 from .errors import ConfigError, FormatError, InputError
 from .graph import INPUT, Graph, load_graph
 from .image import image_files, read_image
+from .kernels import reference, vectorized
+from .layers.base import Layer
 from .plan import Plan, build_plan, run_plan
 from .kernels.pointers import HAS_FUTEX
 from .program import Helper
@@ -70,6 +74,15 @@ class Model:
         self.output_kind = {"Softmax": "probability", "Sigmoid": "score"}.get(graph.layers[-1].type, "logit")
         self._identity = _model_identity(graph)
         self._plan = _shared_plan(graph, self._identity)
+        # Until the plan's kernels are compiled or loaded (by the background worker), calls run the
+        # graph's layers with NumPy; the worker's callback then lets go of them.
+        self._numpy_layers: Optional[list[Layer]] = None
+        if _cold_start() == "numpy" and self._plan.program is not None:
+            preparation = background.prepare(self._plan, self.input_shape)
+            if not preparation.done():
+                self._numpy_layers = graph.layers
+                model = weakref.ref(self)
+                preparation.on_done(lambda: _compiled(model()))
         # The checked graph, unfolded, is what `trace` runs. A resident model does not keep it
         # (it would double the model's memory); the first trace reads it again and keeps it.
         self._graph: Optional[Graph] = None
@@ -102,14 +115,31 @@ class Model:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run on (C, H, W) or (N, C, H, W) float input; returns (*output,) or (N, *output) float32."""
         batch, single = self.check_input(x)
-        pool, helper = _pool, _helper
-        if pool is None or len(batch) == 1:  # one thread, or one image (big convolutions shared with the helper)
+        layers, pool, helper = self._numpy_layers, _pool, _helper
+        if layers is not None:  # the kernels are not ready yet (see `compiled`)
+            out = _run_layers(layers, batch, vectorized)
+        elif pool is None or len(batch) == 1:  # one thread, or one image (big convolutions shared with the helper)
             out = run_plan(self._plan, batch, helper)
         else:  # a slice of the batch per thread; run_plan bounds each slice's memory: a few images a pass
             step = -(-len(batch) // max(1, min(len(batch), _threads)))
             chunks = [batch[i:i + step] for i in range(0, len(batch), step)]
             out = np.concatenate(list(pool.map(lambda chunk: run_plan(self._plan, chunk), chunks)))
         return out[0] if single else out
+
+    @property
+    def compiled(self) -> bool:
+        """Whether calls run the compiled kernels. A model loaded while they are not yet compiled
+        (or loaded from Numba's cache) in this process runs its layers with NumPy meanwhile
+        (kernels/vectorized.py: the reference kernels' NumPy forms, the same answers to float32
+        rounding), as a background thread prepares them; see PDINFER_COLD_START in the README."""
+        return self._numpy_layers is None
+
+    def compile(self) -> None:
+        """Compile (or load from Numba's disk cache) the kernels this model runs, now, in this thread;
+        every later call runs them."""
+        if self._plan.program is not None:
+            background.prepare_now(self._plan, self.input_shape)
+        self._numpy_layers = None
 
     def trace(self, x: np.ndarray) -> "OrderedDict[str, np.ndarray]":
         """Every layer's output (NCHW, the file's layer names and order) from the reference kernels.
@@ -121,7 +151,7 @@ class Model:
         batch, _ = self.check_input(x)
         values: OrderedDict[str, np.ndarray] = OrderedDict([(INPUT, batch)])
         for layer in self.reference_graph().layers:
-            values[layer.name] = layer.forward(*(values[i] for i in layer.inputs))
+            values[layer.name] = layer.forward(*(values[i] for i in layer.inputs), kernels=reference)
         del values[INPUT]
         return values
 
@@ -135,6 +165,36 @@ class Model:
                                       "(its weights, layers, input shape or classes changed)")
                 self._graph = graph
             return self._graph
+
+
+COLD_START = "PDINFER_COLD_START"  # "numpy" (the default) or "compile": how a model answers before its kernels are ready
+
+
+def _cold_start() -> str:
+    value = os.environ.get(COLD_START, "numpy")
+    if value not in ("numpy", "compile"):
+        raise ConfigError(f"{COLD_START} must be 'numpy' (answer with NumPy while the kernels compile) or "
+                          f"'compile' (compile them first), got {value!r}")
+    return value
+
+
+def _compiled(model: Optional[Model]) -> None:
+    """The worker's callback: the model's kernels are ready (unless the model is gone)."""
+    if model is not None:
+        model._numpy_layers = None
+
+
+def _run_layers(layers: list[Layer], batch: np.ndarray, kernels: ModuleType) -> np.ndarray:
+    """The graph's output on an NCHW float32 batch, its layers run in order with `kernels`, each
+    value dropped after its last use."""
+    last_use = {name: i for i, layer in enumerate(layers) for name in layer.inputs}
+    values = {INPUT: batch}
+    for i, layer in enumerate(layers):
+        values[layer.name] = layer.forward(*(values[name] for name in layer.inputs), kernels=kernels)
+        for name in layer.inputs:
+            if last_use[name] == i:
+                values.pop(name, None)
+    return np.ascontiguousarray(values[layers[-1].name], dtype=np.float32)
 
 
 def _model_identity(graph: Graph) -> bytes:

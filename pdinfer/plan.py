@@ -52,7 +52,7 @@ class Segment:
     images: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: a plan is shared, and prepared once (background.py)
 class Plan:
     steps: tuple[Step, ...]
     segments: tuple[Segment, ...]

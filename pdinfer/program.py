@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
+from numba import typeof
 
 from . import workspace
 from .kernels import program as interpreter
+from .kernels.pointers import HAS_FUTEX
 from .kernels.rows import kernel_address
 from .kernels.table import (BOX, BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, KERNEL, OP_CONV, OP_DEQUANTIZE,
                             OP_WINOGRAD, OPCODE, OUT, RESIDUAL, ROW, SCRATCH, STATE, WEIGHT, WEIGHT_IN_ARENA, X)
@@ -340,3 +342,11 @@ class Helper:
         """End the thread, once no call holds it."""
         with self._holder:
             interpreter.signal(self.box, -1)
+
+
+def compile_helper() -> None:
+    """Compile (or load from Numba's cache) the helper thread's loop and its wake-up."""
+    if HAS_FUTEX:
+        box = np.zeros(BOX, dtype=np.int64)
+        interpreter.serve.compile((typeof(box),))
+        interpreter.signal.compile((typeof(box), typeof(1)))

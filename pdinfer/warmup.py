@@ -16,14 +16,10 @@ import time
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
-from numba import typeof
-
 from .builder import LayerList, conv2d_params, every_layer_type, max_pool2d_params
 from .kernels import rows
-from .kernels import program as interpreter
-from .kernels.table import BOX
 from .model import Model, load
-from .program import Helper
+from .program import Helper, compile_helper
 
 Progress = Callable[[int, int], None]
 
@@ -54,8 +50,9 @@ def _step_model(directory: str) -> Model:
 
 
 def _run_all_ways(model: Model) -> None:
-    """Run the model on one image and on a batch of more than one pass, with and without a
-    helper thread, and trace it."""
+    """Compile its kernels, run the model on one image and on a batch of more than one pass, with
+    and without a helper thread, and trace it."""
+    model.compile()
     plan = model._plan
     x = np.zeros((1, *model.input_shape), np.float32)
     model(x)
@@ -81,9 +78,7 @@ def warmup(weights: Sequence[Union[str, os.PathLike]] = (), progress: Optional[P
     total = 4 + len(given)
     report(0, total)
     rows.compile_all()
-    box = np.zeros(BOX, np.int64)
-    interpreter.serve.compile((typeof(box),))
-    interpreter.signal.compile((typeof(box), typeof(1)))
+    compile_helper()
     report(1, total)
     with tempfile.TemporaryDirectory() as tmp:
         layers, classes = every_layer_type()

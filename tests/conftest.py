@@ -1,4 +1,9 @@
-"""Shared test setup: hypothesis profiles and the Java kit's classes.
+"""Shared test setup: hypothesis profiles, the Java kit's classes, and compiled kernels first.
+
+PDINFER_COLD_START=compile (for this process and the processes tests start): a model compiles its
+kernels before its first answer, so that tests comparing answers bit for bit compare compiled
+kernels. tests/test_cold_start.py tests the default (NumPy answers while the kernels compile), and
+tests/helpers.py checks the NumPy kernels of every layer against PyTorch.
 
 HYPOTHESIS_PROFILE chooses the profile of the tests that do not set their own:
 - `ci` (the default): derandomized (every run draws the same examples) with bounded example
@@ -18,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
+os.environ["PDINFER_COLD_START"] = "compile"
 
 # No example database: test runs leave nothing behind in the work tree.
 COMMON = dict(deadline=None, database=None, print_blob=True,

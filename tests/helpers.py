@@ -2,8 +2,9 @@
 
 `check_against_torch` (tinygrad `helper_test_op` style: one call per case) exports a module with
 the exporter, loads the file with pdinfer and compares, on one random batch, torch's output with
-pdinfer's fast path (`model(x)`) and reference path (`model.trace(x)`), and every traced layer
-named after a torch module with that module's output (captured with forward hooks).
+pdinfer's fast path (`model(x)`), its reference path (`model.trace(x)`) and the reference kernels'
+NumPy forms (what a model runs before its kernels are compiled), and every traced layer named after
+a torch module with that module's output (captured with forward hooks).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import pdinfer
+from pdinfer.kernels import vectorized
+from pdinfer.model import _run_layers
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +88,9 @@ def check_against_torch(module: "torch.nn.Module", input_shape: tuple, *, batch:
         model = pdinfer.load(path)
         fast = model(x)
         trace = model.trace(x)
+        numpy_kernels = _run_layers(model.reference_graph().layers, x, vectorized)
     assert_close(fast, expected, "fast path model(x) vs torch", context, atol_scale)
+    assert_close(numpy_kernels, expected, "NumPy kernels (kernels/vectorized.py) vs torch", context, atol_scale)
     assert_close(next(reversed(trace.values())), expected, "reference path model.trace(x) vs torch",
                  context, atol_scale)
     for name, value in trace.items():

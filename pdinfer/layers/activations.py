@@ -5,6 +5,7 @@ Their kernels run on the values flattened, so that each compiles once, whatever 
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -17,16 +18,16 @@ class ReLU(Layer):
     type = "ReLU"
     elementwise = True
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.relu(x.reshape(-1)).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.relu(x.reshape(-1)).reshape(x.shape)
 
 
 class ReLU6(Layer):
     type = "ReLU6"
     elementwise = True
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.relu6(x.reshape(-1)).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.relu6(x.reshape(-1)).reshape(x.shape)
 
 
 class LeakyReLU(Layer):
@@ -38,48 +39,48 @@ class LeakyReLU(Layer):
         super().load_param(params)
         self.negative_slope = self.float_param(params, "negative_slope")
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.leaky_relu(x.reshape(-1), np.float32(self.negative_slope)).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.leaky_relu(x.reshape(-1), np.float32(self.negative_slope)).reshape(x.shape)
 
 
 class Sigmoid(Layer):
     type = "Sigmoid"
     elementwise = True
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.sigmoid(x.reshape(-1)).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.sigmoid(x.reshape(-1)).reshape(x.shape)
 
 
 class Hardswish(Layer):
     type = "Hardswish"
     elementwise = True
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.hardswish(x.reshape(-1)).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.hardswish(x.reshape(-1)).reshape(x.shape)
 
 
 class Hardsigmoid(Layer):
     type = "Hardsigmoid"
     elementwise = True
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.hardsigmoid(x.reshape(-1)).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.hardsigmoid(x.reshape(-1)).reshape(x.shape)
 
 
 class SiLU(Layer):
     type = "SiLU"
     elementwise = True
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.silu(x.reshape(-1)).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.silu(x.reshape(-1)).reshape(x.shape)
 
 
 class Tanh(Layer):
     type = "Tanh"
     elementwise = True
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.tanh(x.reshape(-1)).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.tanh(x.reshape(-1)).reshape(x.shape)
 
 
 class GELU(Layer):
@@ -96,8 +97,8 @@ class GELU(Layer):
                                    f"got {params['approximate']!r}")
         self.approximate = params["approximate"]
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.gelu(x.reshape(-1), self.approximate == "tanh").reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.gelu(x.reshape(-1), self.approximate == "tanh").reshape(x.shape)
 
 
 class Hardtanh(Layer):
@@ -112,8 +113,8 @@ class Hardtanh(Layer):
         if not np.float32(self.min_val) <= np.float32(self.max_val):
             raise self.error(f"min_val={self.min_val} must not exceed max_val={self.max_val}")
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.hardtanh(x.reshape(-1), np.float32(self.min_val), np.float32(self.max_val)).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.hardtanh(x.reshape(-1), np.float32(self.min_val), np.float32(self.max_val)).reshape(x.shape)
 
 
 class ELU(Layer):
@@ -125,8 +126,8 @@ class ELU(Layer):
         super().load_param(params)
         self.alpha = self.float_param(params, "alpha")
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.elu(x.reshape(-1), np.float32(self.alpha)).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.elu(x.reshape(-1), np.float32(self.alpha)).reshape(x.shape)
 
 
 class PReLU(Layer):
@@ -150,5 +151,5 @@ class PReLU(Layer):
                              f"channels (dim 1), got shape {shape}")
         return shape
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.prelu(x.reshape(x.shape[0], x.shape[1], -1), self.weight).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.prelu(x.reshape(x.shape[0], x.shape[1], -1), self.weight).reshape(x.shape)

@@ -2,12 +2,14 @@
 
 A layer object is built from one entry of a weight file's layer list. `load_param` checks and
 keeps its parameters, `load_model` checks and keeps its tensors, `output_shape` checks its input
-shapes, and `forward` runs the reference kernel (unfolded, NCHW, fixed summation order).
+shapes, and `forward` runs the reference kernel (unfolded, NCHW, fixed summation order), or its
+NumPy form given `kernels=vectorized` (a model's calls before its fast kernels are compiled).
 Fast execution is planned separately (pdinfer/fusion.py, lowering.py, plan.py) from the same objects.
 """
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, ClassVar, Optional
 
 import numpy as np
@@ -82,8 +84,9 @@ class Layer:
         """Multiply-adds to compute an output of this shape (0 for layers without weights)."""
         return 0
 
-    def forward(self, *xs: np.ndarray) -> np.ndarray:
-        """Reference forward pass: plain kernels, PyTorch semantics, NCHW float32."""
+    def forward(self, *xs: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        """Forward pass, PyTorch semantics, NCHW float32, with `kernels`: kernels.reference (the
+        specification), or kernels.vectorized (its NumPy form)."""
         raise NotImplementedError
 
     # -- helpers ---------------------------------------------------------------------------

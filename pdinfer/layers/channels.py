@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -47,12 +48,12 @@ class Concat(_ChannelLayer):
                                  f"shape {first} except in dim 1")
         return (first[0], sum(shape[1] for shape in in_shapes), *first[2:])
 
-    def forward(self, *xs: np.ndarray) -> np.ndarray:
+    def forward(self, *xs: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
         out_shape = self.output_shape([x.shape for x in xs])
         out = np.empty(out_shape, dtype=np.float32)
         flat, offset = _planes(out), 0
         for x in xs:
-            reference.copy_channels(_planes(x), flat, offset)
+            kernels.copy_channels(_planes(x), flat, offset)
             offset += x.shape[1]
         return out
 
@@ -77,8 +78,8 @@ class Slice(_ChannelLayer):
                              f"channels (shape {shape})")
         return (shape[0], self.end - self.start, *shape[2:])
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out = reference.slice_channels(_planes(x), self.start, self.end)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        out = kernels.slice_channels(_planes(x), self.start, self.end)
         return out.reshape(self.output_shape([x.shape]))
 
 
@@ -97,5 +98,5 @@ class ChannelShuffle(_ChannelLayer):
             raise self.error(f"groups={self.groups} does not divide the {shape[1]} input channels")
         return shape
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.channel_shuffle(_planes(x), self.groups).reshape(x.shape)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.channel_shuffle(_planes(x), self.groups).reshape(x.shape)

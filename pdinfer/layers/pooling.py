@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -52,9 +53,9 @@ class MaxPool2d(_Pool2d):
         super().load_param(params)
         self.dilation = self.pair_param(params, "dilation")
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
         _, _, out_h, out_w = self.output_shape([x.shape])
-        return reference.max_pool2d(x, self.window, out_h, out_w)
+        return kernels.max_pool2d(x, self.window, out_h, out_w)
 
 
 class AvgPool2d(_Pool2d):
@@ -67,9 +68,9 @@ class AvgPool2d(_Pool2d):
         self.count_include_pad = self.bool_param(params, "count_include_pad")
         self.divisor_override = self.int_param(params, "divisor_override", low=0)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
         _, _, out_h, out_w = self.output_shape([x.shape])
-        return reference.avg_pool2d(x, self.window, self.count_include_pad, self.divisor_override, out_h, out_w)
+        return kernels.avg_pool2d(x, self.window, self.count_include_pad, self.divisor_override, out_h, out_w)
 
 
 class GlobalAvgPool(Layer):
@@ -85,8 +86,8 @@ class GlobalAvgPool(Layer):
         self.expect_rank(shape, 4)
         return (shape[0], shape[1], 1, 1) if self.keepdim else (shape[0], shape[1])
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.global_avg_pool(x).reshape(self.output_shape([x.shape]))
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.global_avg_pool(x).reshape(self.output_shape([x.shape]))
 
 
 class _AdaptivePool2d(Layer):
@@ -107,15 +108,15 @@ class _AdaptivePool2d(Layer):
 class AdaptiveAvgPool2d(_AdaptivePool2d):
     type = "AdaptiveAvgPool2d"
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.adaptive_avg_pool2d(x, *self.output_size)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.adaptive_avg_pool2d(x, *self.output_size)
 
 
 class AdaptiveMaxPool2d(_AdaptivePool2d):
     type = "AdaptiveMaxPool2d"
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.adaptive_max_pool2d(x, *self.output_size)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.adaptive_max_pool2d(x, *self.output_size)
 
 
 class _ChannelReduction(Layer):
@@ -130,12 +131,12 @@ class _ChannelReduction(Layer):
 class ChannelMean(_ChannelReduction):
     type = "ChannelMean"
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.channel_mean(x)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.channel_mean(x)
 
 
 class ChannelMax(_ChannelReduction):
     type = "ChannelMax"
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        return reference.channel_max(x)
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.channel_max(x)

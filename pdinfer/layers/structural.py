@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ class Flatten(Layer):
             raise self.error(f"input must have at least 2 dimensions, got shape {shape}")
         return (shape[0], int(np.prod(shape[1:])))
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
         return x.reshape(x.shape[0], -1)
 
 
@@ -42,7 +43,7 @@ class Unflatten(Layer):
             raise self.error(f"input of {shape[1]} features cannot be viewed as {list(self.shape)}")
         return (shape[0], *self.shape)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
         return x.reshape(x.shape[0], *self.shape)
 
 
@@ -54,7 +55,7 @@ class Dropout(Layer):
         super().load_param(params)
         self.p = self.float_param(params, "p", 0.0, 1.0)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
         return x
 
 
@@ -68,8 +69,8 @@ class Add(Layer):
             raise self.error(f"inputs must have the same shape, got {in_shapes[0]} and {in_shapes[1]}")
         return in_shapes[0]
 
-    def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return reference.add(a, b)
+    def forward(self, a: np.ndarray, b: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+        return kernels.add(a, b)
 
 
 def broadcast_shape(a: Shape, b: Shape) -> Shape | None:
@@ -95,8 +96,8 @@ class Mul(Layer):
                              "in one of them")
         return shape
 
-    def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def forward(self, a: np.ndarray, b: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
         shape = self.output_shape([a.shape, b.shape])
         if len(shape) == 2:  # (N, C) as (N, C, 1, 1)
-            return reference.mul(a[:, :, None, None], b[:, :, None, None], shape[1], 1, 1).reshape(shape)
-        return reference.mul(a, b, *shape[1:])
+            return kernels.mul(a[:, :, None, None], b[:, :, None, None], shape[1], 1, 1).reshape(shape)
+        return kernels.mul(a, b, *shape[1:])

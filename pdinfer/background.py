@@ -4,7 +4,8 @@ The first process on a machine (or after an upgrade) compiles each fast kernel a
 seconds apiece; later processes load them from Numba's disk cache. A Model does not wait for that:
 it hands its plan to this module's worker thread, which compiles or loads every row kernel of the
 plan, the interpreter and the helper thread's loop, and runs the plan once on zeros (the host steps'
-kernels); until that is done the model runs its layers with NumPy (kernels/vectorized.py).
+kernels); until that is done the model runs its layers with NumPy (kernels/vectorized.py). Numba
+itself is first imported there too: `import pdinfer` and `load` need NumPy only.
 
 One worker serves the process, in the order plans arrive: kernels are shared between models, and
 two compilations at once would only split the same cores. At exit it stops after the kernel it is
@@ -22,7 +23,6 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .kernels.rows import kernel_address
 from .kernels.table import OP_DEQUANTIZE
 from .plan import Plan, run_plan
 from .program import HOST, compile_helper
@@ -75,7 +75,11 @@ def _steps(plan: Plan, input_shape: tuple[int, ...]) -> list[Callable[[], object
     ops = plan.program.ops if plan.program is not None else ()
     codes = {op.code for op in ops if op.code != HOST} | ({OP_DEQUANTIZE} if any(op.dequantize for op in ops) else set())
     zeros = np.zeros((1, *input_shape), dtype=np.float32)
-    return ([lambda code=code: kernel_address(code) for code in sorted(codes)]
+
+    def compile_row_kernel(code: int) -> None:
+        from .kernels.rows import kernel_address  # Numba and the kernels, imported on this thread
+        kernel_address(code)
+    return ([lambda code=code: compile_row_kernel(code) for code in sorted(codes)]
             + [compile_helper, lambda: run_plan(plan, zeros)])
 
 

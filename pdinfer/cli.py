@@ -10,19 +10,21 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
 from . import __version__, background
-from ._jit import CompileWatch
 from .errors import FormatError, PdinferError
 from .format import check_overwrite, open_container, read_container
 from .golden import EDGE_KINDS, GOLDEN_FORMAT, golden_path, read_golden
 from .graph import load_graph
 from .image import IMAGE_SUFFIXES, image_files
-from .model import Model, load, run
+from .model import Model, _cold_start, load, run
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from ._jit import CompileWatch
 
 EXIT_CODES = """\
 exit status:
@@ -92,9 +94,10 @@ ANSWERED_WITH_NUMPY = ("answered with NumPy while this CPU's kernels compile in 
                       "`pdinfer warmup` compiles them once")
 
 
-def _compile_notice(progress: Progress) -> CompileWatch:
+def _compile_notice(progress: Progress) -> "CompileWatch":
     """Says COMPILING once on stderr when this thread starts compiling (PDINFER_COLD_START=compile, or
     warmup), and shows the bar from there on."""
+    from ._jit import CompileWatch  # Numba's
     def say() -> None:
         progress.clear()
         print(COMPILING, file=sys.stderr, flush=True)
@@ -114,7 +117,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"no .png or .npy inputs found in {', '.join(args.inputs)}")
     rows: list[tuple[str, np.ndarray]] = []  # the table is printed at the end, aligned to every label
     failures = 0
-    with Progress("run", len(paths)) as progress, _compile_notice(progress):
+    # Answering on NumPy while the kernels compile (the default), this thread compiles nothing.
+    numpy_first = _cold_start() == "numpy"
+    with Progress("run", len(paths)) as progress, contextlib.nullcontext() if numpy_first else _compile_notice(progress):
         for n, path in enumerate(paths, 1):
             try:
                 named = labelled(model, path, run(model, path))

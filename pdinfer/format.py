@@ -41,13 +41,32 @@ MAX_HEADER_BYTES = 16 << 20
 MAX_JSON_DEPTH = 64
 MAX_TENSOR_RANK = 4
 # The tensor types (safetensors dtype -> the numpy dtype a tensor is read as). BF16 has no numpy
-# type: its tensors are uint16 arrays of the bit patterns (reference.dequantize converts them).
+# type: its tensors are uint16 arrays of the bit patterns (dequantize converts them).
 DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"), "I8": np.dtype("i1")}
 
 
 def storage(array: np.ndarray) -> str:
     """The safetensors dtype a tensor read as `array` is stored as (F32 for any other dtype)."""
     return next((name for name, dtype in DTYPES.items() if dtype == array.dtype), "F32")
+
+
+def dequantize(weight: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    """A stored weight as float32 (docs/KERNELS.md, "Compressed weights"): float32 as it is; F16
+    exactly; BF16 exactly (its 16 bits are the high half of the float32's); I8 as float32(q) * scale
+    of its output channel, one float32 multiply.
+
+    weight: (O, ...) float32, float16, uint16 (BF16 bit patterns) or int8
+    scale:  (O,) float32 for an int8 weight, else None
+    returns (O, ...) float32 (weight itself if it is float32)
+    """
+    if weight.dtype == np.float32:
+        return weight
+    if weight.dtype == np.float16:
+        return weight.astype(np.float32)
+    if weight.dtype == np.uint16:
+        return (weight.astype(np.uint32) << 16).view(np.float32)
+    per_channel = scale.reshape(-1, *(1,) * (weight.ndim - 1))
+    return weight.astype(np.float32) * per_channel
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import importlib.metadata
 import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
-import numba
 import numpy as np
 
 from . import __version__
@@ -195,7 +195,7 @@ def write_golden(weights: str | os.PathLike, out_dir: str | os.PathLike, *, coun
         "weights_data_sha256": model.data_sha256,
         "pdinfer_version": __version__,
         "numpy_version": np.__version__,
-        "numba_version": numba.__version__,
+        "numba_version": importlib.metadata.version("numba"),
         "machine": platform.machine(),
         "torch_version": torch_version if has_torch else None,
         "torch_atol_factor": TORCH_ATOL_FACTOR,

@@ -23,11 +23,11 @@ import numpy as np
 from .format import storage
 from .fusion import AffineGroup, ConvGroup, LayerGroup, LinearGroup, PoolGroup, runs_winograd
 from .graph import Graph
-from .kernels import fast
 from .kernels.table import (ACTIVATION, AVERAGE, BIAS, BORDER, OP_ADD, OP_AVG_POOL, OP_CONV, OP_DEPTHWISE, OP_FLATTEN,
                             OP_GROUPED, OP_MAX_POOL, OP_MEAN, OP_SCALE_SHIFT, OP_SIGMOID, OP_SOFTMAX, OP_WINOGRAD,
                             POOL, STORAGE, STORAGE_BF16, STORAGE_F16, STORAGE_I8, WEIGHT, WINDOW)
-from .kernels.params import ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_RELU6, NO_BORDER, POINTWISE, Border, activation, unpadded
+from .kernels.params import (ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_RELU6, NO_BORDER, POINTWISE, Border, activation,
+                             padded_channels, unpadded, winograd_tiles, winograd_weight)
 from .layers import Layer
 from .layers.activations import LeakyReLU, ReLU, ReLU6, Sigmoid
 from .layers.channels import ChannelShuffle, Concat, Slice
@@ -68,8 +68,8 @@ def _aligned_zeros(shape: tuple[int, ...], dtype: type) -> np.ndarray:
 
 
 def _pad_columns(matrix: np.ndarray) -> np.ndarray:
-    """float32 copy of a (K, C) matrix with zero columns appended up to fast.padded_channels(C)."""
-    padded = _aligned_zeros((matrix.shape[0], fast.padded_channels(matrix.shape[1])), np.float32)
+    """float32 copy of a (K, C) matrix with zero columns appended up to padded_channels(C)."""
+    padded = _aligned_zeros((matrix.shape[0], padded_channels(matrix.shape[1])), np.float32)
     padded[:, :matrix.shape[1]] = matrix
     return padded
 
@@ -78,7 +78,7 @@ def _pad_columns(matrix: np.ndarray) -> np.ndarray:
 class PackedWeight:
     """A weight in its kernel's layout, float32 or as stored: int8 with the scale of each column of
     each group, or the bit patterns of F16/BF16 values. A compressed one is widened to float32 for
-    each call by a DEQUANTIZE row (kernels/rows.py), exactly as reference.dequantize would."""
+    each call by a DEQUANTIZE row (kernels/rows.py), exactly as format.dequantize does."""
 
     data: np.ndarray  # the kernel's layout, (..., C): float32, int8 or uint16 (16-bit float bits)
     storage: str  # format.DTYPES key
@@ -120,7 +120,7 @@ def _packed(stored: np.ndarray, scale: Optional[np.ndarray], pack, groups: int =
     bits = stored if kind == "I8" else stored.view(np.uint16)
     data = pack(bits)
     if pad:
-        padded = _aligned_zeros((data.shape[0], fast.padded_channels(data.shape[1])), bits.dtype)
+        padded = _aligned_zeros((data.shape[0], padded_channels(data.shape[1])), bits.dtype)
         padded[:, :data.shape[1]] = data
         data = padded
     if kind == "I8":
@@ -169,13 +169,13 @@ class WinogradConv:
     """fast.winograd_conv3x3: a 3x3 stride-1 one-group convolution with float32 weights, Ci and
     Co >= WINOGRAD_CHANNELS (narrower ones measured no faster than DenseConv)."""
 
-    weight: np.ndarray  # (16, Ci, padded_channels(Co)) fast.winograd_weight
+    weight: np.ndarray  # (16, Ci, padded_channels(Co)) params.winograd_weight
     bias: np.ndarray  # (padded_channels(Co),)
     activation: tuple  # params.Activation
     window: tuple  # params.Window
     out_shape: tuple[int, int, int]  # (H, W, Co) of one output image, its border included
     border: tuple  # params.Border
-    tiles: tuple[int, int]  # per image, per group (fast.winograd_tiles)
+    tiles: tuple[int, int]  # per image, per group (params.winograd_tiles)
     pool: bool  # a 2x2 max pool of each tile is written, not the tile
 
     def op(self, in_shape: Shape) -> Op:
@@ -234,9 +234,9 @@ def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseCon
     (kh, kw), groups = conv.kernel_size, conv.groups
     pooled = (out_h // 2, out_w // 2) if group.pool else (out_h, out_w)  # the step's output size
     if runs_winograd(conv, group.bn is not None):
-        return WinogradConv(_pad_columns(fast.winograd_weight(stored).reshape(-1, out_c)).reshape(16, conv.in_channels, -1),
+        return WinogradConv(_pad_columns(winograd_weight(stored).reshape(-1, out_c)).reshape(16, conv.in_channels, -1),
                             _pad_columns(bias[None])[0], act, window, _bordered(*pooled, out_c, group.border),
-                            tuple(group.border), fast.winograd_tiles(out_h, out_w, conv.in_channels, out_c),
+                            tuple(group.border), winograd_tiles(out_h, out_w, conv.in_channels, out_c),
                             group.pool is not None)
     if groups == 1:
         packed = _packed(stored, stored_scale, lambda w: w.transpose(2, 3, 1, 0).reshape(-1, out_c))
@@ -369,13 +369,17 @@ class LayerRow:
 
 @dataclass(frozen=True)
 class ReferenceLayer:
-    """A layer with no fast kernel: its reference forward, on NCHW copies of rank-4 values."""
+    """A layer with no fast kernel: its reference forward, on the values as they are if it is
+    elementwise, else on NCHW copies of rank-4 values."""
 
     layer: Layer
 
     def __call__(self, *xs: Values) -> Values:
+        from .kernels import reference  # Numba's: imported when a table first runs, not at load
+        if self.layer.elementwise:
+            return self.layer.forward(*xs, kernels=reference)
         nchw = [np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if x.ndim == 4 else x for x in xs]
-        out = self.layer.forward(*nchw)
+        out = self.layer.forward(*nchw, kernels=reference)
         return np.ascontiguousarray(out.transpose(0, 2, 3, 1)) if out.ndim == 4 else out
 
 
@@ -433,8 +437,7 @@ def _lower_layer(group: LayerGroup, graph: Graph):
         return Shuffle(layer.groups)
     if isinstance(layer, Mul):
         return _mul
-    layer = _owning(layer)
-    return layer.forward if layer.elementwise else ReferenceLayer(layer)
+    return ReferenceLayer(_owning(layer))
 
 
 def _owning(layer: Layer) -> Layer:
@@ -489,8 +492,7 @@ def _field_values(obj: object) -> dict[str, object]:
 
 
 def kept(kernel: object) -> list[object]:
-    """What a step's kernel keeps: a dataclass's fields, or the layer of a layer's own forward."""
-    layer = kernel.layer if isinstance(kernel, ReferenceLayer) else getattr(kernel, "__self__", None)
-    if isinstance(layer, Layer):
-        return list(vars(layer).values())
+    """What a step's kernel keeps: a dataclass's fields, or a ReferenceLayer's layer's."""
+    if isinstance(kernel, ReferenceLayer):
+        return list(vars(kernel.layer).values())
     return list(_field_values(kernel).values())

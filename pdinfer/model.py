@@ -18,10 +18,10 @@ from . import background
 from .errors import ConfigError, FormatError, InputError
 from .graph import INPUT, Graph, load_graph
 from .image import image_files, read_image
-from .kernels import reference, vectorized
+from .kernels import vectorized
 from .layers.base import Layer
 from .plan import Plan, build_plan, run_plan
-from .kernels.pointers import HAS_FUTEX
+from .kernels.table import HAS_FUTEX
 from .program import Helper
 
 _threads = 1
@@ -148,6 +148,7 @@ class Model:
         the Java port are checked against. The first trace reads the weight file again, which must
         still hold the model that was loaded, and keeps its unfolded weights for later traces.
         """
+        from .kernels import reference  # Numba's (imported on first use: `import pdinfer` does not need it)
         batch, _ = self.check_input(x)
         values: OrderedDict[str, np.ndarray] = OrderedDict([(INPUT, batch)])
         for layer in self.reference_graph().layers:

@@ -15,16 +15,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Callable, Optional
 
 import numpy as np
-from numba import typeof
 
 from . import workspace
-from .kernels import program as interpreter
-from .kernels.pointers import HAS_FUTEX
-from .kernels.rows import kernel_address
-from .kernels.table import (BOX, BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, KERNEL, OP_CONV, OP_DEQUANTIZE,
+from .kernels.table import (HAS_FUTEX, BOX, BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, KERNEL, OP_CONV, OP_DEQUANTIZE,
                             OP_WINOGRAD, OPCODE, OUT, RESIDUAL, ROW, SCRATCH, STATE, WEIGHT, WEIGHT_IN_ARENA, X)
 
 ALIGN = 16  # floats: every value starts on a 64-byte boundary
@@ -54,7 +51,7 @@ class Op:
     out_shape: Shape  # one image of its output
     fields: dict = field(default_factory=dict)  # row field (kernels.table) -> tuple of ints
     slope: float = 0.0  # LeakyReLU's, when the fields' activation is one
-    tiles: tuple[int, int] = (0, 0)  # Winograd's tiles per image and per group (fast.winograd_tiles)
+    tiles: tuple[int, int] = (0, 0)  # Winograd's tiles per image and per group (params.winograd_tiles)
     macs: int = 0  # multiply-adds per image, for a convolution that can run in parts
     parts: int = 0  # ... and the units of one image its parts divide (output pixels, or Winograd's tiles)
     dequantize: dict = field(default_factory=dict)  # a DEQUANTIZE row's fields, run first: a compressed weight
@@ -140,11 +137,11 @@ class Program:
                     if timer is not None:
                         timer(part.step, time.perf_counter() - start)
                 elif timer is None:
-                    interpreter.run_program(table.rows[part[0]:part[1]], table.slopes[part[0]:part[1]], arena, box)
+                    _interpreter().run_program(table.rows[part[0]:part[1]], table.slopes[part[0]:part[1]], arena, box)
                 else:
                     for r in range(*part):
                         start = time.perf_counter()
-                        interpreter.run_program(table.rows[r:r + 1], table.slopes[r:r + 1], arena, box)
+                        _interpreter().run_program(table.rows[r:r + 1], table.slopes[r:r + 1], arena, box)
                         timer(table.steps[r], time.perf_counter() - start)
             shape = self.shapes[self.output]
             out = arena[table.output:table.output + n * self._output_floats].reshape(n, *shape)
@@ -165,6 +162,7 @@ class Program:
     def _build(self, images: int) -> Table:
         """The table of a call of `images` images: its rows and host calls, a pass of images at a
         time, and its arena's layout."""
+        from .kernels.rows import kernel_address  # Numba's (see _interpreter)
         passes = self._passes(images)
         segment_of = {}  # value -> the segment making it
         for start, end, _, _ in passes:
@@ -328,10 +326,10 @@ class Helper:
         if not self._holder.acquire(blocking=False):
             return False
         if self._thread is None:
-            self._thread = threading.Thread(target=interpreter.serve, args=(self.box,), name="pdinfer-helper",
+            self._thread = threading.Thread(target=_interpreter().serve, args=(self.box,), name="pdinfer-helper",
                                             daemon=True)
             self._thread.start()
-        interpreter.signal(self.box, 1)
+        _interpreter().signal(self.box, 1)
         return True
 
     def release(self) -> None:
@@ -341,12 +339,20 @@ class Helper:
     def close(self) -> None:
         """End the thread, once no call holds it."""
         with self._holder:
-            interpreter.signal(self.box, -1)
+            _interpreter().signal(self.box, -1)
 
 
 def compile_helper() -> None:
     """Compile (or load from Numba's cache) the helper thread's loop and its wake-up."""
     if HAS_FUTEX:
+        from numba import typeof
         box = np.zeros(BOX, dtype=np.int64)
-        interpreter.serve.compile((typeof(box),))
-        interpreter.signal.compile((typeof(box), typeof(1)))
+        _interpreter().serve.compile((typeof(box),))
+        _interpreter().signal.compile((typeof(box), typeof(1)))
+
+
+def _interpreter() -> ModuleType:
+    """pdinfer/kernels/program.py (Numba's), imported when a table first runs: `import pdinfer` and
+    a model's NumPy answers before its kernels are ready do not need Numba."""
+    from .kernels import program
+    return program

@@ -26,3 +26,16 @@ def test_import_loads_only_stdlib_numpy_and_numba():
     allowed_tops = set(sys.stdlib_module_names) | ALLOWED_PACKAGES
     foreign = sorted(m for m in loaded - numba_own if m.split(".")[0] not in allowed_tops)
     assert not foreign, f"import pdinfer loads modules outside stdlib, numpy and numba: {foreign}"
+
+
+def test_import_and_load_leave_numba_to_the_first_compiled_call():
+    """Numba and the compiled kernels are imported when a model's kernels are first prepared (by
+    the background worker, or a first call with PDINFER_COLD_START=compile), not before: `import
+    pdinfer` and `load` cost NumPy's import only."""
+    statement = ("import os\nos.environ['PDINFER_COLD_START'] = 'compile'\nimport pdinfer\n"
+                 "pdinfer.load('weights/pd_light.pdw')")
+    loaded = modules_after(statement)
+    assert "numba" not in loaded and "llvmlite" not in loaded
+    assert "pdinfer.kernels.reference" not in loaded and "pdinfer.kernels.fast" not in loaded
+    assert "numba" in modules_after(statement + "\nimport numpy as np\nm = pdinfer.load('weights/pd_light.pdw')\n"
+                                                "m(np.zeros(m.input_shape, np.float32))")

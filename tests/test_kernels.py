@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import pdinfer
 from helpers import assert_close
 from pdinfer import fusion, lowering, plan, program
-from pdinfer.kernels.pointers import HAS_FUTEX
+from pdinfer.kernels.table import HAS_FUTEX
 from pdinfer.kernels.table import TAKEN
 from pdinfer.program import Helper
 from pdinfer.format import write_weights

@@ -14,7 +14,7 @@ batch, pass or thread it is computed in, so a batch's answers equal its images' 
 A kernel can write its output with a zero border around each image, the padding of the
 convolution that reads it, so that one needs no padded copy of its input.
 
-Packed weights have their output channels padded with zeros to a multiple of CHANNEL_ALIGN, so
+Packed weights have their output channels padded with zeros to a multiple of params.CHANNEL_ALIGN, so
 full-width loads of weights and bias never leave the array; activations are stored unpadded and
 written with masked stores. Kernels avoid NumPy slice assignment, which is slow to compile.
 Kernels take their geometry and fused activation (applied after the bias) as the structs of
@@ -27,16 +27,10 @@ from .._jit import jit
 from .params import ACT_LEAKY, ACT_RELU, ACT_RELU6, Activation, Border, Window
 from .simd import vadd, vbroadcast, vfma, vload, vload_part, vmul, vselect_gt, vsplat, vstore_part, vsub
 
-CHANNEL_ALIGN = 32  # packed output channels are padded to a multiple of this
 CONV_TILE_PIXELS = 12  # output pixels per conv2d tile (it spells out the tile's twelve accumulators)
 TILE_PIXELS = 6  # output pixels per depthwise and pooling tile (six accumulators)
 FEW_PIXELS = 4  # conv2d on fewer output pixels computes them one by one, with no tile
 WEIGHT_CACHE_BYTES = 256 * 1024  # conv2d keeps about this much of the packed weight hot at a time
-
-
-def padded_channels(channels: int) -> int:
-    """The packed width of `channels` output channels."""
-    return -(-channels // CHANNEL_ALIGN) * CHANNEL_ALIGN
 
 
 @jit
@@ -570,25 +564,9 @@ def half_to_float32(bits, brain, out):
 # 4x4 block of input pixels with 16 products per channel pair instead of 36 (Lavin and Gray, 2015):
 #   Y = A^T [sum over input channels of (G g G^T) * (B^T d B)] A
 # with B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] and
-# A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; G g G^T is winograd_weight's (done once, at load).
+# A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; G g G^T is params.winograd_weight's (done once, at load).
 # The sum is, for each of the 16 positions, a matrix product (tiles x Ci) @ (Ci x Co): conv2d's.
 # Results differ from the direct sum by rounding only (the transforms add and subtract).
-WINOGRAD_GROUP_BYTES = 2 << 20  # the transformed input and products of a group of tiles (larger measured faster)
-
-
-def winograd_weight(weight):
-    """G g G^T of a PyTorch (Co, Ci, 3, 3) weight, in float64: (16, Ci, Co), position 4i + j."""
-    g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-    u = np.einsum("ak,oikl,bl->abio", g, weight.astype(np.float64), g)  # (4, 4, Ci, Co)
-    return u.reshape(16, weight.shape[1], weight.shape[0])
-
-
-def winograd_tiles(out_h, out_w, in_c, out_c):
-    """Tiles per image (2x2 output pixels each) and tiles per group (WINOGRAD_GROUP_BYTES)."""
-    per_image = -(-out_h // 2) * -(-out_w // 2)
-    return per_image, max(1, WINOGRAD_GROUP_BYTES // (16 * 4 * (in_c + out_c)))
-
-
 @jit
 def _load_row(flat_x, start, y, x_left, in_h, in_w, in_c, c, count):
     """Pixels (y, x_left .. x_left + 3) of one image, channels c .. c + count, as four 16-lane
@@ -630,14 +608,14 @@ def winograd_conv3x3(x, u, bias, residual, activation, window, out, border, part
     F(2x2, 3x3).
 
     x:        (N, H, W, Ci)
-    u:        (16, Ci, padded_channels(Co)) winograd_weight, columns padded
+    u:        (16, Ci, padded_channels(Co)) params.winograd_weight, columns padded
     bias:     (padded_channels(Co),)
     residual: (N, out_h, out_w, Co) or empty, as conv2d's
     out:      (N, border.top + out_h + border.bottom, border.left + out_w + border.right, Co), written
     part:     (begin, end, parts) of the tiles (2x2 output pixels), as conv2d's part of its pixels
     channels: (first, stop) of the output channels written (first a multiple of 32): another way
               for threads to share a call, each streaming its columns of u only
-    v, m:     (16, G, Ci) and (16, G, Co) scratch for a group of G tiles (winograd_tiles)
+    v, m:     (16, G, Ci) and (16, G, Co) scratch for a group of G tiles (params.winograd_tiles)
     pool:     write the 2x2 max pool (stride 2, floor) of the activated output instead: max_pool2d's
               comparisons in its tap order; out is then (N, ... out_h // 2 ..., ... out_w // 2 ..., Co)
               and there is no residual

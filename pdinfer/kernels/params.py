@@ -72,3 +72,31 @@ def activation(code: int = ACT_NONE, slope: float = 0.0) -> Activation:
 
 POINTWISE = window((1, 1), (1, 1), (0, 0, 0, 0))  # a 1x1 convolution, and Linear run as one
 NO_BORDER = border()
+
+
+# ---------------------------------------------------------------------------- packed layouts
+# What lowering packs and the fast kernels read (pdinfer/lowering.py, kernels/fast.py).
+
+CHANNEL_ALIGN = 32  # packed output channels are padded to a multiple of this
+
+
+def padded_channels(channels: int) -> int:
+    """The packed width of `channels` output channels."""
+    return -(-channels // CHANNEL_ALIGN) * CHANNEL_ALIGN
+
+
+WINOGRAD_GROUP_BYTES = 2 << 20  # the transformed input and products of a group of tiles (larger measured faster)
+
+
+def winograd_weight(weight: np.ndarray) -> np.ndarray:
+    """G g G^T of a PyTorch (Co, Ci, 3, 3) weight, in float64: (16, Ci, Co), position 4i + j
+    (fast.winograd_conv3x3)."""
+    g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    u = np.einsum("ak,oikl,bl->abio", g, weight.astype(np.float64), g)  # (4, 4, Ci, Co)
+    return u.reshape(16, weight.shape[1], weight.shape[0])
+
+
+def winograd_tiles(out_h: int, out_w: int, in_c: int, out_c: int) -> tuple[int, int]:
+    """Tiles per image (2x2 output pixels each) and tiles per group (WINOGRAD_GROUP_BYTES)."""
+    per_image = -(-out_h // 2) * -(-out_w // 2)
+    return per_image, max(1, WINOGRAD_GROUP_BYTES // (16 * 4 * (in_c + out_c)))

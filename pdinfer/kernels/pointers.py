@@ -9,9 +9,6 @@ calls the helper sleeps in the kernel on a word of the mailbox (Linux futex, cal
 Python and no GIL on the way in or out, which measured ~100 us per call with a threading.Event).
 """
 
-import platform
-import sys
-
 import llvmlite.binding as llvm
 import numba
 from llvmlite import ir
@@ -20,11 +17,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._jit import jit
+from .table import FUTEX_SYSCALL
 
 _X86 = llvm.get_process_triple().startswith(("x86_64", "i686", "i386"))
-# Linux's futex system call number on the machines it is known for (None: no futex here).
-_FUTEX = {"x86_64": 202, "aarch64": 98}.get(platform.machine()) if sys.platform.startswith("linux") else None
-HAS_FUTEX = _FUTEX is not None
 _FUTEX_WAIT, _FUTEX_WAKE = 128, 129  # FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE
 _syscall = types.ExternalFunction("syscall", types.int64(types.int64, types.int64, types.int64, types.int64,
                                                          types.int64))
@@ -170,10 +165,10 @@ def spin_pause(typingctx):
 @jit
 def futex_wait(words, index, expected):
     """Sleep while words[index] (its low 32 bits) is `expected`, until futex_wake (Linux only)."""
-    _syscall(_FUTEX, words.ctypes.data + 8 * index, _FUTEX_WAIT, expected, 0)
+    _syscall(FUTEX_SYSCALL, words.ctypes.data + 8 * index, _FUTEX_WAIT, expected, 0)
 
 
 @jit
 def futex_wake(words, index):
     """Wake a thread sleeping in futex_wait on words[index] (Linux only)."""
-    _syscall(_FUTEX, words.ctypes.data + 8 * index, _FUTEX_WAKE, 1, 0)
+    _syscall(FUTEX_SYSCALL, words.ctypes.data + 8 * index, _FUTEX_WAKE, 1, 0)

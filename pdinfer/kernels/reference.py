@@ -608,22 +608,3 @@ def mul(a, b, out_c, out_h, out_w):
                     bx = xx if b.shape[3] > 1 else 0
                     out[n, c, y, xx] = a[n, ac, ay, ax] * b[n, bc, by, bx]
     return out
-
-
-def dequantize(weight: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
-    """A stored weight as float32 (docs/KERNELS.md, "Compressed weights"): float32 as it is; F16
-    exactly; BF16 exactly (its 16 bits are the high half of the float32's); I8 as float32(q) * scale
-    of its output channel, one float32 multiply.
-
-    weight: (O, ...) float32, float16, uint16 (BF16 bit patterns) or int8
-    scale:  (O,) float32 for an int8 weight, else None
-    returns (O, ...) float32 (weight itself if it is float32)
-    """
-    if weight.dtype == np.float32:
-        return weight
-    if weight.dtype == np.float16:
-        return weight.astype(np.float32)
-    if weight.dtype == np.uint16:
-        return (weight.astype(np.uint32) << 16).view(np.float32)
-    per_channel = scale.reshape(-1, *(1,) * (weight.ndim - 1))
-    return weight.astype(np.float32) * per_channel

@@ -6,6 +6,14 @@ are plain module integers, which Numba folds into the kernels as constants.
 
 from __future__ import annotations
 
+import platform
+import sys
+
+# Linux's futex system call number on the machines it is known for (None: no futex here, and so no
+# helper thread: a call of one image runs on its own thread).
+FUTEX_SYSCALL = {"x86_64": 202, "aarch64": 98}.get(platform.machine()) if sys.platform.startswith("linux") else None
+HAS_FUTEX = FUTEX_SYSCALL is not None
+
 
 class _Layout:
     """Fields of int64 words laid out one after another."""

@@ -15,8 +15,6 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .params import Window
-from .reference import (_EFX, _EFX8, _ERF_BIG, _ERF_MID, _ERF_SMALL, _ERF_SPLIT, _ERF_TINY, _ERF_UNDERFLOW, _ERX, _PA,
-                        _PP, _QA, _QQ, _RA, _RB, _SA, _SB)
 
 _F32 = np.float32
 
@@ -161,6 +159,9 @@ def prelu(x, weight):
 
 def erf(x):
     """reference.erf (fdlibm's s_erf.c) on a float64 array: every branch computed, each value's taken."""
+    from .reference import (_EFX, _EFX8, _ERF_BIG, _ERF_MID, _ERF_SMALL, _ERF_SPLIT, _ERF_TINY,  # its coefficients
+                            _ERF_UNDERFLOW, _ERX, _PA, _PP, _QA, _QQ, _RA, _RB, _SA, _SB)
+
     def poly(coefficients, t):  # c0 + t * (c1 + t * (...)), as fdlibm nests it
         total = np.full_like(t, coefficients[-1])
         for c in reversed(coefficients[:-1]):

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels import reference
 from .base import Layer, Shape
 
 
@@ -18,7 +17,7 @@ class ReLU(Layer):
     type = "ReLU"
     elementwise = True
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.relu(x.reshape(-1)).reshape(x.shape)
 
 
@@ -26,7 +25,7 @@ class ReLU6(Layer):
     type = "ReLU6"
     elementwise = True
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.relu6(x.reshape(-1)).reshape(x.shape)
 
 
@@ -39,7 +38,7 @@ class LeakyReLU(Layer):
         super().load_param(params)
         self.negative_slope = self.float_param(params, "negative_slope")
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.leaky_relu(x.reshape(-1), np.float32(self.negative_slope)).reshape(x.shape)
 
 
@@ -47,7 +46,7 @@ class Sigmoid(Layer):
     type = "Sigmoid"
     elementwise = True
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.sigmoid(x.reshape(-1)).reshape(x.shape)
 
 
@@ -55,7 +54,7 @@ class Hardswish(Layer):
     type = "Hardswish"
     elementwise = True
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.hardswish(x.reshape(-1)).reshape(x.shape)
 
 
@@ -63,7 +62,7 @@ class Hardsigmoid(Layer):
     type = "Hardsigmoid"
     elementwise = True
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.hardsigmoid(x.reshape(-1)).reshape(x.shape)
 
 
@@ -71,7 +70,7 @@ class SiLU(Layer):
     type = "SiLU"
     elementwise = True
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.silu(x.reshape(-1)).reshape(x.shape)
 
 
@@ -79,7 +78,7 @@ class Tanh(Layer):
     type = "Tanh"
     elementwise = True
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.tanh(x.reshape(-1)).reshape(x.shape)
 
 
@@ -97,7 +96,7 @@ class GELU(Layer):
                                    f"got {params['approximate']!r}")
         self.approximate = params["approximate"]
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.gelu(x.reshape(-1), self.approximate == "tanh").reshape(x.shape)
 
 
@@ -113,7 +112,7 @@ class Hardtanh(Layer):
         if not np.float32(self.min_val) <= np.float32(self.max_val):
             raise self.error(f"min_val={self.min_val} must not exceed max_val={self.max_val}")
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.hardtanh(x.reshape(-1), np.float32(self.min_val), np.float32(self.max_val)).reshape(x.shape)
 
 
@@ -126,7 +125,7 @@ class ELU(Layer):
         super().load_param(params)
         self.alpha = self.float_param(params, "alpha")
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.elu(x.reshape(-1), np.float32(self.alpha)).reshape(x.shape)
 
 
@@ -151,5 +150,5 @@ class PReLU(Layer):
                              f"channels (dim 1), got shape {shape}")
         return shape
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.prelu(x.reshape(x.shape[0], x.shape[1], -1), self.weight).reshape(x.shape)

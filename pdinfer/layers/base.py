@@ -15,8 +15,7 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from ..errors import FormatError, UnsupportedLayerError
-from ..format import is_int
-from ..kernels import reference
+from ..format import dequantize, is_int
 
 Shape = tuple[int, ...]
 
@@ -69,9 +68,9 @@ class Layer:
             setattr(self, role, array)
 
     def float_weight(self) -> np.ndarray:
-        """The `weight` as float32, dequantized from its stored type (reference.dequantize): read-only,
+        """The `weight` as float32, dequantized from its stored type (format.dequantize): read-only,
         as a float32 tensor of the file is, so that the reference kernels compile once for both."""
-        weight = reference.dequantize(getattr(self, "weight"), self.weight_scale)
+        weight = dequantize(getattr(self, "weight"), self.weight_scale)
         weight.flags.writeable = False
         return weight
 
@@ -84,7 +83,7 @@ class Layer:
         """Multiply-adds to compute an output of this shape (0 for layers without weights)."""
         return 0
 
-    def forward(self, *xs: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, *xs: np.ndarray, kernels: ModuleType) -> np.ndarray:
         """Forward pass, PyTorch semantics, NCHW float32, with `kernels`: kernels.reference (the
         specification), or kernels.vectorized (its NumPy form)."""
         raise NotImplementedError

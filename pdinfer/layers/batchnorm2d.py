@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels import reference
 from .base import Layer, Shape
 
 
@@ -45,6 +44,6 @@ class BatchNorm2d(Layer):
         scale = self.weight.astype(np.float64) / np.sqrt(self.running_var.astype(np.float64) + self.eps)
         return scale, self.bias - self.running_mean * scale
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.batchnorm2d(x, self.weight, self.bias, self.running_mean, self.running_var,
                                      np.float32(self.eps))

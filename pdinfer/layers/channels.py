@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from ..format import is_int
-from ..kernels import reference
 from .base import Layer, Shape
 
 
@@ -48,7 +47,7 @@ class Concat(_ChannelLayer):
                                  f"shape {first} except in dim 1")
         return (first[0], sum(shape[1] for shape in in_shapes), *first[2:])
 
-    def forward(self, *xs: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, *xs: np.ndarray, kernels: ModuleType) -> np.ndarray:
         out_shape = self.output_shape([x.shape for x in xs])
         out = np.empty(out_shape, dtype=np.float32)
         flat, offset = _planes(out), 0
@@ -78,7 +77,7 @@ class Slice(_ChannelLayer):
                              f"channels (shape {shape})")
         return (shape[0], self.end - self.start, *shape[2:])
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         out = kernels.slice_channels(_planes(x), self.start, self.end)
         return out.reshape(self.output_shape([x.shape]))
 
@@ -98,5 +97,5 @@ class ChannelShuffle(_ChannelLayer):
             raise self.error(f"groups={self.groups} does not divide the {shape[1]} input channels")
         return shape
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.channel_shuffle(_planes(x), self.groups).reshape(x.shape)

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels import reference
 from ..kernels.params import Window, window
 from .base import Layer, Shape, window_output_size
 
@@ -64,7 +63,7 @@ class Conv2d(Layer):
     def macs(self, out_shape: Shape) -> int:
         return int(np.prod(out_shape)) * (self.in_channels // self.groups) * self.kernel_size[0] * self.kernel_size[1]
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         _, _, out_h, out_w = self.output_shape([x.shape])
         bias = self.bias if self.has_bias else np.zeros(0, np.float32)
         return kernels.conv2d(x, self.float_weight(), bias, self.has_bias, self.window, self.groups, out_h, out_w)

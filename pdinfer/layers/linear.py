@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels import reference
 from .base import Layer, Shape
 
 
@@ -40,6 +39,6 @@ class Linear(Layer):
     def macs(self, out_shape: Shape) -> int:
         return int(np.prod(out_shape)) * self.in_features
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         bias = self.bias if self.has_bias else np.zeros(0, np.float32)
         return kernels.linear(x, self.float_weight(), bias, self.has_bias)

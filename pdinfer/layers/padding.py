@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels import reference
 from .base import Layer, Shape
 
 
@@ -25,5 +24,5 @@ class ZeroPad2d(Layer):
         top, left, bottom, right = self.padding
         return (shape[0], shape[1], shape[2] + top + bottom, shape[3] + left + right)
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.zero_pad2d(x, *self.padding)

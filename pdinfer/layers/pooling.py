@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ..kernels import reference
 from ..kernels.params import Window, window
 from .base import Layer, Shape, window_output_size
 
@@ -53,7 +52,7 @@ class MaxPool2d(_Pool2d):
         super().load_param(params)
         self.dilation = self.pair_param(params, "dilation")
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         _, _, out_h, out_w = self.output_shape([x.shape])
         return kernels.max_pool2d(x, self.window, out_h, out_w)
 
@@ -68,7 +67,7 @@ class AvgPool2d(_Pool2d):
         self.count_include_pad = self.bool_param(params, "count_include_pad")
         self.divisor_override = self.int_param(params, "divisor_override", low=0)
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         _, _, out_h, out_w = self.output_shape([x.shape])
         return kernels.avg_pool2d(x, self.window, self.count_include_pad, self.divisor_override, out_h, out_w)
 
@@ -86,7 +85,7 @@ class GlobalAvgPool(Layer):
         self.expect_rank(shape, 4)
         return (shape[0], shape[1], 1, 1) if self.keepdim else (shape[0], shape[1])
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.global_avg_pool(x).reshape(self.output_shape([x.shape]))
 
 
@@ -108,14 +107,14 @@ class _AdaptivePool2d(Layer):
 class AdaptiveAvgPool2d(_AdaptivePool2d):
     type = "AdaptiveAvgPool2d"
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.adaptive_avg_pool2d(x, *self.output_size)
 
 
 class AdaptiveMaxPool2d(_AdaptivePool2d):
     type = "AdaptiveMaxPool2d"
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.adaptive_max_pool2d(x, *self.output_size)
 
 
@@ -131,12 +130,12 @@ class _ChannelReduction(Layer):
 class ChannelMean(_ChannelReduction):
     type = "ChannelMean"
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.channel_mean(x)
 
 
 class ChannelMax(_ChannelReduction):
     type = "ChannelMax"
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.channel_max(x)

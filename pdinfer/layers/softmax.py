@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from ..format import is_int
-from ..kernels import reference
 from .base import Layer, Shape
 
 
@@ -27,7 +26,7 @@ class Softmax(Layer):
             raise self.error(f"input must have at least 2 dimensions, got shape {in_shapes[0]}")
         return in_shapes[0]
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         channels_last = np.moveaxis(x, 1, -1)
         rows = np.ascontiguousarray(channels_last).reshape(-1, x.shape[1])
         out = kernels.softmax_rows(rows).reshape(channels_last.shape)

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from ..format import is_int
-from ..kernels import reference
 from .base import Layer, Shape
 
 
@@ -21,7 +20,7 @@ class Flatten(Layer):
             raise self.error(f"input must have at least 2 dimensions, got shape {shape}")
         return (shape[0], int(np.prod(shape[1:])))
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return x.reshape(x.shape[0], -1)
 
 
@@ -43,7 +42,7 @@ class Unflatten(Layer):
             raise self.error(f"input of {shape[1]} features cannot be viewed as {list(self.shape)}")
         return (shape[0], *self.shape)
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return x.reshape(x.shape[0], *self.shape)
 
 
@@ -55,7 +54,7 @@ class Dropout(Layer):
         super().load_param(params)
         self.p = self.float_param(params, "p", 0.0, 1.0)
 
-    def forward(self, x: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, x: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return x
 
 
@@ -69,7 +68,7 @@ class Add(Layer):
             raise self.error(f"inputs must have the same shape, got {in_shapes[0]} and {in_shapes[1]}")
         return in_shapes[0]
 
-    def forward(self, a: np.ndarray, b: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, a: np.ndarray, b: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         return kernels.add(a, b)
 
 
@@ -96,7 +95,7 @@ class Mul(Layer):
                              "in one of them")
         return shape
 
-    def forward(self, a: np.ndarray, b: np.ndarray, kernels: ModuleType = reference) -> np.ndarray:
+    def forward(self, a: np.ndarray, b: np.ndarray, *, kernels: ModuleType) -> np.ndarray:
         shape = self.output_shape([a.shape, b.shape])
         if len(shape) == 2:  # (N, C) as (N, C, 1, 1)
             return kernels.mul(a[:, :, None, None], b[:, :, None, None], shape[1], 1, 1).reshape(shape)

@@ -197,9 +197,12 @@ class DepthwiseConv:
     border: tuple  # params.Border
 
     def op(self, in_shape: Shape) -> Op:
+        top, left, bottom, right = self.border
+        pixels = (self.out_shape[0] - top - bottom) * (self.out_shape[1] - left - right)
         return Op(OP_DEPTHWISE, image_view(in_shape), self.out_shape,
                   _fields(self.weight, self.bias, self.activation, self.window, self.border),
-                  self.activation[1], dequantize=self.weight.dequantize())
+                  self.activation[1], macs=pixels * self.out_shape[2] * self.window[0] * self.window[1], parts=pixels,
+                  dequantize=self.weight.dequantize())
 
 
 @dataclass(frozen=True)

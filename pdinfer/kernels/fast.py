@@ -135,34 +135,45 @@ def _tap_offsets(window, in_w, in_c):
 
 
 @jit
-def _pixel_offsets(x, out, window, border, pool):
-    """Flat offsets, for each output pixel (n, oy, ox) in order, of its window's first element in x
-    and of the pixel itself in out, inside out's border. With `pool`, out holds the 2x2 max pool
-    (stride 2) of the convolution: the windows of the four pixels under each pooled pixel (n, py,
-    px), in the pool's tap order, and the pooled pixels.
+def _pixel_count(out, border):
+    """The output pixels (n, oy, ox) of out, inside its params.Border."""
+    return out.shape[0] * (out.shape[1] - border.top - border.bottom) * (out.shape[2] - border.left - border.right)
+
+
+@jit
+def _pixel_offsets(x, out, window, border, pool, part):
+    """Flat offsets, for each output pixel (n, oy, ox) of the part in order, of its window's first
+    element in x and of the pixel itself in out, inside out's border. With `pool`, out holds the
+    2x2 max pool (stride 2) of the convolution: the windows of the four pixels under each pooled
+    pixel (n, py, px), in the pool's tap order, and the pooled pixels.
 
     x:      (N, in_h, in_w, in_c)  the input, padded
     out:    (N, border.top + out_h + border.bottom, border.left + out_w + border.right, out_c)
     window: params.Window (its stride is used); border: params.Border
-    returns (windows, pixels): (N * out_h * out_w,) each, or with `pool` (4 * P,) and (P,)
+    part:   (begin, end, parts): the output pixels from begin/parts to end/parts of them
+    returns (windows, pixels): (P,) each for the part's P pixels, or with `pool` (4 * P,) and (P,)
     """
-    n_batch, in_h, in_w, in_c = x.shape
+    _, in_h, in_w, in_c = x.shape
     _, full_h, full_w, out_c = out.shape
     stride_h, stride_w = window.stride_h, window.stride_w
-    border_top, border_left = border.top, border.left
     out_h, out_w = full_h - border.top - border.bottom, full_w - border.left - border.right
+    total = _pixel_count(out, border)
+    first, stop = total * part[0] // part[2], total * part[1] // part[2]
     under = 4 if pool else 1  # convolution pixels under one output pixel
-    windows = np.empty(n_batch * out_h * out_w * under, dtype=np.int64)
-    pixels = np.empty(n_batch * out_h * out_w, dtype=np.int64)
-    q = 0
-    for n in range(n_batch):
-        for oy in range(out_h):
-            for ox in range(out_w):
-                for j in range(under):
-                    cy, cx = (2 * oy + j // 2, 2 * ox + j % 2) if pool else (oy, ox)
-                    windows[q * under + j] = ((n * in_h + cy * stride_h) * in_w + cx * stride_w) * in_c
-                pixels[q] = ((n * full_h + border_top + oy) * full_w + border_left + ox) * out_c
-                q += 1
+    windows = np.empty((stop - first) * under, dtype=np.int64)
+    pixels = np.empty(stop - first, dtype=np.int64)
+    n, rest = divmod(first, out_h * out_w)
+    oy, ox = divmod(rest, out_w)
+    for q in range(stop - first):
+        for j in range(under):
+            cy, cx = (2 * oy + j // 2, 2 * ox + j % 2) if pool else (oy, ox)
+            windows[q * under + j] = ((n * in_h + cy * stride_h) * in_w + cx * stride_w) * in_c
+        pixels[q] = ((n * full_h + border.top + oy) * full_w + border.left + ox) * out_c
+        ox += 1  # the next pixel: (n, oy, ox) in order
+        if ox == out_w:
+            ox, oy = 0, oy + 1
+            if oy == out_h:
+                oy, n = 0, n + 1
     return windows, pixels
 
 
@@ -228,14 +239,12 @@ def conv2d(x, weight, bias, residual, activation, window, out, border, part, cha
     x = _pad(x, window.pad_top, window.pad_left, window.pad_bottom, window.pad_right, 0.0)
     in_c = x.shape[3]
     taps = _tap_offsets(window, x.shape[2], in_c)
-    begin, end, parts = part
     first_channel, stop_channel = channels
-    if begin == 0 and first_channel == 0:
+    if part[0] == 0 and first_channel == 0:
         _fill_border(out, border, 0.0)
-    windows, pixels = _pixel_offsets(x, out, window, border, pool)
-    first, stop = pixels.size * begin // parts, pixels.size * end // parts
+    windows, pixels = _pixel_offsets(x, out, window, border, pool, part)
     _matmul_pixels(x.reshape(-1), weight, bias, residual.reshape(-1), activation, taps, in_c, windows, pixels,
-                   first, stop, out.reshape(-1), first_channel, stop_channel, pool)
+                   0, pixels.size, out.reshape(-1), first_channel, stop_channel, pool)
     return out
 
 
@@ -361,7 +370,7 @@ def grouped_conv2d(x, weight, bias, activation, window, out_h, out_w):
 
 
 @jit
-def depthwise_conv2d(x, weight, bias, activation, window, out, border):
+def depthwise_conv2d(x, weight, bias, activation, window, out, border, part):
     """Depthwise Conv2d (groups = Ci = Co) + bias + activation, in tiles of six pixels by 32
     channels; the output gets a zero border as conv2d's.
 
@@ -370,14 +379,17 @@ def depthwise_conv2d(x, weight, bias, activation, window, out, border):
     bias:   (padded_channels(C),)
     activation: params.Activation; window: params.Window; border: params.Border
     out:    (N, border.top + out_h + border.bottom, border.left + out_w + border.right, C), written
+    part:   (begin, end, parts): write only the output pixels from begin/parts to end/parts of them
+            in order, and the border with the part from 0 (conv2d's)
     returns out
     """
     activation, window, border = Activation(*activation), Window(*window), Border(*border)
     x = _pad(x, window.pad_top, window.pad_left, window.pad_bottom, window.pad_right, 0.0)
     channels = x.shape[3]
     taps = _tap_offsets(window, x.shape[2], channels)
-    _fill_border(out, border, 0.0)
-    windows, pixels = _pixel_offsets(x, out, window, border, False)
+    if part[0] == 0:
+        _fill_border(out, border, 0.0)
+    windows, pixels = _pixel_offsets(x, out, window, border, False, part)
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
     row = weight.shape[1]
     last = pixels.size - 1
@@ -438,7 +450,7 @@ def max_pool2d(x, window, out, border):
     channels = x.shape[3]
     taps = _tap_offsets(window, x.shape[2], channels)
     _fill_border(out, border, 0.0)
-    windows, pixels = _pixel_offsets(x, out, window, border, False)
+    windows, pixels = _pixel_offsets(x, out, window, border, False, (0, 1, 1))
     flat_x, flat_out = x.reshape(-1), out.reshape(-1)
     last = pixels.size - 1
     for start in range(0, pixels.size, TILE_PIXELS):

@@ -19,7 +19,7 @@ from .pointers import (atomic_add, atomic_load, atomic_store, call_row_kernel, c
 from .table import (ARENA, CHUNKS, CLAIM, CLAIM_BITS, DONE, FAILED, HELPER_SCRATCH, JOB, JOB_ROW, KERNEL, ROW,
                     SCRATCH, SLOPE, STATE, TAKEN)
 
-_CHUNK_MASK = (1 << CLAIM_BITS) - 1
+_COUNT_MASK = (1 << 10) - 1  # a claim word's count of chunks taken from one end
 
 
 @jit
@@ -40,14 +40,14 @@ def run_program(rows, slopes, arena, box):
         row = rows[r]
         chunks = row[CHUNKS] if box.size > 0 else 0
         job = post_row(row, slopes[r:r + 1], arena, box) if chunks > 0 else 0
-        chunk = _claim(box, job, chunks) if chunks > 0 else 0
+        chunk = _claim(box, job, chunks, False) if chunks > 0 else 0
         mine, failed = 0, False
         while chunk >= 0:
             if call_row_kernel(row[KERNEL], row.ctypes.data, arena_at, arena.size, slopes[r], chunk, max(chunks, 1),
                                SCRATCH) != 0:
                 failed = True  # a shared row waits for the helper before raising
             mine += 1
-            chunk = _claim(box, job, chunks) if chunks > 0 else -1
+            chunk = _claim(box, job, chunks, False) if chunks > 0 else -1
         while chunks > 0 and atomic_load(box, DONE) < chunks - mine:
             spin_pause()
         if failed or (chunks > 0 and atomic_load(box, FAILED) != 0):
@@ -57,14 +57,17 @@ def run_program(rows, slopes, arena, box):
 # ---------------------------------------------------------------------------- sharing a row
 
 @jit
-def _claim(box, job, chunks):
-    """The next chunk of `job` for this thread, or -1 if every one is taken (or the job is over)."""
+def _claim(box, job, chunks, from_back):
+    """The next chunk of `job` for this thread, or -1 if every one is taken (or the job is over).
+    The calling thread takes chunks from the front (0, 1, ...), the helper from the back, so that
+    each keeps to its own part of the images from row to row (and its part stays in its cache)."""
     while True:
         word = atomic_load(box, CLAIM)
-        if word >> CLAIM_BITS != job or word & _CHUNK_MASK >= chunks:
+        front, back = word & _COUNT_MASK, (word >> 10) & _COUNT_MASK
+        if word >> CLAIM_BITS != job or front + back >= chunks:
             return -1
-        if compare_exchange(box, CLAIM, word, word + 1):
-            return word & _CHUNK_MASK
+        if compare_exchange(box, CLAIM, word, word + (1 << 10 if from_back else 1)):
+            return chunks - 1 - back if from_back else front
 
 
 @jit
@@ -110,7 +113,7 @@ def serve(box):
         row = box[JOB_ROW:JOB_ROW + ROW].copy()  # read after the job number: the job's own fields
         slope = float32_array(box[SLOPE], 1)[0]
         while True:
-            chunk = _claim(box, job, row[CHUNKS])
+            chunk = _claim(box, job, row[CHUNKS], True)
             if chunk < 0:
                 break
             if call_row_kernel(row[KERNEL], row.ctypes.data, box[ARENA], box[ARENA + 1], slope, chunk, row[CHUNKS],

@@ -136,8 +136,10 @@ def depthwise_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
     row, arena = int64_array(row_at, ROW), float32_array(arena_at, floats)
     try:
         weight = _weight(row, arena).reshape((row[WEIGHT + 1], row[WEIGHT + 2]))
-        depthwise_conv2d(_value(arena, row, X), weight, _bias(row), (row[ACTIVATION], slope), _window(row),
-                         _value(arena, row, OUT), _border(row))
+        out = _value(arena, row, OUT)
+        part, _ = _share(row, out.shape[3], chunk, chunks)
+        depthwise_conv2d(_value(arena, row, X), weight, _bias(row), (row[ACTIVATION], slope), _window(row), out,
+                         _border(row), part)
     except Exception:  # noqa: B902
         return 1
     return 0

@@ -62,7 +62,7 @@ ROW = _row.size
 _box = _Layout()
 STATE = _box.field()  # 1 while a call holds the helper (it polls for jobs), 0 when not (it sleeps), -1: exit
 JOB = _box.field(at=8)  # the number of the latest job: a row posted for sharing
-CLAIM = _box.field(at=16)  # (job << CLAIM_BITS) | the next chunk of it to take
+CLAIM = _box.field(at=16)  # (job << CLAIM_BITS) | (chunks taken from the back << 10) | chunks taken from the front
 DONE = _box.field(at=24)  # chunks of the job the helper has finished
 FAILED = _box.field()  # 1 if a chunk of the helper failed
 TAKEN = _box.field()  # chunks the helper has run, ever (for tests and profiling)
@@ -70,4 +70,4 @@ ARENA = _box.field(2, at=32)  # the job's arena: (address, floats)
 SLOPE = _box.field()  # the address of the job's slope (float32)
 JOB_ROW = _box.field(ROW, at=40)  # a copy of the job's row
 BOX = _box.size
-CLAIM_BITS = 20  # a claim word holds the chunk number in its low bits, the job number above them
+CLAIM_BITS = 20  # a claim word holds two 10-bit chunk counts in its low bits, the job number above them

@@ -105,12 +105,16 @@ def load(engine: str, artifacts: Artifacts, threads: int, spinning: bool = False
     compiled=True has a pdinfer model compile (or load) its kernels before it returns; False leaves
     it as users get it, answering with NumPy while they compile in the background.
 
-    spinning=False turns ONNX Runtime's spin-waiting pool threads off (allow_spinning=0), so
-    they do not burn the cores while another engine of the same process runs; torch's OpenMP
-    threads are set by OMP_WAIT_POLICY before torch is imported (bench.py).
+    spinning=False turns ONNX Runtime's spin-waiting pool threads off (allow_spinning=0), and
+    pdinfer's helper thread's polling after a call (program.HELPER_SPINS = 0), so they do not burn
+    the cores while another engine of the same process runs; torch's OpenMP threads are set by
+    OMP_WAIT_POLICY before torch is imported (bench.py).
     """
     if engine.startswith("pdinfer"):
         import pdinfer
+        from pdinfer import program
+        if not spinning and hasattr(program, "HELPER_SPINS"):
+            program.HELPER_SPINS = 0
         if hasattr(pdinfer, "set_num_threads"):
             pdinfer.set_num_threads(threads)
         model = pdinfer.load(artifacts["pdw_" + COMPRESSED[engine] if engine in COMPRESSED else "pdw"])

@@ -42,12 +42,8 @@ class Preparation:
     def done(self) -> bool:
         return self._done.is_set()
 
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        """Wait until done (at most `timeout` seconds); returns done()."""
-        return self._done.wait(timeout)
-
     def on_done(self, callback: Callable[[], None]) -> None:
-        """Call `callback()` once done: now if it is, else on the worker thread."""
+        """Call `callback()` once done: now if it is, else on the thread that finishes it."""
         with self._lock:
             if not self._done.is_set():
                 self._callbacks.append(callback)
@@ -55,15 +51,23 @@ class Preparation:
         callback()
 
     def run(self) -> None:
-        """Prepare in this thread; stop early (not done) if the process is exiting."""
+        """Prepare in this thread, unless done already (Model.compile); stop early (not done) if
+        the process is exiting."""
         try:
             for step in self.steps:
-                if _exiting.is_set():
+                if _exiting.is_set() or self.done():
                     return
                 step()
         except Exception as e:  # noqa: B902  (kept for the model: its next call raises it)
             self.error = e
+        self.finish()
+
+    def finish(self) -> None:
+        """Mark it done and call the callbacks (once)."""
         with self._lock:
+            if self._done.is_set():
+                return
+            self.steps = []  # what they hold (the plan, an image of zeros) is not kept with the plan
             self._done.set()
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
@@ -106,10 +110,14 @@ def prepare(plan: Plan, input_shape: tuple[int, ...]) -> Preparation:
 
 
 def prepare_now(plan: Plan, input_shape: tuple[int, ...]) -> None:
-    """Prepare `plan` in this thread, raising what fails (beside the worker, if it is on it too:
-    each kernel still compiles once)."""
+    """Prepare `plan` in this thread, raising what fails; the worker then skips it (if it is on it
+    already, each kernel still compiles once)."""
     for step in _steps(plan, input_shape):
         step()
+    with _lock:
+        preparation = _preparations.get(plan)
+    if preparation is not None and preparation.error is None:
+        preparation.finish()
 
 
 def busy() -> bool:

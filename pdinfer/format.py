@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import math
+import mmap
 import os
 import itertools
 import re
@@ -330,9 +331,14 @@ class _WholeFile:
         if self.raw is None:
             if offset + length <= 8:
                 return _pread(self._file.fileno(), offset, length, self._where)
-            self.raw = memoryview(self._file.read(self._size + 1))  # one byte more shows a file that grew
-            if len(self.raw) != self._size:
+            # In pages of its own (an anonymous map, unmapped when the last tensor view goes), not
+            # from malloc: glibc raises its mmap threshold after freeing a block this big, and later
+            # blocks of the size then come from the heap, where a model that outlives the file's
+            # buffer leaves it as a hole (measured: +0.16 MB per resident PDModel).
+            buffer = mmap.mmap(-1, self._size + 1)  # one byte more shows a file that grew
+            if self._file.readinto(buffer) != self._size:
                 raise FormatError(f"{self._where}: file changed size while being read")
+            self.raw = memoryview(buffer)[:self._size]
         return self.raw[offset:offset + length]
 
 

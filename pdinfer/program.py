@@ -22,11 +22,12 @@ import numpy as np
 
 from . import workspace
 from .kernels.table import (HAS_FUTEX, BOX, BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, KERNEL, OP_CONV, OP_DEPTHWISE, OP_DEQUANTIZE,
-                            OP_WINOGRAD, OPCODE, OUT, RESIDUAL, ROW, SCRATCH, STATE, WEIGHT, WEIGHT_IN_ARENA, X)
+                            OP_WINOGRAD, OPCODE, OUT, RESIDUAL, ROW, SCRATCH, SPINS, STATE, WEIGHT, WEIGHT_IN_ARENA, X)
 
 ALIGN = 16  # floats: every value starts on a 64-byte boundary
 SHARE_MACS = 100_000  # a convolution row this big is shared with the helper thread, when the call has one,
 SHARE_WEIGHTS = 256 << 10  # ... or one with this many weight floats (1 MB)
+HELPER_SPINS = 20_000  # the helper polls this many times (about 1 ms) after a call before it sleeps
 SHARE_CHUNKS = 2  # ... in this many chunks: the calling thread takes them from the front, the helper from the back
 # (so each keeps to its half of the image from row to row, and its half stays in its core's cache; measured on
 # PDLightModel, one image, two threads: 0.60 ms sharing only rows of 4 M multiply-adds and up, 4 chunks claimed
@@ -323,6 +324,7 @@ class Helper:
 
     def __init__(self) -> None:
         self.box = np.zeros(BOX, dtype=np.int64)
+        self.box[SPINS] = HELPER_SPINS
         self._holder = threading.Lock()  # one call at a time; others run without the helper
         self._thread: Optional[threading.Thread] = None  # started by the first call sharing a row
 

@@ -26,6 +26,7 @@ from pdinfer import fusion, lowering, plan, program
 from pdinfer.kernels.table import HAS_FUTEX
 from pdinfer.kernels.table import TAKEN
 from pdinfer.program import Helper
+from pdinfer.builder import LayerList, conv2d_params
 from pdinfer.format import write_weights
 from pdinfer.layers.base import window_output_size
 
@@ -246,6 +247,33 @@ def test_rows_shared_with_the_helper_thread_give_the_same_answer(helper_thread, 
         alone = plan.run_plan(model._plan, batch)
         shared = plan.run_plan(model._plan, batch, helper_thread)
     np.testing.assert_array_equal(shared, alone, err_msg=describe(graph))
+
+
+def _cpu_ticks(thread_id: int) -> int:
+    """A thread's user + system CPU time so far, in clock ticks (/proc: Linux, as the helper)."""
+    fields = Path(f"/proc/self/task/{thread_id}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def test_the_helper_thread_sleeps_soon_after_a_call(tmp_path):
+    """After a call the helper polls for the next one for about a millisecond (HELPER_SPINS), then
+    sleeps: idle, it takes no CPU time."""
+    if not HAS_FUTEX:
+        pytest.skip("the helper thread needs Linux's futex")
+    layers = LayerList((4, 40, 40), seed=5)
+    layers.add("Conv2d", **conv2d_params(4, 32, 3, padding=1))
+    model = pdinfer.load(layers.write(tmp_path / "conv.pdw"))
+    helper = Helper()
+    try:
+        x = np.zeros((1, 4, 40, 40), np.float32)
+        plan.run_plan(model._plan, x, helper)  # starts the helper thread
+        thread = helper._thread
+        time.sleep(0.2)  # past its polling: asleep
+        before = _cpu_ticks(thread.native_id)
+        time.sleep(1.0)
+        assert _cpu_ticks(thread.native_id) - before <= 2  # a spinning thread would take ~100 ticks
+    finally:
+        helper.close()
 
 
 def test_the_helper_thread_takes_chunks_of_a_big_convolution(helper_thread, tmp_path):

@@ -17,7 +17,7 @@ from .._jit import jit
 from .pointers import (atomic_add, atomic_load, atomic_store, call_row_kernel, compare_exchange, float32_array,
                        futex_wait, futex_wake, spin_pause)
 from .table import (ARENA, CHUNKS, CLAIM, CLAIM_BITS, DONE, FAILED, HELPER_SCRATCH, JOB, JOB_ROW, KERNEL, ROW,
-                    SCRATCH, SLOPE, STATE, TAKEN)
+                    SCRATCH, SLOPE, SPINS, STATE, TAKEN)
 
 _COUNT_MASK = (1 << 10) - 1  # a claim word's count of chunks taken from one end
 
@@ -95,15 +95,21 @@ def signal(box, state):
 
 @jit
 def serve(box):
-    """The helper thread's loop, until box[STATE] is -1: sleep while it is 0; while it is 1, take
-    chunks of each job posted (post_row)."""
+    """The helper thread's loop, until box[STATE] is -1: while it is 0, poll it box[SPINS] times
+    (a call that follows soon finds the helper up, as OpenMP's and ONNX Runtime's threads spin
+    between parallel regions), then sleep; while it is 1, take chunks of each job posted (post_row)."""
     seen = atomic_load(box, JOB)
     while True:
         state = atomic_load(box, STATE)
         if state < 0:
             return
         if state == 0:
-            futex_wait(box, STATE, 0)
+            spins = box[SPINS]
+            while spins > 0 and atomic_load(box, STATE) == 0:
+                spin_pause()
+                spins -= 1
+            if atomic_load(box, STATE) == 0:
+                futex_wait(box, STATE, 0)
             continue
         job = atomic_load(box, JOB)
         if job == seen:

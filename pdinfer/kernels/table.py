@@ -61,6 +61,7 @@ ROW = _row.size
 # The mailbox of the helper thread (int64 words; the words the two threads write are 64 bytes apart).
 _box = _Layout()
 STATE = _box.field()  # 1 while a call holds the helper (it polls for jobs), 0 when not (it sleeps), -1: exit
+SPINS = _box.field()  # polls of STATE the helper makes after a call before it sleeps (program.HELPER_SPINS)
 JOB = _box.field(at=8)  # the number of the latest job: a row posted for sharing
 CLAIM = _box.field(at=16)  # (job << CLAIM_BITS) | (chunks taken from the back << 10) | chunks taken from the front
 DONE = _box.field(at=24)  # chunks of the job the helper has finished

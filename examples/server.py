@@ -47,7 +47,7 @@ def make_server(directory: str | Path, port: int = 0) -> ThreadingHTTPServer:
     """The service on 127.0.0.1:port (0: any free port), every model warmed up; not yet serving.
     A model file that does not load is reported on stderr and answered 422 until it is replaced."""
     store = pdinfer.ModelStore(directory)
-    for name in store.names():  # warm-up: load each model and run it once
+    for name in store.names():  # warm-up: load and run each model (its kernels compile or load in the background)
         try:
             model = store.get(name)
         except pdinfer.PdinferError as e:

@@ -143,6 +143,12 @@ def _fields(weight: Union[PackedWeight, np.ndarray], bias: np.ndarray, activatio
             WINDOW: window, BORDER: border, POOL: (int(pool),)}
 
 
+def _inner_pixels(out_shape: tuple[int, int, int], border: tuple) -> int:
+    """The pixels of one output image (H, W, C) inside its params.Border."""
+    top, left, bottom, right = border
+    return (out_shape[0] - top - bottom) * (out_shape[1] - left - right)
+
+
 @dataclass(frozen=True)
 class DenseConv:
     """fast.conv2d: a one-group convolution as a register-tiled matrix product."""
@@ -157,8 +163,7 @@ class DenseConv:
     pool: bool  # the 2x2 max pool of the output is written (out_shape is the pool's)
 
     def op(self, in_shape: Shape) -> Op:
-        top, left, bottom, right = self.border
-        pixels = (self.out_shape[0] - top - bottom) * (self.out_shape[1] - left - right)
+        pixels = _inner_pixels(self.out_shape, self.border)
         return Op(OP_CONV, image_view(in_shape), self.out_shape,
                   _fields(self.weight, self.bias, self.activation, self.window, self.border, self.pool),
                   self.activation[1], macs=self.macs, parts=pixels, dequantize=self.weight.dequantize())
@@ -197,8 +202,7 @@ class DepthwiseConv:
     border: tuple  # params.Border
 
     def op(self, in_shape: Shape) -> Op:
-        top, left, bottom, right = self.border
-        pixels = (self.out_shape[0] - top - bottom) * (self.out_shape[1] - left - right)
+        pixels = _inner_pixels(self.out_shape, self.border)
         return Op(OP_DEPTHWISE, image_view(in_shape), self.out_shape,
                   _fields(self.weight, self.bias, self.activation, self.window, self.border),
                   self.activation[1], macs=pixels * self.out_shape[2] * self.window[0] * self.window[1], parts=pixels,

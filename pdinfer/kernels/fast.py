@@ -135,12 +135,6 @@ def _tap_offsets(window, in_w, in_c):
 
 
 @jit
-def _pixel_count(out, border):
-    """The output pixels (n, oy, ox) of out, inside its params.Border."""
-    return out.shape[0] * (out.shape[1] - border.top - border.bottom) * (out.shape[2] - border.left - border.right)
-
-
-@jit
 def _pixel_offsets(x, out, window, border, pool, part):
     """Flat offsets, for each output pixel (n, oy, ox) of the part in order, of its window's first
     element in x and of the pixel itself in out, inside out's border. With `pool`, out holds the
@@ -157,7 +151,7 @@ def _pixel_offsets(x, out, window, border, pool, part):
     _, full_h, full_w, out_c = out.shape
     stride_h, stride_w = window.stride_h, window.stride_w
     out_h, out_w = full_h - border.top - border.bottom, full_w - border.left - border.right
-    total = _pixel_count(out, border)
+    total = out.shape[0] * out_h * out_w
     first, stop = total * part[0] // part[2], total * part[1] // part[2]
     under = 4 if pool else 1  # convolution pixels under one output pixel
     windows = np.empty((stop - first) * under, dtype=np.int64)

@@ -16,10 +16,10 @@ compiles in a fraction of a second, once for every table, and each kernel is com
 from .._jit import jit
 from .pointers import (atomic_add, atomic_load, atomic_store, call_row_kernel, compare_exchange, float32_array,
                        futex_wait, futex_wake, spin_pause)
-from .table import (ARENA, CHUNKS, CLAIM, CLAIM_BITS, DONE, FAILED, HELPER_SCRATCH, JOB, JOB_ROW, KERNEL, ROW,
+from .table import (ARENA, CHUNKS, CLAIM, CLAIM_BITS, COUNT_BITS, DONE, FAILED, HELPER_SCRATCH, JOB, JOB_ROW, KERNEL, ROW,
                     SCRATCH, SLOPE, SPINS, STATE, TAKEN)
 
-_COUNT_MASK = (1 << 10) - 1  # a claim word's count of chunks taken from one end
+_COUNT_MASK = (1 << COUNT_BITS) - 1  # a claim word's count of chunks taken from one end
 
 
 @jit
@@ -63,10 +63,10 @@ def _claim(box, job, chunks, from_back):
     each keeps to its own part of the images from row to row (and its part stays in its cache)."""
     while True:
         word = atomic_load(box, CLAIM)
-        front, back = word & _COUNT_MASK, (word >> 10) & _COUNT_MASK
+        front, back = word & _COUNT_MASK, (word >> COUNT_BITS) & _COUNT_MASK
         if word >> CLAIM_BITS != job or front + back >= chunks:
             return -1
-        if compare_exchange(box, CLAIM, word, word + (1 << 10 if from_back else 1)):
+        if compare_exchange(box, CLAIM, word, word + (1 << COUNT_BITS if from_back else 1)):
             return chunks - 1 - back if from_back else front
 
 

@@ -63,7 +63,7 @@ _box = _Layout()
 STATE = _box.field()  # 1 while a call holds the helper (it polls for jobs), 0 when not (it sleeps), -1: exit
 SPINS = _box.field()  # polls of STATE the helper makes after a call before it sleeps (program.HELPER_SPINS)
 JOB = _box.field(at=8)  # the number of the latest job: a row posted for sharing
-CLAIM = _box.field(at=16)  # (job << CLAIM_BITS) | (chunks taken from the back << 10) | chunks taken from the front
+CLAIM = _box.field(at=16)  # (job << CLAIM_BITS) | (chunks taken from the back << COUNT_BITS) | chunks taken from the front
 DONE = _box.field(at=24)  # chunks of the job the helper has finished
 FAILED = _box.field()  # 1 if a chunk of the helper failed
 TAKEN = _box.field()  # chunks the helper has run, ever (for tests and profiling)
@@ -71,4 +71,5 @@ ARENA = _box.field(2, at=32)  # the job's arena: (address, floats)
 SLOPE = _box.field()  # the address of the job's slope (float32)
 JOB_ROW = _box.field(ROW, at=40)  # a copy of the job's row
 BOX = _box.size
-CLAIM_BITS = 20  # a claim word holds two 10-bit chunk counts in its low bits, the job number above them
+COUNT_BITS = 10  # a claim word holds two chunk counts of this many bits in its low bits, the job number above them
+CLAIM_BITS = 2 * COUNT_BITS

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +76,45 @@ def test_warmup_checks_the_weight_files_it_is_given_before_compiling(tmp_path):
     missing = _pdinfer(tmp_path / "numba-cache", "warmup", SHIPPED[0], str(tmp_path / "missing.pdw"))
     assert missing.returncode == 2 and "missing.pdw" in missing.stderr
     assert COMPILING not in missing.stderr and missing.stdout == ""
+
+
+# Compiles (or loads) two row kernels and prints what Numba compiled.
+COMPILE_MEAN_AND_SIGMOID = """
+import json
+from pdinfer._jit import CompileWatch
+from pdinfer.kernels.rows import kernel_address
+from pdinfer.kernels.table import OP_MEAN, OP_SIGMOID
+with CompileWatch() as watch:
+    kernel_address(OP_MEAN)
+    kernel_address(OP_SIGMOID)
+print(json.dumps(watch.compiled))
+"""
+
+
+def test_editing_a_kernel_recompiles_only_the_row_kernels_that_contain_it(tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "pdinfer", source / "pdinfer", ignore=shutil.ignore_patterns("__pycache__"))
+    environment = {**_environment(tmp_path / "numba-cache"), "PYTHONPATH": str(source)}
+
+    def compiled() -> list[str]:
+        run = subprocess.run([sys.executable, "-c", COMPILE_MEAN_AND_SIGMOID], capture_output=True, text=True,
+                             timeout=600, env=environment, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        return json.loads(run.stdout.splitlines()[-1])
+
+    def edit(name: str, old: str, new: str) -> None:
+        path = source / "pdinfer" / "kernels" / name
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new, 1))
+
+    assert {"mean_row", "sigmoid_row"} <= set(compiled())  # an empty cache
+    assert compiled() == []
+    edit("reference.py", '"""', '# moved down two lines\n\n"""')  # every function of the file moves
+    edit("fast.py", '"""', '# moved down two lines\n\n"""')
+    assert compiled() == []
+    # sigmoid's code changes (the sum's operands swap: the same answers); global_avg_pool's does not
+    edit("reference.py", "1.0 / (1.0 + math.exp(-np.float64(flat[i])))", "1.0 / (math.exp(-np.float64(flat[i])) + 1.0)")
+    again = compiled()
+    assert "sigmoid_row" in again and "sigmoid" in again
+    assert "mean_row" not in again and "global_avg_pool" not in again

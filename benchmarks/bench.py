@@ -1,4 +1,5 @@
-"""Benchmark pdinfer against torch (eager and torch.jit frozen) and ONNX Runtime, side by side.
+"""Benchmark pdinfer against torch (eager and torch.jit frozen), ONNX Runtime and OpenVINO (float32 and
+int8), side by side.
 
     python -m benchmarks [--quick] [--models pd_light pd_model] [--engines ...] [--only ...] [--profile] [--no-spinning]
     python benchmarks/bench.py ...          (the same)
@@ -43,7 +44,8 @@ from benchmarks.engines import ENGINES, SEED_MODELS, Runner  # noqa: E402
 
 SECTIONS = ("latency", "throughput", "load", "cold", "memory", "peak", "profile")
 TOLERANCE = 1e-4  # the most any engine's output may differ from pdinfer's
-COMPRESSED_TOLERANCE = 0.05  # ... for pdinfer on compressed weights (rounded weights; see weights/README.md)
+APPROXIMATE_TOLERANCE = 0.05  # ... for pdinfer on compressed weights (rounded weights; see weights/README.md)
+#                               and for the peers' int8 models
 BATCH = 64
 FULL = {"runs": 1000, "batch_runs": 20, "rounds": 3, "load_runs": 20, "cold_reps": 3, "copies": 50, "profile_runs": 50}
 QUICK = {"runs": 100, "batch_runs": 4, "rounds": 1, "load_runs": 5, "cold_reps": 1, "copies": 10, "profile_runs": 20}
@@ -74,10 +76,10 @@ def check_agreement(runners: dict[str, Runner], batches: list[Any]) -> dict[str,
     diffs = {name: max(max_abs_diff(runners[reference](x), runners[name](x)) for x in batches)
              for name in others}
     bad = {name: d for name, d in diffs.items()
-           if not d <= (COMPRESSED_TOLERANCE if name in engines.COMPRESSED else TOLERANCE)}
+           if not d <= (APPROXIMATE_TOLERANCE if name in engines.COMPRESSED or name in engines.QUANTIZED else TOLERANCE)}
     if bad:
         raise SystemExit(f"engines disagree with {reference} by more than {TOLERANCE} "
-                         f"({COMPRESSED_TOLERANCE} for compressed weights): {bad}")
+                         f"({APPROXIMATE_TOLERANCE} for compressed weights and int8 models): {bad}")
     return diffs
 
 
@@ -209,7 +211,8 @@ def machine_info() -> dict:
            f"cache {info.get('cache size')}, {info.get('cpu MHz')} MHz)")
     flags = set(info.get("flags", "").split())
     versions = {"python": sys.version.split()[0]}
-    for package in ("pdinfer", "numpy", "numba", "llvmlite", "torch", "onnxruntime", "onnx", "pillow"):
+    for package in ("pdinfer", "numpy", "numba", "llvmlite", "torch", "onnxruntime", "onnx", "openvino",
+                    "pillow"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

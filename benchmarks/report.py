@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.engines import ENGINES, LABELS, SEED_MODELS
+from benchmarks.engines import CALIBRATION_IMAGES, ENGINES, LABELS, ONNX_FILES, QUANTIZED, SEED_MODELS
 
 MB = 1e6
 Getter = Callable[[dict, str], float | None]  # (model entry, engine) -> value
@@ -59,18 +59,24 @@ def _ratio(pdinfer: float | None, other: float | None, higher_is_better: bool) -
     return f"{(pdinfer / other if higher_is_better else other / pdinfer):.2f}×"
 
 
+# The ratio columns: pdinfer float32 against the peers' float32, pdinfer int8 against the peers' int8.
+VERSUS = (("pdinfer", "torch"), ("pdinfer", "ort"), ("pdinfer", "openvino"), ("pdinfer_int8", "ort_int8"),
+          ("pdinfer_int8", "openvino_int8"))
+
+
 def _model_table(entry: dict, threads: list[int]) -> list[str]:
     """The model's main table (none when no section of it was measured)."""
     engines = [e for e in ENGINES if e in entry["engines"]]
-    versus = [e for e in engines if e in ("torch", "ort") and "pdinfer" in engines]
+    versus = [(ours, theirs) for ours, theirs in VERSUS if ours in engines and theirs in engines]
     lines = ["| measure | " + " | ".join(LABELS[e] for e in engines) + "".join(
-        f" | pdinfer vs {LABELS[e]}" for e in versus) + " |",
+        f" | {LABELS[ours]} vs {LABELS[theirs]}" for ours, theirs in versus) + " |",
         "|---" * (1 + len(engines) + len(versus)) + "|"]
     for label, get, higher in _rows(threads):
         values = {e: get(entry, e) for e in engines}
         if all(v is None for v in values.values()):
             continue
-        cells = [_fmt(values[e]) for e in engines] + [_ratio(values["pdinfer"], values[e], higher) for e in versus]
+        cells = [_fmt(values[e]) for e in engines] + [_ratio(values[ours], values[theirs], higher)
+                                                      for ours, theirs in versus]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines if len(lines) > 2 else []
 
@@ -182,13 +188,18 @@ def markdown(results: dict) -> str:
          "and memory that is other / pdinfer (speedup = torch_time / pdinfer_time); for throughput pdinfer / other. "
          "Above 1.00× pdinfer wins, below it loses. Latency is per call of one image; throughput is 64 / the median "
          "time of one batch-64 call. Cold start is a fresh process: import + load + first inference. "
-         "torch and ONNX Runtime keep no compile cache on disk, so both cold-start rows show the same process for them."),
+         "torch, ONNX Runtime and OpenVINO keep no compile cache on disk, so both cold-start rows show the same process "
+         "for them. The int8 columns are compared with pdinfer int8 (int8 weights, float32 computation)."),
     ]
     for model, entry in results["models"].items():
         lines += ["", f"## {model} ({SEED_MODELS[model]}(6))", ""]
         active = entry["engines"]
         notes = [f"torch.jit via {entry['jit_via']} + torch.jit.freeze" if "torch_jit" in active else None,
-                 f"ONNX via {entry['onnx_via']}" if "ort" in active else None,
+                 f"ONNX via {entry['onnx_via']}" if set(active) & set(ONNX_FILES) else None,
+                 (f"int8 ONNX: onnxruntime.quantization.quantize_static, QDQ, int8 weights per channel, uint8 "
+                  f"activations calibrated (MinMax) on {CALIBRATION_IMAGES} synthetic images; OpenVINO runs the same "
+                  f"file") if set(active) & set(QUANTIZED) else None,
+                 "OpenVINO with INFERENCE_PRECISION_HINT f32" if any(e.startswith("openvino") for e in active) else None,
                  *(f"{LABELS[e]} not run: {why}" for e, why in entry["problems"].items())]
         notes += [f"{section} of {LABELS[e]} failed: {r['error']}" for section in ("memory", "peak")
                   for e, r in entry.get(section, {}).items() if "error" in r]
@@ -207,7 +218,8 @@ def markdown(results: dict) -> str:
 
 
 COLORS = {"pdinfer": (214, 84, 38), "pdinfer_f16": (230, 130, 80), "pdinfer_bf16": (240, 160, 110),
-          "pdinfer_int8": (245, 190, 140), "torch": (55, 105, 190), "torch_jit": (120, 160, 225), "ort": (70, 150, 80)}
+          "pdinfer_int8": (245, 190, 140), "torch": (55, 105, 190), "torch_jit": (120, 160, 225), "ort": (70, 150, 80),
+          "ort_int8": (140, 200, 140), "openvino": (130, 60, 160), "openvino_int8": (190, 150, 210)}
 
 
 def chart(results: dict, path: Path) -> None:

@@ -7,10 +7,14 @@ NumPy only (no torch), so tests and tools can compress hand-made layer lists and
     pdinfer compress weights/pd_light.pdw --weights int8 --out weights/pd_light.int8.pdw
     python -m exporter.compress weights/pd_light.pdw --weights int8 --out weights/pd_light.int8.pdw  # the same
     python -m exporter.compress weights/pd_light.pdw --accuracy   # held-out accuracy, every type
+    python -m exporter.compress weights/pd_model.pdw --weights int8 --activations int8 --out weights/pd_model.q8.pdw
 
 Every compressed file has its BatchNorm2d layers folded into the Conv2d before them (as the fast
 path of pdinfer/lowering.py folds them, in float64), so that the engine keeps only compressed weights;
 then the `weight` of every Conv2d and Linear is stored compressed, everything else stays F32.
+With `--activations int8` an int8 file also gets the quantization of every value (FORMAT.md 1.3),
+calibrated on images (`--calibrate DIR` of .png/.npy, or by default 120 synthetic
+ones): it then computes in int8 (docs/KERNELS.md, "Int8 computation").
 """
 
 from __future__ import annotations
@@ -25,14 +29,19 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from pdinfer.errors import PdinferError
+from pdinfer.errors import InputError, PdinferError
 from pdinfer.format import check_overwrite, read_weights, storage, write_weights
+from pdinfer.graph import ACTIVATIONS_KEY, INPUT
+from pdinfer.image import image_files, read_image
 from pdinfer.layers.batchnorm2d import BatchNorm2d
+from pdinfer import quantize
 
 # exporter option -> safetensors dtype of the compressed weights
 WEIGHT_STORAGE = {"f32": "F32", "f16": "F16", "bf16": "BF16", "int8": "I8"}
 COMPRESSIBLE = ("Conv2d", "Linear")  # the layer types whose weight is compressed
 INT8_LEVELS = 127  # symmetric: q in [-127, 127], zero point 0
+CALIBRATION_PER_CLASS, CALIBRATION_SEED = 20, 1  # the default calibration images: exporter.synthetic.generate(20, 1), 120 images
+CALIBRATION_BATCH = 8  # images traced at a time
 
 
 def to_f16(weight: np.ndarray) -> np.ndarray:
@@ -134,16 +143,57 @@ def metadata(weights: str) -> dict[str, str]:
     return {} if weights == "f32" else {"weights": weights, "batchnorm_folded": "true"}
 
 
-def compress_file(src: str | os.PathLike, dst: str | os.PathLike, weights: str) -> None:
-    """Write the float32 weight file `src` again as a `weights` file `dst` (no torch needed)."""
+def compress_file(src: str | os.PathLike, dst: str | os.PathLike, weights: str,
+                  calibration: np.ndarray | None = None) -> None:
+    """Write the float32 weight file `src` again as a `weights` file `dst` (no torch needed); with
+    `calibration` images (N, C, H, W) float32, an int8 file that computes in int8."""
     container, layers = read_weights(src)
     if any(storage(t) != "F32" for t in container.tensors.values()):
         raise ValueError(f"{src} is already compressed (compress its float32 original)")
+    if calibration is not None and weights != "int8":
+        raise ValueError("int8 activations need int8 weights (--weights int8)")
     layers, tensors = compress(layers, {name: np.array(t) for name, t in container.tensors.items()}, weights)
     meta = container.metadata
     producer = f"{meta.get('producer', 'unknown')}; exporter.compress --weights {weights}"
+    extra = metadata(weights)
+    if calibration is not None:
+        with tempfile.TemporaryDirectory() as tmp:  # the int8-weight model, traced on the images
+            weights_only = Path(tmp) / "weights.pdw"
+            write_weights(weights_only, layers, tensors, input_shape=json.loads(meta["input_shape"]),
+                          classes=json.loads(meta["classes"]))
+            extra[ACTIVATIONS_KEY] = quantize.encode(calibrate(weights_only, calibration))
+        producer += " --activations int8"
     write_weights(dst, layers, tensors, input_shape=json.loads(meta["input_shape"]),
-                  classes=json.loads(meta["classes"]), producer=producer, metadata=metadata(weights))
+                  classes=json.loads(meta["classes"]), producer=producer, metadata=extra)
+
+
+def calibrate(path: str | os.PathLike, images: np.ndarray) -> dict[str, quantize.Quantization]:
+    """The quantization of every value of the model in `path` (its input and every layer's output)
+    from its range on `images` (N, C, H, W), traced by the reference kernels."""
+    import pdinfer
+    model = pdinfer.load(path)
+
+    def traces():
+        for i in range(0, len(images), CALIBRATION_BATCH):
+            batch = images[i:i + CALIBRATION_BATCH]
+            yield {INPUT: batch, **model.trace(batch)}
+    return quantize.calibrate(traces())
+
+
+def calibration_images(directory: str | os.PathLike | None) -> np.ndarray:
+    """The .png/.npy images of `directory` (each (C, H, W), or (N, C, H, W) for an .npy batch) as
+    one float32 batch; without a directory, the default synthetic calibration set."""
+    if directory is None:
+        from .synthetic import generate
+        return generate(CALIBRATION_PER_CLASS, CALIBRATION_SEED)[0]
+    files, _ = image_files(directory)
+    if not files:
+        raise InputError(f"{directory}: no .png or .npy calibration images in it")
+    arrays = [read_image(f) for f in files]
+    try:
+        return np.concatenate([a[None] if a.ndim == 3 else a for a in arrays]).astype(np.float32)
+    except ValueError:
+        raise InputError(f"{directory}: the calibration images do not all have one (C, H, W) shape") from None
 
 
 def heldout_accuracy(src: str | os.PathLike) -> list[dict[str, Any]]:
@@ -177,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
                                      description="rewrite a float32 weight file with compressed weights")
     parser.add_argument("src", metavar="SRC.pdw", help="a float32 weight file")
     parser.add_argument("--weights", choices=[w for w in WEIGHT_STORAGE if w != "f32"])
+    parser.add_argument("--activations", choices=["int8"],
+                        help="compute in int8 too: calibrate the quantization of every value (needs --weights int8)")
+    parser.add_argument("--calibrate", metavar="DIR",
+                        help="the .png/.npy calibration images (default: 120 synthetic images, exporter.synthetic)")
     parser.add_argument("--out", metavar="DST.pdw", help="where to write the compressed file")
     parser.add_argument("--force", action="store_true", help="overwrite DST.pdw if it exists")
     parser.add_argument("--accuracy", action="store_true",
@@ -193,11 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --weights and --out (or --accuracy)")
     try:
         check_overwrite(args.out, args.force)
-        compress_file(args.src, args.out, args.weights)
-    except (ValueError, PdinferError, FileExistsError) as e:
+        calibration = calibration_images(args.calibrate) if args.activations else None
+        compress_file(args.src, args.out, args.weights, calibration)
+    except (ValueError, PdinferError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {args.out} ({args.weights} weights)")
+    print(f"wrote {args.out} ({args.weights} weights{', int8 activations' if args.activations else ''})")
     return 0
 
 

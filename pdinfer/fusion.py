@@ -148,7 +148,7 @@ def describe(group: Group) -> str:
     return text
 
 
-class _Readers:
+class Readers:
     """Who reads each value, looking through Dropout layers (identities at inference)."""
 
     def __init__(self, graph: Graph) -> None:
@@ -173,7 +173,7 @@ class _Readers:
 
 def fuse(graph: Graph) -> list[Group]:
     """Group the graph's layers into fast steps (and aliases), in file order; borders placed."""
-    readers = _Readers(graph)
+    readers = Readers(graph)
     value: dict[str, str] = {INPUT: INPUT}  # file layer name -> the value holding its output
     groups: list[Group] = []
     for layer in graph.layers:
@@ -231,7 +231,7 @@ def _pools_2x2_blocks(pool: MaxPool2d, in_shape: tuple[int, ...], out_shape: tup
             and pool.dilation == (1, 1) and tuple(out_shape[2:]) == (in_shape[2] // 2, in_shape[3] // 2))
 
 
-def _folds_into_linear(flatten: Layer, graph: Graph, readers: _Readers) -> bool:
+def _folds_into_linear(flatten: Layer, graph: Graph, readers: Readers) -> bool:
     """A Flatten of an NHWC (rank-4) value read only by Linear layers, which then reorder their
     weight columns instead."""
     users = readers.readers[flatten.name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from .format import Container, is_int, parse_json, read_weights, storage
 from .layers import LAYER_TYPES, Layer, Shape
 
 INPUT = "input"
+ACTIVATIONS_KEY = "activations"  # the metadata key of an int8-computing file (FORMAT.md 1.3)
 MAX_VALUES = 1 << 27  # the most values any layer may output for one image
 LAYER_KEYS = {"name", "type", "inputs", "params", "tensors"}
 
@@ -29,6 +30,7 @@ class Graph:
     classes: list[str]
     data_sha256: str  # SHA-256 of the data section: the weights' identity
     header_verified: bool  # the whole file was checksummed (False for version 1 files)
+    activations: Optional[dict] = None  # value -> quantize.Quantization: the model computes in int8 (FORMAT.md 1.3)
 
     @property
     def output_shape(self) -> Shape:
@@ -153,5 +155,13 @@ def load_graph(path: str | os.PathLike, *, verify_checksum: bool = True) -> Grap
     n_outputs = int(np.prod(shapes[layers[-1].name][1:]))
     if len(classes) != n_outputs:
         raise FormatError(f"{where}: {len(classes)} class names for {n_outputs} output values")
-    return Graph(where, layers, shapes, input_shape, classes, container.data_sha256,
-                 container.header_verified)
+    activations = None
+    if ACTIVATIONS_KEY in container.metadata:
+        from .quantize import decode  # (quantize.py builds on this module)
+        activations = decode(container.metadata[ACTIVATIONS_KEY], shapes, where)
+    graph = Graph(where, layers, shapes, input_shape, classes, container.data_sha256, container.header_verified,
+                  activations)
+    if activations is not None:
+        from .quantize import check_complete
+        check_complete(graph)
+    return graph

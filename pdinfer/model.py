@@ -23,6 +23,7 @@ from .layers.base import Layer
 from .plan import Plan, build_plan, run_plan
 from .kernels.table import HAS_FUTEX
 from .program import Helper
+from .quantize import Int8Reference
 
 _threads = 1
 _pool: "ThreadPoolExecutor | None" = None
@@ -73,6 +74,9 @@ class Model:
         self.layer_names = [layer.name for layer in graph.layers]
         self.output_kind = {"Softmax": "probability", "Sigmoid": "score"}.get(graph.layers[-1].type, "logit")
         self._identity = _model_identity(graph)
+        # A file with quantized activations computes in int8; for now by the integer reference
+        # (quantize.Int8Reference), the specification its table kernels will be checked against.
+        self._int8 = Int8Reference(graph) if graph.activations is not None else None
         self._plan = _shared_plan(graph, self._identity)
         # Until the plan's kernels are compiled or loaded (by the background worker), calls run the
         # graph's layers with NumPy; the worker's callback then lets go of them.
@@ -116,7 +120,9 @@ class Model:
         """Run on (C, H, W) or (N, C, H, W) float input; returns (*output,) or (N, *output) float32."""
         batch, single = self.check_input(x)
         layers, pool, helper = self._numpy_layers, _pool, _helper
-        if layers is not None:  # the kernels are not ready yet (see `compiled`)
+        if self._int8 is not None:
+            out = self._int8(batch)
+        elif layers is not None:  # the kernels are not ready yet (see `compiled`)
             out = _run_layers(layers, batch, vectorized)
         elif pool is None or len(batch) == 1:  # one thread, or one image (big convolutions shared with the helper)
             out = run_plan(self._plan, batch, helper)
@@ -205,7 +211,9 @@ def _model_identity(graph: Graph) -> bytes:
     layers = [(layer.name, layer.type, layer.inputs, repr(layer.params),
                [(role, a.dtype.str, a.shape) for role, a in vars(layer).items() if isinstance(a, np.ndarray)])
               for layer in graph.layers]
-    return hashlib.sha256(repr((graph.data_sha256, layers, graph.input_shape, graph.classes)).encode()).digest()
+    activations = sorted((name, float(q.scale), q.zero_point) for name, q in (graph.activations or {}).items())
+    return hashlib.sha256(repr((graph.data_sha256, layers, graph.input_shape, graph.classes,
+                                activations)).encode()).digest()
 
 
 _plans_lock = threading.Lock()

@@ -100,3 +100,21 @@ def winograd_tiles(out_h: int, out_w: int, in_c: int, out_c: int) -> tuple[int, 
     """Tiles per image (2x2 output pixels each) and tiles per group (WINOGRAD_GROUP_BYTES)."""
     per_image = -(-out_h // 2) * -(-out_w // 2)
     return per_image, max(1, WINOGRAD_GROUP_BYTES // (16 * 4 * (in_c + out_c)))
+
+
+# ---------------------------------------------------------------------------- int8 computation
+
+class Requant(NamedTuple):
+    """How an int8 kernel writes a uint8 output from its float32 pre-image v (kernels/integer.py):
+    v scaled by negative_slope where it is negative (LeakyReLU; 1 for none), then
+    q = clamp(zero_point + round_half_even(v), low, high) (ReLU and ReLU6 are bounds)."""
+
+    zero_point: int
+    low: int
+    high: int
+    negative_slope: np.float32
+
+
+def requant(zero_point: int, low: int = 0, high: int = 255, negative_slope: float = 1.0) -> Requant:
+    """A Requant; by default no activation: the whole uint8 range."""
+    return Requant(int(zero_point), int(low), int(high), np.float32(negative_slope))

@@ -8,7 +8,9 @@
 # bundles get torch columns (`python -m exporter.golden`); otherwise they hold the reference
 # outputs only (`python -m pdinfer golden`). Installs a JDK 17 with apt-get when javac is missing. weights/pd_light.pdw and
 # weights/pd_model.pdw are used when present; otherwise seed models are exported with
-# `python -m exporter` into the work directory. Bundles go to a temporary directory, removed
+# `python -m exporter` into the work directory. pd_light and pd_model are also checked computing
+# in int8 (docs/FORMAT.md 1.3), quantized by `python -m exporter.compress --weights int8
+# --activations int8` into the work directory. Bundles go to a temporary directory, removed
 # at exit, unless --keep is given. Exits non-zero if any check fails.
 set -euo pipefail
 
@@ -65,6 +67,7 @@ else
 fi
 
 status=0
+declare -A seed_weights  # model -> its float32 weight file
 for model in pd_light pd_model pd_light_se; do
     weights="$root/weights/$model.pdw"
     if [[ ! -f $weights ]]; then
@@ -73,6 +76,7 @@ for model in pd_light pd_model pd_light_se; do
         [[ $model != pd_model ]] && extra=(--random-bn)  # untrained batch norm would be the identity
         "$python" -m exporter "$model" "$weights" --force "${extra[@]}"
     fi
+    seed_weights[$model]="$weights"
     "$python" "${golden[@]}" "$weights" --out "$work/golden"
     echo
     if ! java -cp "$build" pdinfer.GoldenRunner "$weights" "$work/golden/$model.golden.pdw"; then
@@ -87,6 +91,17 @@ for weights in "$root"/weights/*.int8.pdw "$root"/weights/*.f16.pdw "$root"/weig
     "$python" -m pdinfer golden --force "$weights" --out "$work/golden"
     echo
     if ! java -cp "$build" pdinfer.GoldenRunner "$weights" "$work/golden/$(basename "$weights" .pdw).golden.pdw"; then
+        status=1
+    fi
+    echo
+done
+# Seed models computing in int8: bundles of the integer reference's values (reference only).
+for model in pd_light pd_model; do
+    weights="$work/$model.q8.pdw"
+    "$python" -m exporter.compress "${seed_weights[$model]}" --weights int8 --activations int8 --out "$weights" --force
+    "$python" -m pdinfer golden --force "$weights" --out "$work/golden"
+    echo
+    if ! java -cp "$build" pdinfer.GoldenRunner "$weights" "$work/golden/$model.q8.golden.pdw"; then
         status=1
     fi
     echo

@@ -192,7 +192,7 @@ def fuse(graph: Graph) -> list[Group]:
             else:
                 add = None
             pool = readers.sole(last, (MaxPool2d,)) if add is None and layer.groups == 1 else None
-            if pool is not None and not _pools_2x2_blocks(pool, graph.shapes[last], graph.shapes[pool.name]):
+            if pool is not None and not pools_2x2_blocks(pool, graph.shapes[last], graph.shapes[pool.name]):
                 pool = None
             group = ConvGroup(layer, bn, act, add, inputs, pool=pool)
         elif isinstance(layer, Linear):
@@ -224,7 +224,7 @@ def runs_winograd(conv: Conv2d, folds_batchnorm: bool) -> bool:
             and min(conv.in_channels, conv.out_channels) >= WINOGRAD_CHANNELS)
 
 
-def _pools_2x2_blocks(pool: MaxPool2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
+def pools_2x2_blocks(pool: MaxPool2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
     """Whether the max pool takes the max of whole 2x2 blocks (a Winograd tile's, say): 2x2
     windows, stride 2, no padding or dilation, and one output per whole block."""
     return (pool.kernel_size == (2, 2) and pool.stride == (2, 2) and not any(pool.padding)

@@ -3,7 +3,9 @@
 A bundle is a container file (docs/FORMAT.md, section 1) with metadata format `pdinfer-golden`.
 It holds, per input i: `input.i` (1, C, H, W), `reference.i.<layer>` from `Model.trace` for every
 layer of the bundle (all of them, or the subset asked for), and, when the caller passes a torch
-tracer (exporter/golden.py), `torch.i.<layer>`: the same layer's output in PyTorch.
+tracer (exporter/golden.py), `torch.i.<layer>`: the same layer's output in PyTorch. The bundle of a
+file that computes in int8 (FORMAT.md 1.3) holds the values of its integer reference instead
+(`bundle_values`), its uint8 ones stored as float32 levels (manifest `uint8_layers`).
 
 Memory stays bounded by one input's outputs whatever the input count: the writer streams tensors
 to the file one at a time (format.ContainerWriter), and the reader checks the whole file in one
@@ -27,9 +29,10 @@ from . import __version__
 from .errors import FormatError, InputError
 from .format import (FILE_CHECKSUM, MAX_HEADER_BYTES, Container, ContainerWriter, check_metadata, header_size,
                      open_container, parse_json)
-from .graph import INPUT
+from .graph import INPUT, Graph
 from .layers import Shape
 from .model import load
+from .quantize import int8_steps
 
 GOLDEN_FORMAT = "pdinfer-golden"
 GOLDEN_VERSION = "2"  # 2: bundles may hold a subset of the layers (manifest 'subset')
@@ -42,6 +45,9 @@ TORCH_ATOL_FACTOR = 1e-4
 # at most 1 ulp.
 EXP_LAYER_TYPES = ("Sigmoid", "Softmax", "SiLU", "Tanh", "GELU", "ELU")
 MANIFEST_KEYS = ("weights", "weights_sha256", "inputs", "layers", "subset", "torch_atol_factor")
+# Manifest `computation` of an int8-computing file's bundle (absent: float32); its `uint8_layers`
+# list the bundle's layers whose outputs are uint8 levels, stored as float32 (0..255 exactly).
+INT8_COMPUTATION = "int8"
 
 # One image (1, C, H, W) -> every layer's torch output, by layer name.
 TorchTracer = Callable[[np.ndarray], Mapping[str, np.ndarray]]
@@ -74,6 +80,8 @@ class Golden:
         self.manifest = manifest
         self.layers: list[str] = list(manifest["layers"])  # the layers in the bundle, in execution order
         self.subset: bool = manifest["subset"]  # True: not every layer of the weights is in the bundle
+        self.int8: bool = manifest.get("computation") == INT8_COMPUTATION  # the int8 reference's values
+        self.uint8_layers = frozenset(manifest.get("uint8_layers", ()))  # read back as uint8 levels
         self.has_torch = any(name.startswith("torch.") for name in container.tensors)
         self._tensors = container.tensors
 
@@ -85,13 +93,24 @@ class Golden:
             raise IndexError(f"{self.path}: no input {i} (the bundle has {len(self)})")
 
         def outputs(source: str) -> dict[str, np.ndarray]:
-            return {layer: self._tensors[f"{source}.{i}.{layer}"] for layer in self.layers}
+            return {layer: self._levels(f"{source}.{i}.{layer}") if layer in self.uint8_layers
+                    else self._tensors[f"{source}.{i}.{layer}"] for layer in self.layers}
 
         return GoldenEntry(f"input.{i}", self.manifest["inputs"][i]["kind"], self._tensors[f"input.{i}"],
                            outputs("reference"), outputs("torch") if self.has_torch else None)
 
     def __iter__(self) -> Iterator[GoldenEntry]:
         return (self[i] for i in range(len(self)))
+
+    def _levels(self, name: str) -> np.ndarray:
+        """A stored uint8 output: float32 levels, each an integer in [0, 255], as uint8."""
+        stored = self._tensors[name]
+        with np.errstate(invalid="ignore"):  # NaN and infinities: not levels, rejected below
+            levels = stored.astype(np.uint8)
+        if not np.array_equal(levels, stored):
+            raise FormatError(f"{self.path}: tensor {name!r} must hold uint8 levels (integers 0 to 255), "
+                              f"as the manifest's 'uint8_layers' says")
+        return levels
 
 
 def input_kinds(count: int) -> list[str]:
@@ -146,7 +165,23 @@ def bundle_tensors(inputs: int, layers: Sequence[str], has_torch: bool) -> Itera
                 yield f"{source}.{i}.{layer}", layer
 
 
-def _select_layers(all_layers: Sequence[str], wanted: Optional[Sequence[str]], where: str) -> list[str]:
+def bundle_values(graph: Graph) -> tuple[list[str], list[str]]:
+    """The layers whose outputs a bundle of `graph` may hold, in execution order, and those of them
+    stored as uint8 levels.
+
+    A float32 file: every layer, none uint8. A file that computes in int8: the values of its
+    integer reference (`quantize.int8_steps`, `Int8Reference.trace`), one per step: a Conv2d or
+    Linear fused with its activation has the activation's value only, a Dropout none; the outputs
+    of int8 steps are uint8, except the last value, which is dequantized.
+    """
+    if graph.activations is None:
+        return [layer.name for layer in graph.layers], []
+    steps = int8_steps(graph, graph.activations)
+    return [step.output for step in steps], [step.output for step in steps[:-1] if step.out is not None]
+
+
+def _select_layers(all_layers: Sequence[str], wanted: Optional[Sequence[str]], where: str,
+                   note: str = "") -> list[str]:
     """The bundle's layers in execution order: all of them, or those in `wanted` (each a known name)."""
     if wanted is None:
         return list(all_layers)
@@ -155,7 +190,7 @@ def _select_layers(all_layers: Sequence[str], wanted: Optional[Sequence[str]], w
     wanted = list(wanted)
     unknown = [name for name in wanted if name not in all_layers]
     if unknown:
-        raise InputError(f"{where} has no layer named {', '.join(map(repr, unknown))} "
+        raise InputError(f"{where} has no layer named {', '.join(map(repr, unknown))}{note} "
                          f"(its layers: {', '.join(all_layers)})")
     if not wanted:
         raise InputError("layers must name at least one layer")
@@ -182,13 +217,20 @@ def write_golden(weights: str | os.PathLike, out_dir: str | os.PathLike, *, coun
 
     `layers` restricts it to those layers' outputs (default: every layer); with `torch_tracer`,
     torch's outputs are stored too. `progress(done, total)` is called after each input. Memory
-    holds one input's trace at a time, whatever `count`.
+    holds one input's trace at a time, whatever `count`. A file that computes in int8 gets the
+    values of its integer reference (`bundle_values`), without torch outputs.
     """
     kinds = input_kinds(count)
     model = load(weights)
-    shapes = model.reference_graph().shapes  # the graph trace runs: the file is read again once, not twice
-    chosen = _select_layers(model.layer_names, layers, str(weights))
+    graph = model.reference_graph()  # the graph trace runs: the file is read again once, not twice
+    values, uint8 = bundle_values(graph)
+    int8 = graph.activations is not None
+    note = " with a value of its own in its int8 computation" if int8 else ""
+    chosen = _select_layers(values, layers, str(weights), note)
     has_torch = torch_tracer is not None
+    if int8 and has_torch:
+        raise InputError(f"{weights} computes in int8: its bundle holds the integer reference's values only, "
+                         "no torch outputs")
     manifest = {
         "weights": Path(weights).name,
         "weights_sha256": file_sha256(weights),
@@ -203,12 +245,14 @@ def write_golden(weights: str | os.PathLike, out_dir: str | os.PathLike, *, coun
         "seed": seed,
         "inputs": [{"name": f"input.{i}", "kind": kind} for i, kind in enumerate(kinds)],
         "layers": chosen,
-        "subset": len(chosen) != len(model.layer_names),
+        "subset": len(chosen) != len(values),
     }
+    if int8:
+        manifest |= {"computation": INT8_COMPUTATION, "uint8_layers": [name for name in chosen if name in uint8]}
     metadata = {"format": GOLDEN_FORMAT, "format_version": GOLDEN_VERSION,
                 "manifest": json.dumps(manifest, separators=(",", ":"), allow_nan=False),
                 "producer": f"pdinfer {__version__} golden"}
-    layout = [(name, shapes[layer]) for name, layer in bundle_tensors(len(kinds), chosen, has_torch)]
+    layout = [(name, graph.shapes[layer]) for name, layer in bundle_tensors(len(kinds), chosen, has_torch)]
     _check_header_size(metadata, layout, count)
     path = golden_path(weights, out_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,9 +268,9 @@ def write_golden(weights: str | os.PathLike, out_dir: str | os.PathLike, *, coun
                 for name in chosen:
                     if name not in outputs:
                         raise FormatError(f"{weights}: torch gave no output for layer {name!r}")
-                    if outputs[name].shape != shapes[name]:
+                    if outputs[name].shape != graph.shapes[name]:
                         raise FormatError(f"{weights}: torch output of layer {name!r} has shape "
-                                          f"{outputs[name].shape}, the reference {shapes[name]}")
+                                          f"{outputs[name].shape}, the reference {graph.shapes[name]}")
                     writer.write(f"torch.{i}.{name}", outputs[name])
                 del outputs
             if progress is not None:
@@ -258,6 +302,14 @@ def _check_manifest(manifest: Any, where: str) -> dict[str, Any]:
         raise fail(f"'torch_atol_factor' must be a number in (0, 1), got {factor!r}")
     if not isinstance(manifest["weights_sha256"], str):
         raise fail("'weights_sha256' must be a string")
+    if "computation" in manifest or "uint8_layers" in manifest:
+        if manifest.get("computation") != INT8_COMPUTATION:
+            raise fail(f"'computation' must be {INT8_COMPUTATION!r} (or absent: float32), "
+                       f"got {manifest.get('computation')!r}")
+        uint8 = manifest.get("uint8_layers")
+        if (not isinstance(uint8, list) or not all(isinstance(n, str) and n in layers for n in uint8)
+                or len(set(uint8)) != len(uint8)):
+            raise fail("'uint8_layers' must list layers of the bundle, each once")
     return manifest
 
 

@@ -23,7 +23,6 @@ from .layers.base import Layer
 from .plan import Plan, build_plan, run_plan
 from .kernels.table import HAS_FUTEX
 from .program import Helper
-from .quantize import Int8Reference
 
 _threads = 1
 _pool: "ThreadPoolExecutor | None" = None
@@ -74,14 +73,12 @@ class Model:
         self.layer_names = [layer.name for layer in graph.layers]
         self.output_kind = {"Softmax": "probability", "Sigmoid": "score"}.get(graph.layers[-1].type, "logit")
         self._identity = _model_identity(graph)
-        # A file with quantized activations computes in int8; for now by the integer reference
-        # (quantize.Int8Reference), the specification its table kernels will be checked against.
-        self._int8 = Int8Reference(graph) if graph.activations is not None else None
         self._plan = _shared_plan(graph, self._identity)
         # Until the plan's kernels are compiled or loaded (by the background worker), calls run the
         # graph's layers with NumPy; the worker's callback then lets go of them.
         self._numpy_layers: Optional[list[Layer]] = None
-        if _cold_start() == "numpy" and self._plan.program is not None:
+        # (A model computing in int8 has no NumPy form: its first call waits for its kernels.)
+        if _cold_start() == "numpy" and self._plan.program is not None and graph.activations is None:
             preparation = background.prepare(self._plan, self.input_shape)
             if not preparation.done():
                 self._numpy_layers = graph.layers
@@ -120,9 +117,7 @@ class Model:
         """Run on (C, H, W) or (N, C, H, W) float input; returns (*output,) or (N, *output) float32."""
         batch, single = self.check_input(x)
         layers, pool, helper = self._numpy_layers, _pool, _helper
-        if self._int8 is not None:
-            out = self._int8(batch)
-        elif layers is not None:  # the kernels are not ready yet (see `compiled`)
+        if layers is not None:  # the kernels are not ready yet (see `compiled`)
             out = _run_layers(layers, batch, vectorized)
         elif pool is None or len(batch) == 1:  # one thread, or one image (big convolutions shared with the helper)
             out = run_plan(self._plan, batch, helper)
@@ -153,12 +148,22 @@ class Model:
         BatchNorm is not folded and nothing is fused: this is the specification the fast path and
         the Java port are checked against. The first trace reads the weight file again, which must
         still hold the model that was loaded, and keeps its unfolded weights for later traces.
+
+        A file that computes in int8 (FORMAT.md 1.3) gives its integer reference's values instead
+        (`quantize.Int8Reference.trace`), in the order of its steps: uint8 outputs of the int8
+        steps, float32 of the others, the last one dequantized. A Conv2d or Linear fused with its
+        activation gives the activation's value only, and a Dropout none.
         """
-        from .kernels import reference  # Numba's (imported on first use: `import pdinfer` does not need it)
         batch, _ = self.check_input(x)
-        values: OrderedDict[str, np.ndarray] = OrderedDict([(INPUT, batch)])
-        for layer in self.reference_graph().layers:
-            values[layer.name] = layer.forward(*(values[i] for i in layer.inputs), kernels=reference)
+        graph = self.reference_graph()
+        if graph.activations is not None:
+            from .quantize import Int8Reference
+            values = OrderedDict(Int8Reference(graph).trace(batch))
+        else:
+            from .kernels import reference  # Numba's (imported on first use: `import pdinfer` does not need it)
+            values = OrderedDict([(INPUT, batch)])
+            for layer in graph.layers:
+                values[layer.name] = layer.forward(*(values[i] for i in layer.inputs), kernels=reference)
         del values[INPUT]
         return values
 

@@ -25,7 +25,8 @@ import numpy as np
 from .fusion import Alias, fuse, output_of
 from .graph import INPUT, Graph
 from .lowering import LOWER, PackedWeight, in_one_buffer, kept
-from .program import HOST, Helper, Op, Program, Shape, image_view
+from .lowering_int8 import lower_int8
+from .program import HOST, Helper, Op, Program, Shape, image_view, per_image
 
 PASS_BYTES = 1 << 20  # the largest value of one pass stays about this small, so passes run in the L2 cache
 MAX_CHUNK = 8  # images a batch runs through the plan at a time: bounds the values carried between segments (8: fastest of 1-64 on both seed models)
@@ -62,15 +63,21 @@ class Plan:
 
 
 def build_plan(graph: Graph) -> Plan:
-    """Fuse the graph's layers into groups, lower each group to a step, and the steps to a Program."""
-    groups = [g for g in fuse(graph) if not isinstance(g, Alias)]
-    output = output_of(groups[-1]) if groups else INPUT
-    kernels = in_one_buffer([LOWER[type(group)](group, graph) for group in groups])
-    steps = tuple(Step(kernel, group.inputs, output_of(group), tuple(layer.name for layer in group.layers))
-                  for group, kernel in zip(groups, kernels))
-    segments = _segments(steps, graph)
+    """Fuse the graph's layers into groups, lower each group to a step, and the steps to a Program;
+    for a model that computes in int8, lower its int8 steps (lowering_int8.py)."""
+    if graph.activations is not None:
+        lowered, shapes = lower_int8(graph)
+    else:
+        groups = [g for g in fuse(graph) if not isinstance(g, Alias)]
+        lowered = [(LOWER[type(group)](group, graph), group.inputs, output_of(group),
+                    tuple(layer.name for layer in group.layers)) for group in groups]
+        shapes = graph.shapes
+    kernels = in_one_buffer([kernel for kernel, *_ in lowered])
+    steps = tuple(Step(kernel, inputs, output, layers) for kernel, (_, inputs, output, layers) in zip(kernels, lowered))
+    output = steps[-1].output if steps else INPUT
+    segments = _segments(steps, shapes)
     chunk = max((s.images for s in segments), default=MAX_CHUNK)
-    program = _program(steps, segments, graph, output) if steps else None
+    program = _program(steps, segments, shapes, graph.input_shape, output) if steps else None
     return Plan(steps, segments, output, chunk, program)
 
 
@@ -81,17 +88,13 @@ def _op(kernel: object, in_shape: Shape, out_shape: Shape) -> Op:
     return Op(HOST, image_view(in_shape), out_shape, host=kernel)
 
 
-def _per_image(shape: tuple[int, ...]) -> Shape:
-    """One image of a graph value of `shape` (NCHW or (N, F)) as the table holds it: (h, w, c) or (f,)."""
-    return (shape[2], shape[3], shape[1]) if len(shape) == 4 else tuple(shape[1:])
-
-
-def _program(steps: tuple[Step, ...], segments: tuple[Segment, ...], graph: Graph, output: str) -> Program:
-    """The steps as a Program."""
-    shapes: dict[str, Shape] = {INPUT: _per_image((1, *graph.input_shape))}
+def _program(steps: tuple[Step, ...], segments: tuple[Segment, ...], value_shapes: dict[str, tuple],
+             input_shape: tuple[int, ...], output: str) -> Program:
+    """The steps as a Program (value_shapes: every value's NCHW or (N, F) shape, N = 1)."""
+    shapes: dict[str, Shape] = {INPUT: per_image((1, *input_shape))}
     ops = []
     for step in steps:
-        op = _op(step.kernel, shapes[step.inputs[0]], _per_image(graph.shapes[step.output]))
+        op = _op(step.kernel, shapes[step.inputs[0]], per_image(value_shapes[step.output]))
         ops.append(op)
         shapes[step.output] = op.out_shape
     return Program(ops, [step.inputs for step in steps], [step.output for step in steps],
@@ -99,12 +102,12 @@ def _program(steps: tuple[Step, ...], segments: tuple[Segment, ...], graph: Grap
                    shapes[INPUT], output)
 
 
-def _segments(steps: tuple[Step, ...], graph: Graph) -> tuple[Segment, ...]:
+def _segments(steps: tuple[Step, ...], shapes: dict[str, tuple]) -> tuple[Segment, ...]:
     """Cut the steps where the images a pass can hold change at least twofold: the wide early
     layers of a CNN run an image or two at a time, its narrow late layers (and the classifier,
     whose weights are read once per pass) many images at once."""
     def images(step: Step) -> int:  # per pass, so that the step's largest value is about PASS_BYTES
-        largest = max(4 * int(np.prod(graph.shapes[name])) for name in (*step.inputs, step.output))
+        largest = max(4 * int(np.prod(shapes[name])) for name in (*step.inputs, step.output))
         return min(MAX_CHUNK, max(1, PASS_BYTES // largest))
 
     if not steps:

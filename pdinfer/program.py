@@ -21,8 +21,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import workspace
-from .kernels.table import (HAS_FUTEX, BOX, BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, KERNEL, OP_CONV, OP_DEPTHWISE, OP_DEQUANTIZE,
-                            OP_WINOGRAD, OPCODE, OUT, RESIDUAL, ROW, SCRATCH, SPINS, STATE, WEIGHT, WEIGHT_IN_ARENA, X)
+from .kernels.table import (HAS_FUTEX, BOX, BY_CHANNELS, CHUNKS, HELPER_SCRATCH, IMAGES, KERNEL, OP_CONV, OP_CONV_U8,
+                            OP_DEPTHWISE, OP_DEPTHWISE_U8, OP_DEQUANTIZE, OP_WINOGRAD, OPCODE, OUT, RESIDUAL, ROW, SCRATCH,
+                            SPINS, STATE, WEIGHT, WEIGHT_IN_ARENA, X)
 
 ALIGN = 16  # floats: every value starts on a 64-byte boundary
 SHARE_MACS = 100_000  # a convolution row this big is shared with the helper thread, when the call has one,
@@ -40,6 +41,11 @@ _NO_BOX = np.zeros(0, dtype=np.int64)  # a call without a helper thread
 def image_view(shape: Shape) -> tuple[int, int, int]:
     """How a kernel sees one image of a value: (h, w, c), a rank-2 value's (f,) as (1, 1, f)."""
     return (1, 1, shape[0]) if len(shape) == 1 else shape
+
+
+def per_image(shape: tuple[int, ...]) -> Shape:
+    """One image of a graph value of `shape` (NCHW or (N, F)) as the table holds it: (h, w, c) or (f,)."""
+    return (shape[2], shape[3], shape[1]) if len(shape) == 4 else tuple(shape[1:])
 
 
 HOST = -1  # an Op's code when Python runs it between calls of the interpreter (it has no row kernel)
@@ -60,6 +66,7 @@ class Op:
     parts: int = 0  # ... and the units of one image its parts divide (output pixels, or Winograd's tiles)
     dequantize: dict = field(default_factory=dict)  # a DEQUANTIZE row's fields, run first: a compressed weight
     host: Optional[Callable[..., np.ndarray]] = None  # HOST: (*input values) -> output value (NHWC or (N, f))
+    uint8: bool = False  # its output is uint8 (int8 computation: rows_int8.py), its images in whole float32 words
 
 
 @dataclass(frozen=True)
@@ -103,8 +110,10 @@ class Program:
         self.fewest_images = fewest_images  # a call this small runs every step in one pass
         self.input_name, self.output = input_name, output
         self.shapes = {input_name: input_shape}
+        self.floats = {input_name: int(np.prod(input_shape))}  # float32 words per image of each value
         for op, name in zip(self.ops, self.outputs):
             self.shapes[name] = op.out_shape
+            self.floats[name] = -(-int(np.prod(op.out_shape)) // 4) if op.uint8 else int(np.prod(op.out_shape))
         self._output_floats = int(np.prod(self.shapes[output]))  # per image
         self._tables: dict[int, Table] = {}
         self._lock = threading.Lock()
@@ -176,7 +185,7 @@ class Program:
         whole = {self.input_name, self.output}
         for start, end, _, _ in passes:
             whole.update(name for s in range(start, end) for name in self.inputs[s] if segment_of.get(name) != start)
-        sizes = {name: int(np.prod(shape)) for name, shape in self.shapes.items()}
+        sizes = self.floats
         lifetimes: dict[tuple, list[int]] = {}  # allocation -> [floats, first use, last use]
 
         def use(key: tuple, floats: int, when: int) -> None:
@@ -262,7 +271,7 @@ class Program:
         are cut by output channels, so that each thread streams its own columns of the weight; any
         other (a depthwise convolution's always) by pixels (or tiles)."""
         op = self.ops[step]
-        if op.code == OP_DEPTHWISE:  # by pixels only
+        if op.code in (OP_DEPTHWISE, OP_DEPTHWISE_U8, OP_CONV_U8):  # by pixels only
             return (SHARE_CHUNKS, 0) if op.macs * images >= SHARE_MACS and op.parts * images >= 4 * SHARE_CHUNKS else (0, 0)
         if op.code not in (OP_CONV, OP_WINOGRAD):
             return 0, 0

@@ -2,8 +2,8 @@
 its integer reference.
 
 A weight file with int8 weights (FORMAT.md 1.2) and an `activations` entry (FORMAT.md 1.3: a
-scale and zero point per value, calibrated on images) computes in integers: every Conv2d and
-Linear with an I8 weight, with the ReLU, ReLU6 or LeakyReLU reading it alone (through Dropout, the
+scale and zero point per value, calibrated on images) computes in integers: every Linear and
+every Conv2d of one group or depthwise with an I8 weight, with the ReLU, ReLU6 or LeakyReLU reading it alone (through Dropout, the
 identity) fused into its requantization, reads and writes uint8 values; a MaxPool2d or Flatten
 passes uint8 values on with their scale and zero point; GlobalAvgPool and Add of uint8 values requantize; any other
 layer runs in float32 on the dequantized values, and its output is quantized again where an int8
@@ -70,12 +70,15 @@ def conv_constants(bias: Optional[np.ndarray], weight_scale: np.ndarray, x: Quan
     """
     unit = np.float64(x.scale) * weight_scale.astype(np.float64)
     bias_q = np.zeros(weight_scale.shape, np.float64) if bias is None else np.rint(bias.astype(np.float64) / unit)
-    return bias_q.clip(-INT32_SUM_LIMIT, INT32_SUM_LIMIT).astype(np.int64), (unit / np.float64(out.scale)).astype(np.float32)
+    with np.errstate(over="ignore"):  # beyond float32: infinite, refused by the step
+        multiplier = (unit / np.float64(out.scale)).astype(np.float32)
+    return bias_q.clip(-INT32_SUM_LIMIT, INT32_SUM_LIMIT).astype(np.int64), multiplier
 
 
 def ratio(numerator: np.float32, denominator: float) -> np.float32:
     """float32(numerator / denominator), in float64: the multiplier of a mean or an Add operand."""
-    return np.float32(np.float64(numerator) / np.float64(denominator))
+    with np.errstate(over="ignore"):  # beyond float32: infinite, refused by the step
+        return np.float32(np.float64(numerator) / np.float64(denominator))
 
 
 def output_requant(act: Optional[Layer], out: Quantization) -> Requant:
@@ -86,7 +89,9 @@ def output_requant(act: Optional[Layer], out: Quantization) -> Requant:
     if isinstance(act, ReLU):
         return requant(z, z)
     if isinstance(act, ReLU6):
-        return requant(z, z, min(LEVELS, z + int(np.rint(np.float32(6.0) / out.scale))))
+        with np.errstate(over="ignore"):
+            six = np.float32(6.0) / out.scale  # beyond float32 for a tiny scale: the top level
+        return requant(z, z, min(LEVELS, z + int(np.rint(six))) if np.isfinite(six) else LEVELS)
     if isinstance(act, LeakyReLU):
         return requant(z, negative_slope=act.negative_slope)
     return requant(z)
@@ -118,8 +123,23 @@ def _conv_step(layer: Layer, act: Optional[Layer], inputs: tuple[str, ...], outp
     if int(np.abs(bias).max()) + taps * LEVELS * 127 >= INT32_SUM_LIMIT:
         raise UnsupportedLayerError(f"layer {layer.name!r}: its int8 sum could overflow int32 ({taps} taps, "
                                     f"bias up to {int(np.abs(bias).max())} in units of its scales)")
-    return Int8Step("conv", layer, inputs, output, out, output_requant(act, out), bias.astype(np.int32),
-                    (multiplier,))
+    return _checked(Int8Step("conv", layer, inputs, output, out, output_requant(act, out), bias.astype(np.int32),
+                             (multiplier,)))
+
+
+def _checked(step: Int8Step) -> Int8Step:
+    """The step, if its multipliers are finite float32 numbers (its scales not too far apart)."""
+    with np.errstate(over="ignore"):
+        finite = all(np.isfinite(m).all() for m in step.multipliers)
+    if not finite:
+        raise UnsupportedLayerError(f"layer {step.layer.name!r}: a multiplier of its int8 requantization is beyond "
+                                    "float32 (the scales of its input and output are too far apart)")
+    return step
+
+
+def _one_group_or_depthwise(layer: Layer) -> bool:
+    """A Linear, or a Conv2d of one group or depthwise (the convolutions with int8 kernels)."""
+    return not isinstance(layer, Conv2d) or layer.groups == 1 or layer.is_depthwise
 
 
 def int8_steps(graph: Graph, activations: Mapping[str, Quantization]) -> list[Int8Step]:
@@ -139,7 +159,7 @@ def int8_steps(graph: Graph, activations: Mapping[str, Quantization]) -> list[In
         if isinstance(layer, Dropout):  # the identity: no step
             value[layer.name] = inputs[0]
             continue
-        if isinstance(layer, (Conv2d, Linear)) and storage(layer.weight) == "I8":
+        if isinstance(layer, (Conv2d, Linear)) and storage(layer.weight) == "I8" and _one_group_or_depthwise(layer):
             act = readers.sole(layer.name, ACTIVATIONS)
             output = (act or layer).name
             step = _conv_step(layer, act, inputs, output, as_int8(inputs[0]), activations[output])
@@ -151,12 +171,12 @@ def int8_steps(graph: Graph, activations: Mapping[str, Quantization]) -> list[In
         elif isinstance(layer, GlobalAvgPool) and inputs[0] in quantized:
             x, out = quantized[inputs[0]], activations[layer.name]
             height, width = graph.shapes[inputs[0]][2:]
-            step = Int8Step("mean", layer, inputs, layer.name, out, requant(out.zero_point),
-                            multipliers=(ratio(x.scale, np.float64(out.scale) * height * width),))
+            step = _checked(Int8Step("mean", layer, inputs, layer.name, out, requant(out.zero_point),
+                                     multipliers=(ratio(x.scale, np.float64(out.scale) * height * width),)))
         elif isinstance(layer, Add) and all(i in quantized for i in inputs):
             out = activations[layer.name]
-            step = Int8Step("add", layer, inputs, layer.name, out, requant(out.zero_point),
-                            multipliers=tuple(ratio(quantized[i].scale, out.scale) for i in inputs))
+            step = _checked(Int8Step("add", layer, inputs, layer.name, out, requant(out.zero_point),
+                                     multipliers=tuple(ratio(quantized[i].scale, out.scale) for i in inputs)))
         else:
             step = Int8Step("float", layer, inputs, layer.name)
         value[layer.name] = step.output
@@ -267,7 +287,13 @@ def decode(text: str, graph_values: Iterable[str], where: str) -> dict[str, Quan
             raise FormatError(f"{where}: metadata {ACTIVATIONS_KEY!r} names {name!r}, not the input or a layer")
         ok = (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (int, float))
               and not isinstance(value[0], bool) and is_int(value[1]) and 0 <= value[1] <= LEVELS)
-        scale = np.float32(value[0]) if ok else None
+        scale = None
+        if ok:
+            with np.errstate(over="ignore"):
+                try:
+                    scale = np.float32(value[0])
+                except OverflowError:  # an integer beyond float64
+                    ok = False
         if not ok or not (np.isfinite(scale) and scale > 0 and float(scale) == value[0]):
             raise FormatError(f"{where}: metadata {ACTIVATIONS_KEY!r} of {name!r} must be [scale, zero_point] with "
                               f"a positive finite float32 scale and a zero point in [0, {LEVELS}], got {value!r}")

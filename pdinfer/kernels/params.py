@@ -118,3 +118,38 @@ class Requant(NamedTuple):
 def requant(zero_point: int, low: int = 0, high: int = 255, negative_slope: float = 1.0) -> Requant:
     """A Requant; by default no activation: the whole uint8 range."""
     return Requant(int(zero_point), int(low), int(high), np.float32(negative_slope))
+
+
+CONV_U8_VARIANTS = (PLAIN, VNNI, BEST) = (0, 1, -1)  # fast_int8.conv2d's matrix products; BEST: the host's fastest
+
+
+def quads(channels: int) -> int:
+    """Input channels rounded up to whole quads (vpdpbusd's four bytes): an int8 convolution's input
+    has this many (the rest the zero point, a PAD row's)."""
+    return -(-channels // 4) * 4
+
+
+def pack_weight(weight: np.ndarray, out_padded: int) -> np.ndarray:
+    """A PyTorch (Co, Ci, KH, KW) int8 weight as the matrix product reads it: k = (ky, kx, ci) in
+    that order, ci padded with zeros to quads(Ci), columns to `out_padded`, and each group of four
+    rows interleaved: packed[k // 4, co, k % 4] = w[k, co].
+
+    returns (KH * KW * quads(Ci) // 4, out_padded, 4) int8
+    """
+    out_c, in_c = weight.shape[:2]
+    widened = np.zeros((out_c, quads(in_c), *weight.shape[2:]), np.int8)
+    widened[:, :in_c] = weight
+    matrix = np.zeros((widened[0].size, out_padded), np.int8)
+    matrix[:, :out_c] = widened.transpose(2, 3, 1, 0).reshape(-1, out_c)  # (K, Co)
+    return np.ascontiguousarray(matrix.reshape(-1, 4, out_padded).transpose(0, 2, 1))
+
+
+def folded_bias(bias_q: np.ndarray, weight: np.ndarray, x_zero_point: int, out_padded: int) -> np.ndarray:
+    """bias_q[co] - x_zero_point * sum of w[co, ...]: the sum over a window of (x - zero point) * w is
+    the sum of x * w plus this share (every tap read, the padding holding the zero point).
+
+    bias_q: (Co,) int; weight: (Co, ...) int8; returns (out_padded,) int32
+    """
+    folded = np.zeros(out_padded, np.int64)
+    folded[:len(bias_q)] = bias_q.astype(np.int64) - x_zero_point * weight.reshape(len(bias_q), -1).sum(1, dtype=np.int64)
+    return folded.astype(np.int32)

@@ -41,6 +41,8 @@ def _pointer_intrinsic(numba_type: types.Type, llvm_type: ir.Type):
 _float32_pointer = _pointer_intrinsic(types.float32, ir.FloatType())
 _int64_pointer = _pointer_intrinsic(types.int64, ir.IntType(64))
 _int8_pointer = _pointer_intrinsic(types.int8, ir.IntType(8))
+_uint8_pointer = _pointer_intrinsic(types.uint8, ir.IntType(8))
+_int32_pointer = _pointer_intrinsic(types.int32, ir.IntType(32))
 _uint16_pointer = _pointer_intrinsic(types.uint16, ir.IntType(16))
 
 
@@ -60,6 +62,18 @@ def int64_array(address, size):
 def int8_array(address, size):
     """The `size` int8 values at `address` as a 1-D C array (not owning them)."""
     return numba.carray(_int8_pointer(address), (size,))
+
+
+@jit
+def uint8_array(address, size):
+    """The `size` uint8 values at `address` as a 1-D C array (not owning them)."""
+    return numba.carray(_uint8_pointer(address), (size,))
+
+
+@jit
+def int32_array(address, size):
+    """The `size` int32 values at `address` as a 1-D C array (not owning them)."""
+    return numba.carray(_int32_pointer(address), (size,))
 
 
 @jit

@@ -277,16 +277,22 @@ _compiled: dict = {}  # opcode -> numba CFunc (kept: it owns the code at its add
 _compiling = threading.Lock()
 
 
+def all_row_kernels() -> dict:
+    """opcode -> row kernel, the int8 ones (rows_int8.py) included."""
+    from .rows_int8 import INT8_ROW_KERNELS  # (it builds on this module's readers)
+    return {**ROW_KERNELS, **INT8_ROW_KERNELS}
+
+
 def kernel_address(opcode: int) -> int:
     """The address of the row kernel of `opcode`, compiled (or loaded from Numba's cache) on first use."""
     with _compiling:
         if opcode not in _compiled:
-            _compiled[opcode] = cfunc(ROW_KERNEL, ROW_KERNELS[opcode])
+            _compiled[opcode] = cfunc(ROW_KERNEL, all_row_kernels()[opcode])
         return _compiled[opcode].address
 
 
 def compile_all() -> None:
     """Compile (or load) every row kernel."""
-    for opcode in ROW_KERNELS:
+    for opcode in all_row_kernels():
         kernel_address(opcode)
 

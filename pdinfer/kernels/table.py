@@ -31,6 +31,9 @@ class _Layout:
 
 (OP_CONV, OP_WINOGRAD, OP_DEPTHWISE, OP_GROUPED, OP_SCALE_SHIFT, OP_MAX_POOL, OP_AVG_POOL, OP_MEAN, OP_SOFTMAX,
  OP_SIGMOID, OP_ADD, OP_FLATTEN, OP_DEQUANTIZE) = range(13)
+# Rows of int8 computation (rows_int8.py): their values are uint8, each image in whole float32 words of the arena
+(OP_QUANTIZE_U8, OP_TO_FLOAT_U8, OP_CONV_U8, OP_DEPTHWISE_U8, OP_MAX_POOL_U8, OP_MEAN_U8, OP_ADD_U8,
+ OP_FLATTEN_U8, OP_PAD_U8) = range(13, 22)
 STORAGE_I8, STORAGE_F16, STORAGE_BF16 = 0, 1, 2  # a DEQUANTIZE row's source (format.DTYPES' I8, F16, BF16)
 
 # A row: one kernel call on one pass of images. A value is (offset, h, w, c) of one image (a rank-2
@@ -56,6 +59,11 @@ AVERAGE = _row.field(2)  # avg_pool2d's count_include_pad (0 or 1) and divisor_o
 CHUNKS = _row.field()  # > 0: a helper thread may take some of the row's chunks (conv2d's or Winograd's `part`)
 BY_CHANNELS = _row.field()  # 1: the chunks are blocks of output channels (the kernels' `channels`), not pixels
 HELPER_SCRATCH = _row.field(2)  # Winograd's v and m for the helper's chunks: (v offset, m offset)
+ZERO_POINTS = _row.field(3)  # int8 rows: the zero points of the input, of the second input (Add), of the output
+BOUNDS = _row.field(2)  # int8 rows: the output's Requant low and high (its slope: the row's entry of the slopes)
+MULTIPLIERS = _row.field(2)  # int8 rows: (address, size) of float32: a convolution's per channel, a mean's one,
+#                              an Add's two; OP_QUANTIZE_U8's and OP_TO_FLOAT_U8's scale
+VARIANT = _row.field()  # OP_CONV_U8: fast_int8.PLAIN or VNNI
 ROW = _row.size
 
 # The mailbox of the helper thread (int64 words; the words the two threads write are 64 bytes apart).

@@ -457,8 +457,9 @@ public final class Container {
         }
     }
 
+    /** A parsed JSON object (Json.parse gives Map&lt;String, Object&gt;) as such. */
     @SuppressWarnings("unchecked")
-    static Map<String, Object> asMap(Object value) {
+    public static Map<String, Object> asMap(Object value) {
         return (Map<String, Object>) value;
     }
 }

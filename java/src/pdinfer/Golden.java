@@ -7,10 +7,15 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
+import pdinfer.int8.Int8Graph;
+import pdinfer.int8.QTensor;
+
 /**
  * A golden bundle (docs/GOLDEN.md): per input i, `input.i`, `reference.i.<layer>` and optionally
  * `torch.i.<layer>` for the manifest's layers (every layer of the weights, or a subset), with a
- * JSON manifest. The same checks as pdinfer.golden.read_golden. The whole file is checksummed in
+ * JSON manifest. The bundle of an int8-computing file (manifest `computation`: "int8") holds the
+ * values of its int8 computation, the uint8 ones (`uint8_layers`) as float32 levels 0..255. The
+ * same checks as pdinfer.golden.read_golden. The whole file is checksummed in
  * a streaming pass and each tensor is read from the file only when asked for (Container), so a
  * bundle of any size is checked one input at a time.
  */
@@ -25,11 +30,14 @@ public final class Golden {
     public final boolean subset; // true: not every layer of the weights is in the bundle
     public final boolean hasTorch;
     public final double torchAtolFactor;
+    public final String computation; // "float32", or "int8": the values of the int8 computation
+    public final Set<String> uint8Layers; // the layers stored as uint8 levels
     private final Container container;
     private final Set<String> layerSet;
 
     private Golden(Container container, Map<String, Object> manifest, List<String> inputKinds, List<String> layers,
-                   boolean subset, boolean hasTorch, double torchAtolFactor) {
+                   boolean subset, boolean hasTorch, double torchAtolFactor, String computation,
+                   Set<String> uint8Layers) {
         this.path = container.path;
         this.container = container;
         this.manifest = manifest;
@@ -39,6 +47,8 @@ public final class Golden {
         this.subset = subset;
         this.hasTorch = hasTorch;
         this.torchAtolFactor = torchAtolFactor;
+        this.computation = computation;
+        this.uint8Layers = uint8Layers;
     }
 
     public int inputCount() {
@@ -54,8 +64,15 @@ public final class Golden {
         return layerSet.contains(layer);
     }
 
+    /** A reference output; a uint8 layer's must hold levels (FormatException if not). */
     public Tensor reference(int i, String layer) {
-        return container.tensor("reference." + i + "." + layer);
+        String name = "reference." + i + "." + layer;
+        Tensor tensor = container.tensor(name);
+        if (uint8Layers.contains(layer) && !QTensor.holdsLevels(tensor)) {
+            throw new FormatException(path + ": tensor '" + name + "' must hold uint8 levels (integers 0 to 255), "
+                    + "as the manifest's 'uint8_layers' says");
+        }
+        return tensor;
     }
 
     public Tensor torch(int i, String layer) {
@@ -120,6 +137,16 @@ public final class Golden {
         if (!(manifest.get("weights_sha256") instanceof String)) {
             throw new FormatException(where + ": manifest 'weights_sha256' must be a string");
         }
+        String computation = "float32";
+        Set<String> uint8Layers = Set.of();
+        if (manifest.containsKey("computation") || manifest.containsKey("uint8_layers")) {
+            if (!Int8Graph.COMPUTATION.equals(manifest.get("computation"))) {
+                throw new FormatException(where + ": manifest 'computation' must be '" + Int8Graph.COMPUTATION
+                        + "' (or absent: float32), got " + manifest.get("computation"));
+            }
+            computation = Int8Graph.COMPUTATION;
+            uint8Layers = uint8Layers(manifest.get("uint8_layers"), layers, where);
+        }
         boolean hasTorch = container.names().stream().anyMatch(n -> n.startsWith("torch."));
         Set<String> expected = new HashSet<>();
         for (int i = 0; i < kinds.size(); i++) {
@@ -147,6 +174,21 @@ public final class Golden {
             }
         }
         return new Golden(container, manifest, List.copyOf(kinds), List.copyOf(layers), (Boolean) manifest.get("subset"),
-                hasTorch, atolFactor);
+                hasTorch, atolFactor, computation, uint8Layers);
+    }
+
+    /** The manifest's 'uint8_layers': layers of the bundle, each once. */
+    private static Set<String> uint8Layers(Object value, List<String> layers, String where) {
+        Set<String> names = new HashSet<>();
+        boolean ok = value instanceof List;
+        if (ok) {
+            for (Object name : (List<?>) value) {
+                ok &= name instanceof String && layers.contains(name) && names.add((String) name);
+            }
+        }
+        if (!ok) {
+            throw new FormatException(where + ": manifest 'uint8_layers' must list layers of the bundle, each once");
+        }
+        return Set.copyOf(names);
     }
 }

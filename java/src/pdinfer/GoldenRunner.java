@@ -8,8 +8,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
-import pdinfer.layers.Layer;
-
 /**
  * Checks this kit's layers against a golden bundle (docs/GOLDEN.md):
  *
@@ -21,6 +19,8 @@ import pdinfer.layers.Layer;
  * image. Both must equal pdinfer's reference outputs bit for bit, except that the EXP_LAYER_TYPES
  * (exp, expm1, tanh in double) may be 1 ulp off (counted). End-to-end outputs must also be within the
  * manifest's tolerance of PyTorch's, when the bundle has them. Inputs are read one at a time.
+ * A file that computes in int8 is checked value by value of its int8 computation
+ * ({@link Graph#reference()}): its uint8 values are compared as levels (max|diff| in levels).
  * Prints a per-layer table; exits 0 if everything matches, 1 on a mismatch, 2 on an error.
  */
 public final class GoldenRunner {
@@ -68,64 +68,76 @@ public final class GoldenRunner {
                     + golden.manifest.get("weights_sha256") + " (" + golden.info("weights") + "), but " + weights
                     + " has SHA-256 " + sha256);
         }
-        List<Layer> checked = graph.layers.stream().filter(layer -> golden.has(layer.name)).toList();
-        if (!golden.layers.equals(checked.stream().map(layer -> layer.name).toList())
-                || golden.subset != (checked.size() < graph.layers.size())) {
+        Traced model = graph.reference();
+        List<String> values = model.valueNames();
+        List<String> checked = values.stream().filter(golden::has).toList();
+        if (!golden.layers.equals(checked) || golden.subset != (checked.size() < values.size())) {
             throw new PdinferException(goldenFile + ": the manifest's layers " + (golden.subset ? "(a subset) " : "")
-                    + "are not " + (golden.subset ? "some of " : "") + weights + "'s layers in execution order");
+                    + "are not " + (golden.subset ? "some of " : "") + weights + "'s layers in execution order"
+                    + (graph.int8 != null ? " (the values of its int8 computation)" : ""));
+        }
+        Set<String> uint8 = Set.copyOf(checked.stream().filter(model::storesLevels).toList());
+        if (!golden.computation.equals(model.computation()) || !golden.uint8Layers.equals(uint8)) {
+            throw new PdinferException(goldenFile + ": the manifest says a " + golden.computation + " computation with "
+                    + "uint8 layers " + golden.uint8Layers + "; " + weights + " computes in " + model.computation()
+                    + " with uint8 layers " + uint8);
         }
         System.out.printf("weights %s (sha256 %s...)%ngolden  %s: %d inputs %s, pdinfer %s, torch %s%n",
                 weights, sha256.substring(0, 12), goldenFile, golden.inputCount(), golden.inputKinds,
                 golden.info("pdinfer_version"), golden.hasTorch ? golden.info("torch_version") : "none (reference only)");
+        if (graph.int8 != null) {
+            System.out.printf("computation: int8 (%d steps for %d layers; u8: uint8 values, max|diff| in levels)%n",
+                    values.size(), graph.layers.size());
+        }
 
         Map<String, LayerResult> results = new LinkedHashMap<>();
-        for (Layer layer : checked) {
-            results.put(layer.name, new LayerResult());
+        for (String value : checked) {
+            results.put(value, new LayerResult());
         }
         for (int i = 0; i < golden.inputCount(); i++) {
             Map<String, LayerResult> perInput = new LinkedHashMap<>();
-            for (Layer layer : checked) {
-                perInput.put(layer.name, new LayerResult());
+            for (String value : checked) {
+                perInput.put(value, new LayerResult());
             }
-            checkInput(graph, golden, i, checked, perInput);
+            checkInput(graph, model, golden, i, checked, perInput);
             for (Map.Entry<String, LayerResult> e : perInput.entrySet()) {
                 merge(results.get(e.getKey()), e.getValue());
             }
             if (verbose) {
                 System.out.printf("%ninput.%d (%s)%n", i, golden.inputKinds.get(i));
-                printTable(graph, checked, perInput, golden);
+                printTable(graph, model, checked, perInput, golden);
             }
         }
         System.out.printf("%nall %d inputs, worst case per layer%n", golden.inputCount());
-        return printTable(graph, checked, results, golden);
+        return printTable(graph, model, checked, results, golden);
     }
 
     /** Run one golden input per layer and end to end, folding the comparisons of the `checked`
-     *  layers into `results`. */
-    private static void checkInput(Graph graph, Golden golden, int i, List<Layer> checked,
+     *  values into `results`. */
+    private static void checkInput(Graph graph, Traced model, Golden golden, int i, List<String> checked,
                                    Map<String, LayerResult> results) {
         Tensor image = golden.input(i);
         expectShape(image, graph.shapes.get(Graph.INPUT), golden, "input." + i);
-        Map<String, Tensor> endToEnd = graph.trace(image);
-        for (Layer layer : checked) {
-            LayerResult result = results.get(layer.name);
-            int[] shape = graph.shapes.get(layer.name);
-            Tensor reference = expectShape(golden.reference(i, layer.name), shape, golden, "reference." + i + "." + layer.name);
+        Map<String, Tensor> endToEnd = model.trace(image);
+        for (String value : checked) {
+            LayerResult result = results.get(value);
+            int[] shape = graph.shapes.get(value);
+            Tensor reference = expectShape(golden.reference(i, value), shape, golden, "reference." + i + "." + value);
 
-            result.perLayerChecked = layer.inputs.stream().allMatch(in -> in.equals(Graph.INPUT) || golden.has(in));
+            List<String> inputs = model.inputs(value);
+            result.perLayerChecked = inputs.stream().allMatch(in -> in.equals(Graph.INPUT) || golden.has(in));
             if (result.perLayerChecked) {
-                Tensor[] referenceInputs = new Tensor[layer.inputs.size()];
-                for (int k = 0; k < referenceInputs.length; k++) {
-                    String in = layer.inputs.get(k);
-                    referenceInputs[k] = in.equals(Graph.INPUT) ? image : golden.reference(i, in);
+                Map<String, Tensor> referenceInputs = new LinkedHashMap<>();
+                for (String in : inputs) {
+                    referenceInputs.put(in, in.equals(Graph.INPUT) ? image : golden.reference(i, in));
                 }
-                result.perLayer.add(layer.forward(referenceInputs).data, reference.data);
+                result.perLayer.add(model.forward(value, referenceInputs).data, reference.data);
             }
 
-            float[] mine = endToEnd.get(layer.name).data;
+            float[] mine = endToEnd.get(value).data;
             result.endToEnd.add(mine, reference.data);
             if (golden.hasTorch) {
-                Tensor torch = expectShape(golden.torch(i, layer.name), shape, golden, "torch." + i + "." + layer.name);
+                Tensor torch = expectShape(golden.torch(i, value), shape, golden, "torch." + i + "." + value);
                 double atol = golden.torchAtolFactor * Math.max(1.0, Diff.maxAbs(torch.data));
                 double diff = Diff.maxAbsDiff(mine, torch.data);
                 result.torchChecked = true;
@@ -152,18 +164,18 @@ public final class GoldenRunner {
         into.torchWorstRatio = Math.max(into.torchWorstRatio, from.torchWorstRatio);
     }
 
-    /** Print one row per checked layer and a verdict line; true if every layer passes. */
-    private static boolean printTable(Graph graph, List<Layer> checked, Map<String, LayerResult> results,
+    /** Print one row per checked value and a verdict line; true if every value passes. */
+    private static boolean printTable(Graph graph, Traced model, List<String> checked, Map<String, LayerResult> results,
                                       Golden golden) {
-        String format = "%-22s %-13s %-16s | %9s %4s | %9s %4s | %9s %8s | %s%n";
+        String format = "%-22s %-16s %-16s | %9s %4s | %9s %4s | %9s %8s | %s%n";
         System.out.printf(format, "", "", "", "per layer", "", "end to end", "", "vs torch", "", "");
         System.out.printf(format, "layer", "type", "shape", "max|diff|", "ulp", "max|diff|", "ulp",
                 "max|diff|", "of atol", "status");
         int failed = 0;
         long oneUlpValues = 0;
-        for (Layer layer : checked) {
-            LayerResult r = results.get(layer.name);
-            boolean expLayer = EXP_LAYER_TYPES.contains(layer.type());
+        for (String value : checked) {
+            LayerResult r = results.get(value);
+            boolean expLayer = EXP_LAYER_TYPES.contains(model.type(value));
             boolean ok = r.passes(expLayer);
             long offByOne = r.perLayer.mismatches + r.endToEnd.mismatches;
             String status = !ok ? "FAIL" : offByOne == 0 ? "ok" : "ok (" + offByOne + " values 1 ulp off)";
@@ -172,13 +184,14 @@ public final class GoldenRunner {
             } else {
                 oneUlpValues += offByOne;
             }
-            System.out.printf(format, layer.name, layer.type(), Tensor.shapeString(graph.shapes.get(layer.name)),
+            System.out.printf(format, value, model.type(value),
+                    Tensor.shapeString(graph.shapes.get(value)) + (model.storesLevels(value) ? " u8" : ""),
                     r.perLayerChecked ? number(r.perLayer.maxAbs) : "-", r.perLayerChecked ? ulps(r.perLayer.maxUlp) : "-",
                     number(r.endToEnd.maxAbs),
                     ulps(r.endToEnd.maxUlp), r.torchChecked ? number(r.torchMaxAbs) : "-",
                     r.torchChecked ? String.format("%.2f%%", 100 * r.torchWorstRatio) : "-", status);
         }
-        String layers = golden.subset ? checked.size() + " of " + graph.layers.size() + " layers in the bundle"
+        String layers = golden.subset ? checked.size() + " of " + model.valueNames().size() + " layers in the bundle"
                 : checked.size() + " layers";
         if (failed == 0) {
             System.out.printf("PASS: %s bit-exact with pdinfer's reference (%d values of exp/tanh "

@@ -9,15 +9,19 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 
+import pdinfer.int8.Int8Graph;
+import pdinfer.int8.Int8Weight;
+import pdinfer.int8.Quantization;
 import pdinfer.layers.Layer;
 import pdinfer.layers.Layers;
 
 /**
  * A loaded weight file: the checked layers, their output shapes for one image, and the graph
- * runner. Loading checks everything pdinfer/graph.py checks (docs/FORMAT.md, sections 2 to 4),
- * so running cannot fail on a file that loaded.
+ * runner. Loading checks everything pdinfer/graph.py checks (docs/FORMAT.md, sections 2 to 4,
+ * and the `activations` entry of section 1.3), so running cannot fail on a file that loaded. A
+ * file with an `activations` entry computes in int8 ({@link #int8}).
  */
-public final class Graph {
+public final class Graph implements Traced {
     public static final String FORMAT_NAME = "pdinfer";
     public static final List<String> FORMAT_VERSIONS = List.of("1", "2");
     /** The metadata keys every weight file has, by version; version 1 files have no whole-file checksum. */
@@ -37,9 +41,11 @@ public final class Graph {
     public final List<String> classes;
     public final String dataSha256; // SHA-256 of the data section: the weights' identity
     public final boolean headerVerified; // the whole file was checksummed (false for version 1 files)
+    public final Int8Graph int8; // the int8 computation (an `activations` entry), or null: float32
+    private final Map<String, Layer> byName = new LinkedHashMap<>();
 
     private Graph(String path, List<Layer> layers, Map<String, int[]> shapes, int[] inputShape,
-                  List<String> classes, String dataSha256, boolean headerVerified) {
+                  List<String> classes, String dataSha256, boolean headerVerified, Int8Graph int8) {
         this.path = path;
         this.layers = layers;
         this.shapes = shapes;
@@ -47,6 +53,10 @@ public final class Graph {
         this.classes = classes;
         this.dataSha256 = dataSha256;
         this.headerVerified = headerVerified;
+        this.int8 = int8;
+        for (Layer layer : layers) {
+            byName.put(layer.name, layer);
+        }
     }
 
     /** Read a weight file and check every layer, tensor, reference and shape in it. */
@@ -72,10 +82,11 @@ public final class Graph {
         Map<String, int[]> shapes = new LinkedHashMap<>();
         shapes.put(INPUT, new int[] {1, inputShape[0], inputShape[1], inputShape[2]});
         Map<String, String> used = new LinkedHashMap<>(); // tensor -> layer, in the order layers use them
+        Map<String, Int8Weight> int8Weights = new LinkedHashMap<>(); // layer -> its I8 weight, as stored
         List<Layer> layers = new ArrayList<>();
         int index = 0;
         for (Object entry : (List<?>) entries) {
-            layers.add(buildLayer(entry, index++, shapes, container, used));
+            layers.add(buildLayer(entry, index++, shapes, container, used, int8Weights));
         }
 
         if (!new ArrayList<>(used.keySet()).equals(container.names())) {
@@ -104,8 +115,13 @@ public final class Graph {
         if (classes.size() != outputs) {
             throw new FormatException(where + ": " + classes.size() + " class names for " + outputs + " output values");
         }
+        Int8Graph int8 = null;
+        if (meta.containsKey(Quantization.KEY)) {
+            Map<String, Quantization> activations = Quantization.decode(meta.get(Quantization.KEY), shapes.keySet(), where);
+            int8 = Int8Graph.build(layers, shapes, int8Weights, activations, where);
+        }
         return new Graph(where, List.copyOf(layers), shapes, inputShape, List.copyOf(classes), container.dataSha256,
-                container.headerVerified);
+                container.headerVerified, int8);
     }
 
     private static int[] inputShape(String text, String where) {
@@ -133,7 +149,6 @@ public final class Graph {
         return names;
     }
 
-    /** Check one layer-list entry against everything before it and return the loaded layer. */
     /**
      * An I8 weight in place: q * scale[o], one float32 multiply per value (docs/KERNELS.md).
      * weight: (O, ...) the integers q as floats; scale: (O,).
@@ -145,8 +160,10 @@ public final class Graph {
         }
     }
 
+    /** Check one layer-list entry against everything before it and return the loaded layer (an I8
+     *  weight is dequantized for the float32 kernels and kept, as stored, in int8Weights). */
     private static Layer buildLayer(Object entry, int index, Map<String, int[]> shapes, Container container,
-                                    Map<String, String> used) {
+                                    Map<String, String> used, Map<String, Int8Weight> int8Weights) {
         String where = container.path + ": layer " + index;
         if (!(entry instanceof Map) || !Container.asMap(entry).keySet().equals(LAYER_KEYS)) {
             throw new FormatException(where + " must be an object with exactly the keys " + LAYER_KEYS);
@@ -243,7 +260,14 @@ public final class Graph {
             arrays.put(role.getKey(), array);
         }
         if (int8) {
-            dequantize(arrays.get("weight").data, arrays.remove("weight_scale").data);
+            float[] weight = arrays.get("weight").data;
+            byte[] levels = new byte[weight.length];
+            for (int i = 0; i < weight.length; i++) {
+                levels[i] = (byte) weight[i];
+            }
+            float[] scale = arrays.remove("weight_scale").data;
+            int8Weights.put((String) name, new Int8Weight(levels, scale));
+            dequantize(weight, scale);
         }
         int[] shape;
         try {
@@ -272,7 +296,13 @@ public final class Graph {
         return names;
     }
 
-    /** Every layer's output for one image (1, C, H, W), in layer order (the graph runner). */
+    /** The computation pdinfer's reference runs for this file: the int8 one, or the layers in float32. */
+    public Traced reference() {
+        return int8 != null ? int8 : this;
+    }
+
+    /** Every layer's output for one image (1, C, H, W), in layer order (the float32 graph runner). */
+    @Override
     public Map<String, Tensor> trace(Tensor image) {
         if (!Arrays.equals(image.shape, shapes.get(INPUT))) {
             throw new PdinferException("input shape must be " + Tensor.shapeString(shapes.get(INPUT)) + ", got "
@@ -291,9 +321,38 @@ public final class Graph {
         return values;
     }
 
-    /** The graph's output (the last layer's) for one image (1, C, H, W). */
+    /** The model's output for one image (1, C, H, W), as pdinfer computes it (in int8 if the file says so). */
     public Tensor run(Tensor image) {
-        Map<String, Tensor> values = trace(image);
-        return values.get(layers.get(layers.size() - 1).name);
+        return int8 != null ? int8.run(image) : trace(image).get(layers.get(layers.size() - 1).name);
+    }
+
+    @Override
+    public String computation() {
+        return "float32";
+    }
+
+    @Override
+    public List<String> valueNames() {
+        return layerNames();
+    }
+
+    @Override
+    public String type(String value) {
+        return byName.get(value).type();
+    }
+
+    @Override
+    public List<String> inputs(String value) {
+        return byName.get(value).inputs;
+    }
+
+    @Override
+    public boolean storesLevels(String value) {
+        return false;
+    }
+
+    @Override
+    public Tensor forward(String value, Map<String, Tensor> stored) {
+        return byName.get(value).forward(byName.get(value).inputs.stream().map(stored::get).toArray(Tensor[]::new));
     }
 }

@@ -34,6 +34,10 @@ public final class Info {
             }
             System.out.printf("weights %s: input %s, %d layers, classes %s%n", file,
                     Tensor.shapeString(graph.inputShape), graph.layers.size(), graph.classes);
+            if (graph.int8 != null) {
+                long int8Steps = graph.int8.steps.stream().filter(step -> step.out != null).count();
+                System.out.printf("computes in int8: %d steps, %d of them in int8%n", graph.int8.steps.size(), int8Steps);
+            }
         } catch (PdinferException e) {
             System.err.println("error: " + e.getMessage());
             System.exit(2);

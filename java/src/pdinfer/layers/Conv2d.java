@@ -67,6 +67,24 @@ public final class Conv2d extends Layer {
         bias = hasBias ? tensors.get("bias").data : null;
     }
 
+    public Window window() {
+        return Window.of(kernelSize, stride, padding, dilation);
+    }
+
+    public int groups() {
+        return groups;
+    }
+
+    /** One input and one output channel per group (more than one group). */
+    public boolean isDepthwise() {
+        return 1 < groups && groups == inChannels && groups == outChannels;
+    }
+
+    /** The bias (Co,), or null without one. */
+    public float[] bias() {
+        return hasBias ? bias.clone() : null;
+    }
+
     @Override
     public int[] outputShape(List<int[]> inShapes) {
         int[] shape = inShapes.get(0);

@@ -29,6 +29,11 @@ public final class LeakyReLU extends Layer {
         negativeSlope = (float) floatParam(params, "negative_slope");
     }
 
+    /** The slope, rounded to float32. */
+    public float negativeSlope() {
+        return negativeSlope;
+    }
+
     @Override
     public Tensor forward(Tensor... xs) {
         float[] in = xs[0].data;

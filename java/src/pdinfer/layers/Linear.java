@@ -52,6 +52,11 @@ public final class Linear extends Layer {
         bias = hasBias ? tensors.get("bias").data : null;
     }
 
+    /** The bias (O,), or null without one. */
+    public float[] bias() {
+        return hasBias ? bias.clone() : null;
+    }
+
     @Override
     public int[] outputShape(List<int[]> inShapes) {
         int[] shape = inShapes.get(0);

@@ -30,6 +30,10 @@ abstract class Pool2d extends Layer {
         }
     }
 
+    public Window window() {
+        return Window.of(kernelSize, stride, padding, dilation);
+    }
+
     @Override
     public int[] outputShape(List<int[]> inShapes) {
         int[] shape = inShapes.get(0);

@@ -1,0 +1,315 @@
+"""Fast int8 kernels: the integer reference kernels (integer.py) on channels-last values, exactly.
+
+Values are uint8, NHWC, each image `stride` bytes from the last (its h * w * c bytes, rounded up
+to whole float32 words of the arena). The sums are the reference's integers, whatever their order,
+and every output is requantized by the same float32 operations (simd_int8.requantize_store, or
+integer.requantize one at a time), so every kernel here equals its reference bit for bit: the tests
+compare them on random shapes.
+
+A convolution is a matrix product (`conv2d`): the input's windows, read where they are (a PAD row
+gives the input its padding and whole quads of channels, the zero point in both), times the weight
+packed as params.pack_weight says, from an int32 bias that already holds the zero
+point's share (params.folded_bias). `conv2d` takes the product's variant: AVX-512 VNNI's
+`vpdpbusd` on a tile of 12 pixels by 32 channels (params.VNNI), or plain loops anywhere (PLAIN).
+"""
+
+import numpy as np
+
+from .._jit import jit
+from .integer import requantize
+from .params import VNNI, Window
+from .simd_int8 import (broadcast_quad, dot_u8s8, load_levels, load_sums, load_weight_quads, load_weights_wide, max_lanes,
+                         multiply_add, requantize_lanes, splat_int, store_bytes, subtract)
+
+TILE_PIXELS = 12  # the VNNI tile: 12 pixels by 32 channels, 24 int32 vectors
+CHANNEL_BLOCK = 32
+
+
+@jit
+def quantize(x, scale, zero_point, out):
+    """out = integer.quantize of x.  x: (size,) float32; out: (size,) uint8"""
+    whole = (zero_point, 0, 255, np.float32(1.0))
+    for i in range(x.size):
+        out[i] = requantize(x[i] / scale, whole)
+
+
+@jit
+def dequantize(q, scale, zero_point, out):
+    """out = integer.dequantize of q.  q: (size,) uint8; out: (size,) float32"""
+    for i in range(q.size):
+        out[i] = scale * np.float32(np.int32(q[i]) - zero_point)
+
+
+@jit
+def _windows(window, out_h, out_w, first, stop, pool):
+    """(image, top row, left column) of the window of every convolution pixel that output pixels
+    first .. stop - 1 (counted over the images) take: the window's tap (0, 0). With `pool`, output pixel (oy, ox) is the 2x2 max of
+    convolution pixels (2oy + i, 2ox + j), whose four windows follow one another in the order
+    (0, 0), (0, 1), (1, 0), (1, 1).
+
+    returns ((stop - first) * (4 if pool else 1), 3) int64
+    """
+    window = Window(*window)
+    per_image = out_h * out_w
+    blocks = 4 if pool else 1
+    corners = np.empty(((stop - first) * blocks, 3), np.int64)
+    for p in range(first, stop):
+        n, oy, ox = p // per_image, (p % per_image) // out_w, p % out_w
+        for j in range(blocks):
+            cy, cx = (2 * oy + j // 2, 2 * ox + j % 2) if pool else (oy, ox)
+            i = (p - first) * blocks + j
+            corners[i, 0], corners[i, 1], corners[i, 2] = n, cy * window.stride_h - window.pad_top, \
+                cx * window.stride_w - window.pad_left
+    return corners
+
+
+@jit
+def conv2d(x, stride, in_h, in_w, in_c, x_zero_point, weight, bias, multiplier, requant, window, out, out_stride,
+           out_h, out_w, out_c, images, part, variant, pool):
+    """integer.conv2d (one group), channels-last, on `images` images: the output pixels of `part`,
+    each the 2x2 max pool of four convolution pixels with `pool` (integer.max_pool2d of the
+    requantized outputs). The input carries the convolution's padding and whole quads of channels
+    (a PAD row: fast_int8.pad), so every tap is read where it is, four channels at a time.
+
+    x:          flat uint8, images `stride` bytes apart, each (in_h, in_w, in_c), in_c % 4 == 0
+    weight:     (KH * KW * in_c // 4, Co_padded, 4) int8, params.pack_weight's
+    bias:       (Co_padded,) int32, params.folded_bias's; multiplier: (Co_padded,) float32
+    requant:    params.Requant; window: params.Window, unpadded
+    out:        flat uint8, images out_stride bytes apart, each (out_h, out_w, out_c)
+    part:       (chunk, end chunk, chunks): the output pixels of those chunks
+    variant:    params.PLAIN or VNNI
+    """
+    win = Window(*window)
+    out_padded = weight.shape[1]
+    pixels = images * out_h * out_w
+    first, stop = pixels * part[0] // part[2], pixels * part[1] // part[2]
+    if stop <= first:
+        return
+    corners = _windows(window, out_h, out_w, first, stop, pool)
+    rows = np.empty(corners.shape[0], np.int64)
+    for i in range(rows.size):
+        rows[i] = corners[i, 0] * stride + (corners[i, 1] * in_w + corners[i, 2]) * in_c
+    taps = np.empty(win.kernel_h * win.kernel_w, np.int64)
+    for ky in range(win.kernel_h):
+        for kx in range(win.kernel_w):
+            taps[ky * win.kernel_w + kx] = (ky * win.dilation_h * in_w + kx * win.dilation_w) * in_c
+    per_image = out_h * out_w
+    targets = np.empty(stop - first, np.int64)
+    for p in range(first, stop):
+        targets[p - first] = (p // per_image) * out_stride + (p % per_image) * out_c
+    flat_weight = weight.reshape(-1)
+    if variant == VNNI:
+        _product_vnni(x, rows, taps, in_c // 4, flat_weight, out_padded, bias, multiplier, requant, out, targets, out_c,
+                      pool)
+    else:
+        _product_plain(x, rows, taps, in_c // 4, flat_weight, out_padded, bias, multiplier, requant, out, targets, out_c,
+                       pool)
+
+
+@jit
+def _product_plain(a, rows, taps, quads_per_tap, weight, out_padded, bias, multiplier, requant, out, targets, out_c,
+                   pool):
+    """The output pixel at targets[p] (channels co): requantize(float32(bias[co] + sum over taps t and
+    quads q of a[rows[r] + taps[t] + 4q + j] * w[(t, q, j), co]) * multiplier[co]) of its row r (with
+    `pool`, the largest of its four rows'), plain loops."""
+    blocks = 4 if pool else 1
+    sums = np.empty(out_padded, np.int32)
+    for p in range(targets.size):
+        for j in range(blocks):
+            sums[:] = bias
+            kq = 0
+            for tap in taps:
+                for q in range(quads_per_tap):
+                    r = rows[p * blocks + j] + tap + 4 * q
+                    a0, a1, a2, a3 = np.int32(a[r]), np.int32(a[r + 1]), np.int32(a[r + 2]), np.int32(a[r + 3])
+                    base = kq * out_padded * 4
+                    for co in range(out_padded):
+                        w = base + 4 * co
+                        sums[co] += (a0 * np.int32(weight[w]) + a1 * np.int32(weight[w + 1])
+                                     + a2 * np.int32(weight[w + 2]) + a3 * np.int32(weight[w + 3]))
+                    kq += 1
+            for co in range(0, out_c, 16):
+                level = requantize_lanes(load_sums(sums, co), multiplier, co, requant)
+                if j > 0:
+                    level = max_lanes(level, load_levels(out, targets[p] + co, out_c - co))
+                store_bytes(out, targets[p] + co, level, out_c - co)
+
+
+@jit
+def _product_vnni(a, rows, taps, quads_per_tap, weight, out_padded, bias, multiplier, requant, out, targets, out_c,
+                  pool):
+    """_product_plain's outputs, the sums by vpdpbusd: a tile of 12 rows by 32 channels (24 vectors)
+    at a time (with `pool`, three output pixels of four rows each)."""
+    last = rows.size - 1
+    for block in range(0, out_c, CHANNEL_BLOCK):
+        for start in range(0, rows.size, TILE_PIXELS):
+            r0, r1, r2, r3 = rows[start], rows[min(start + 1, last)], rows[min(start + 2, last)], rows[min(start + 3, last)]
+            r4, r5, r6, r7 = rows[min(start + 4, last)], rows[min(start + 5, last)], rows[min(start + 6, last)], \
+                rows[min(start + 7, last)]
+            r8, r9, r10, r11 = rows[min(start + 8, last)], rows[min(start + 9, last)], rows[min(start + 10, last)], \
+                rows[min(start + 11, last)]
+            lo0 = lo1 = lo2 = lo3 = lo4 = lo5 = lo6 = lo7 = lo8 = lo9 = lo10 = lo11 = load_sums(bias, block)
+            hi0 = hi1 = hi2 = hi3 = hi4 = hi5 = hi6 = hi7 = hi8 = hi9 = hi10 = hi11 = load_sums(bias, block + 16)
+            w = block * 4
+            for tap in taps:
+                for q in range(quads_per_tap):
+                    w_lo, w_hi = load_weight_quads(weight, w), load_weight_quads(weight, w + 64)
+                    k = tap + 4 * q
+                    b = broadcast_quad(a, r0 + k)
+                    lo0, hi0 = dot_u8s8(lo0, b, w_lo), dot_u8s8(hi0, b, w_hi)
+                    b = broadcast_quad(a, r1 + k)
+                    lo1, hi1 = dot_u8s8(lo1, b, w_lo), dot_u8s8(hi1, b, w_hi)
+                    b = broadcast_quad(a, r2 + k)
+                    lo2, hi2 = dot_u8s8(lo2, b, w_lo), dot_u8s8(hi2, b, w_hi)
+                    b = broadcast_quad(a, r3 + k)
+                    lo3, hi3 = dot_u8s8(lo3, b, w_lo), dot_u8s8(hi3, b, w_hi)
+                    b = broadcast_quad(a, r4 + k)
+                    lo4, hi4 = dot_u8s8(lo4, b, w_lo), dot_u8s8(hi4, b, w_hi)
+                    b = broadcast_quad(a, r5 + k)
+                    lo5, hi5 = dot_u8s8(lo5, b, w_lo), dot_u8s8(hi5, b, w_hi)
+                    b = broadcast_quad(a, r6 + k)
+                    lo6, hi6 = dot_u8s8(lo6, b, w_lo), dot_u8s8(hi6, b, w_hi)
+                    b = broadcast_quad(a, r7 + k)
+                    lo7, hi7 = dot_u8s8(lo7, b, w_lo), dot_u8s8(hi7, b, w_hi)
+                    b = broadcast_quad(a, r8 + k)
+                    lo8, hi8 = dot_u8s8(lo8, b, w_lo), dot_u8s8(hi8, b, w_hi)
+                    b = broadcast_quad(a, r9 + k)
+                    lo9, hi9 = dot_u8s8(lo9, b, w_lo), dot_u8s8(hi9, b, w_hi)
+                    b = broadcast_quad(a, r10 + k)
+                    lo10, hi10 = dot_u8s8(lo10, b, w_lo), dot_u8s8(hi10, b, w_hi)
+                    b = broadcast_quad(a, r11 + k)
+                    lo11, hi11 = dot_u8s8(lo11, b, w_lo), dot_u8s8(hi11, b, w_hi)
+                    w += out_padded * 4
+            tile = ((lo0, hi0), (lo1, hi1), (lo2, hi2), (lo3, hi3), (lo4, hi4), (lo5, hi5), (lo6, hi6), (lo7, hi7),
+                    (lo8, hi8), (lo9, hi9), (lo10, hi10), (lo11, hi11))
+            if pool:
+                for i in range(min(3, (rows.size - start) // 4)):
+                    o = targets[start // 4 + i] + block
+                    for half in range(2):
+                        m = block + 16 * half
+                        level = requantize_lanes(tile[4 * i][half], multiplier, m, requant)
+                        for j in range(1, 4):
+                            level = max_lanes(level, requantize_lanes(tile[4 * i + j][half], multiplier, m, requant))
+                        store_bytes(out, o + 16 * half, level, out_c - m)
+                continue
+            for i in range(min(TILE_PIXELS, rows.size - start)):
+                o = targets[start + i] + block
+                for half in range(2):
+                    m = block + 16 * half
+                    store_bytes(out, o + 16 * half, requantize_lanes(tile[i][half], multiplier, m, requant), out_c - m)
+
+
+@jit
+def depthwise_conv2d(x, stride, in_h, in_w, channels, x_zero_point, weight, bias, multiplier, requant, window, out,
+                     out_stride, out_h, out_w, images, part):
+    """integer.conv2d of a depthwise convolution, channels-last: the output pixels of `part`, 16
+    channels at a time in int32 lanes.
+
+    weight: (KH * KW, C_padded) int8 (tap-major); bias: (C_padded,) int32 bias_q (not folded: taps in
+    the padding are skipped); multiplier: (C_padded,) float32; other arguments as conv2d's
+    """
+    window = Window(*window)
+    padded = weight.shape[1]
+    flat_weight = weight.reshape(-1)
+    zero = splat_int(x_zero_point)
+    per_image = out_h * out_w
+    pixels = images * per_image
+    for p in range(pixels * part[0] // part[2], pixels * part[1] // part[2]):
+        n, oy, ox = p // per_image, (p % per_image) // out_w, p % out_w
+        o = n * out_stride + (oy * out_w + ox) * channels
+        for c in range(0, channels, 16):
+            acc = load_sums(bias, c)
+            for ky in range(window.kernel_h):
+                iy = oy * window.stride_h - window.pad_top + ky * window.dilation_h
+                if iy < 0 or iy >= in_h:
+                    continue
+                for kx in range(window.kernel_w):
+                    ix = ox * window.stride_w - window.pad_left + kx * window.dilation_w
+                    if ix < 0 or ix >= in_w:
+                        continue
+                    levels = load_levels(x, n * stride + (iy * in_w + ix) * channels + c, channels - c)
+                    acc = multiply_add(acc, subtract(levels, zero),
+                                       load_weights_wide(flat_weight, (ky * window.kernel_w + kx) * padded + c))
+            store_bytes(out, o + c, requantize_lanes(acc, multiplier, c, requant), channels - c)
+
+
+@jit
+def max_pool2d(x, stride, in_h, in_w, channels, window, out, out_stride, out_h, out_w, images):
+    """integer.max_pool2d, channels-last."""
+    window = Window(*window)
+    for n in range(images):
+        for oy in range(out_h):
+            for ox in range(out_w):
+                o = n * out_stride + (oy * out_w + ox) * channels
+                for c in range(channels):
+                    out[o + c] = 0
+                for ky in range(window.kernel_h):
+                    iy = oy * window.stride_h - window.pad_top + ky * window.dilation_h
+                    if iy < 0 or iy >= in_h:
+                        continue
+                    for kx in range(window.kernel_w):
+                        ix = ox * window.stride_w - window.pad_left + kx * window.dilation_w
+                        if ix < 0 or ix >= in_w:
+                            continue
+                        source = n * stride + (iy * in_w + ix) * channels
+                        for c in range(channels):
+                            out[o + c] = max(out[o + c], x[source + c])
+
+
+@jit
+def global_avg_pool(x, stride, pixels, channels, x_zero_point, multiplier, requant, out, out_stride, images):
+    """integer.global_avg_pool, channels-last: each image's (pixels, channels) to (channels,)."""
+    sums = np.empty(channels, np.int32)
+    for n in range(images):
+        sums[:] = 0
+        for p in range(pixels):
+            source = n * stride + p * channels
+            for c in range(channels):
+                sums[c] += np.int32(x[source + c]) - x_zero_point
+        for c in range(channels):
+            out[n * out_stride + c] = requantize(np.float32(sums[c]) * multiplier, requant)
+
+
+@jit
+def add(a, a_zero_point, a_multiplier, b, b_zero_point, b_multiplier, requant, out, size, stride, images):
+    """integer.add on `images` images of `size` bytes, each `stride` bytes from the last."""
+    for n in range(images):
+        for i in range(n * stride, n * stride + size):
+            va = np.float32(np.int32(a[i]) - a_zero_point) * a_multiplier
+            vb = np.float32(np.int32(b[i]) - b_zero_point) * b_multiplier
+            out[i] = requantize(va + vb, requant)
+
+
+@jit
+def flatten(x, stride, height, width, channels, out, out_stride, images):
+    """(h, w, c) uint8 images to PyTorch's channel-major (c * h * w) order."""
+    for n in range(images):
+        i = n * out_stride
+        for c in range(channels):
+            for y in range(height):
+                for xx in range(width):
+                    out[i] = x[n * stride + (y * width + xx) * channels + c]
+                    i += 1
+
+
+@jit
+def pad(x, stride, in_h, in_w, in_c, border, zero_point, out, out_stride, out_c, images):
+    """Each (in_h, in_w, in_c) image of x with params.Border rows and columns around it and out_c
+    channels, the new bytes the zero point (the real 0: the padding of the convolution that reads
+    it, and channels its weight multiplies by 0)."""
+    top, left, bottom, right = border
+    out_w = left + in_w + right
+    zero = np.uint8(zero_point)
+    line = in_w * in_c
+    for n in range(images):
+        o = n * out_stride
+        out[o:o + (top + in_h + bottom) * out_w * out_c] = zero
+        for y in range(in_h):
+            source = n * stride + y * line
+            target = o + ((top + y) * out_w + left) * out_c
+            if in_c == out_c:  # the row at once
+                out[target:target + line] = x[source:source + line]
+                continue
+            for xx in range(in_w):
+                for c in range(in_c):
+                    out[target + xx * out_c + c] = x[source + xx * in_c + c]

@@ -1,0 +1,227 @@
+"""int8 SIMD for the fast int8 kernels: Numba intrinsics that emit LLVM vector IR, beside simd.py.
+
+An `Int32Vector(width)` is one LLVM `<width x i32>`: sixteen int32 sums in one AVX-512 register.
+`dot_u8s8` is AVX-512 VNNI's `vpdpbusd`: each lane adds the four products of its four unsigned
+bytes of `a` and four signed bytes of `b`, exactly, to its int32 sum. `requantize_lanes` is
+docs/KERNELS.md's requantization of sixteen sums at once, the same float32 operations in the same
+order as kernels/integer.py's `requantize`, and `store_bytes` writes its levels.
+
+On a CPU without AVX512_VNNI (`HAS_VNNI`) `dot_u8s8` compiles to the same sums in portable LLVM IR,
+and fast_int8.conv2d is run with its plain variant there. Array arguments are
+C-contiguous and addressed by a flat element offset; nothing is bounds-checked.
+"""
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, models, register_model
+
+from .simd import _element_pointer, _lane_mask, _llvm_function, _splat
+
+HAS_VNNI = bool(llvm.get_host_cpu_features().get("avx512vnni", False))  # the host CPU runs vpdpbusd
+LANES = 16  # int32 lanes of a vector: one AVX-512 register
+
+_i8, _i32, _f32 = ir.IntType(8), ir.IntType(32), ir.FloatType()
+_V = ir.VectorType(_i32, LANES)
+_F = ir.VectorType(_f32, LANES)
+
+
+class Int32Vector(types.Type):
+    """LANES int32 sums held in a register."""
+
+    def __init__(self) -> None:
+        super().__init__(name=f"int32x{LANES}")
+
+
+int32x16 = Int32Vector()
+
+
+@register_model(Int32Vector)
+class _Int32VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _V)
+
+
+def _is_c_array(arr: types.Type, dtype: types.Type) -> bool:
+    return isinstance(arr, types.Array) and arr.dtype == dtype and arr.layout == "C"
+
+
+@intrinsic
+def load_sums(typingctx, arr, off):
+    """arr[off:off + 16] of an int32 array as a vector (the first sums: a bias)."""
+    if not _is_c_array(arr, types.int32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        return builder.load(builder.bitcast(ptr, ir.PointerType(_V)), align=4)
+    return int32x16(arr, off), codegen
+
+
+@intrinsic
+def load_weight_quads(typingctx, arr, off):
+    """The 64 bytes arr[off:off + 64] of an int8 array as 16 lanes of four signed bytes."""
+    if not _is_c_array(arr, types.int8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        return builder.load(builder.bitcast(ptr, ir.PointerType(_V)), align=1)
+    return int32x16(arr, off), codegen
+
+
+@intrinsic
+def broadcast_quad(typingctx, arr, off):
+    """The four bytes arr[off:off + 4] of a uint8 array in every lane."""
+    if not _is_c_array(arr, types.uint8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        return _splat(builder, builder.load(builder.bitcast(ptr, ir.PointerType(_i32)), align=1), _V)
+    return int32x16(arr, off), codegen
+
+
+@intrinsic
+def dot_u8s8(typingctx, acc, a, b):
+    """acc + the sum of the four products of a's unsigned bytes and b's signed bytes, per lane
+    (vpdpbusd: exact, as long as the int32 sum does not overflow)."""
+    if not (acc == a == b == int32x16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        if HAS_VNNI:
+            dot = _llvm_function(builder, "llvm.x86.avx512.vpdpbusd.512", _V, [_V, _V, _V])
+            return builder.call(dot, args)
+        # Elsewhere the same sums in portable IR (a kernel that calls this is then chosen only by tests)
+        wide = ir.VectorType(_i32, 4 * LANES)
+        bytes_type = ir.VectorType(_i8, 4 * LANES)
+        products = builder.mul(builder.zext(builder.bitcast(args[1], bytes_type), wide),
+                               builder.sext(builder.bitcast(args[2], bytes_type), wide))
+        total = args[0]
+        for j in range(4):
+            picked = ir.Constant(ir.VectorType(_i32, LANES), [4 * lane + j for lane in range(LANES)])
+            total = builder.add(total, builder.shuffle_vector(products, ir.Constant(wide, ir.Undefined), picked))
+        return total
+    return int32x16(acc, a, b), codegen
+
+
+@intrinsic
+def requantize_lanes(typingctx, acc, multiplier, m_off, requant):
+    """integer.requantize(float32(acc[i]) * multiplier[m_off + i], requant) in every lane i: LeakyReLU's
+    slope on negatives, rint, the clamp to [low, high] (on the float), + zero point.
+
+    multiplier: float32 array; requant: params.Requant as a plain tuple (zero_point, low, high, negative_slope)
+    """
+    if not (acc == int32x16 and _is_c_array(multiplier, types.float32) and isinstance(requant, types.BaseTuple)
+            and len(requant) == 4):
+        return None
+
+    def codegen(context, builder, sig, args):
+        sums, mult_arr, m_offset, rq = args
+        zero_point, low, high, slope = (builder.extract_value(rq, i) for i in range(4))
+        zero_point, low, high = (context.cast(builder, v, t, types.int32)
+                                 for v, t in zip((zero_point, low, high), sig.args[3].types[:3]))
+        slope = context.cast(builder, slope, sig.args[3].types[3], types.float32)
+        m_ptr = _element_pointer(context, builder, sig.args[1], mult_arr, m_offset)
+        v = builder.fmul(builder.sitofp(sums, _F), builder.load(builder.bitcast(m_ptr, ir.PointerType(_F)), align=4))
+        negative = builder.fcmp_ordered("<", v, ir.Constant(_F, None))
+        v = builder.select(negative, builder.fmul(v, _splat(builder, slope, _F)), v)
+        r = builder.call(_llvm_function(builder, "llvm.rint.v16f32", _F, [_F]), [v])
+        lowest = _splat(builder, builder.sitofp(builder.sub(low, zero_point), _f32), _F)
+        highest = _splat(builder, builder.sitofp(builder.sub(high, zero_point), _f32), _F)
+        r = builder.select(builder.fcmp_ordered("<", r, lowest), lowest, r)
+        r = builder.select(builder.fcmp_ordered(">", r, highest), highest, r)
+        return builder.add(builder.fptosi(r, _V), _splat(builder, zero_point, _V))
+    return int32x16(acc, multiplier, m_off, requant), codegen
+
+
+@intrinsic
+def max_lanes(typingctx, a, b):
+    """The larger of a[i] and b[i] in every lane."""
+    if not a == b == int32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(builder.icmp_signed(">", args[0], args[1]), args[0], args[1])
+    return int32x16(a, b), codegen
+
+
+@intrinsic
+def store_bytes(typingctx, out, off, levels, count):
+    """out[off + i] = levels[i] (values 0..255) for lanes i < count.  out: uint8 array"""
+    if not (_is_c_array(out, types.uint8) and levels == int32x16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        bytes_type = ir.VectorType(_i8, LANES)
+        ptr = builder.bitcast(_element_pointer(context, builder, sig.args[0], args[0], args[1]), ir.PointerType(bytes_type))
+        store = _llvm_function(builder, "llvm.masked.store.v16i8.p0", ir.VoidType(),
+                               [bytes_type, ptr.type, _i32, ir.VectorType(ir.IntType(1), LANES)])
+        builder.call(store, [builder.trunc(args[2], bytes_type), ptr, ir.Constant(_i32, 1),
+                             _lane_mask(builder, args[3], LANES)])
+        return context.get_dummy_value()
+    return types.none(out, off, levels, count), codegen
+
+
+@intrinsic
+def load_levels(typingctx, arr, off, count):
+    """arr[off + i] (uint8, zero-extended) in lanes i < count, 0 in the others."""
+    if not _is_c_array(arr, types.uint8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        bytes_type = ir.VectorType(_i8, LANES)
+        ptr = builder.bitcast(_element_pointer(context, builder, sig.args[0], args[0], args[1]), ir.PointerType(bytes_type))
+        load = _llvm_function(builder, "llvm.masked.load.v16i8.p0", bytes_type,
+                              [ptr.type, _i32, ir.VectorType(ir.IntType(1), LANES), bytes_type])
+        levels = builder.call(load, [ptr, ir.Constant(_i32, 1), _lane_mask(builder, args[2], LANES),
+                                     ir.Constant(bytes_type, None)])
+        return builder.zext(levels, _V)
+    return int32x16(arr, off, count), codegen
+
+
+@intrinsic
+def load_weights_wide(typingctx, arr, off):
+    """The 16 signed bytes arr[off:off + 16] of an int8 array, sign-extended to int32 lanes."""
+    if not _is_c_array(arr, types.int8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        bytes_type = ir.VectorType(_i8, LANES)
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        return builder.sext(builder.load(builder.bitcast(ptr, ir.PointerType(bytes_type)), align=1), _V)
+    return int32x16(arr, off), codegen
+
+
+@intrinsic
+def splat_int(typingctx, value):
+    """int32(value) in every lane."""
+    if not isinstance(value, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _splat(builder, context.cast(builder, args[0], sig.args[0], types.int32), _V)
+    return int32x16(value), codegen
+
+
+@intrinsic
+def multiply_add(typingctx, acc, a, b):
+    """acc + a * b, lane by lane (int32, wrapping: the callers' sums stay in range)."""
+    if not acc == a == b == int32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.add(args[0], builder.mul(args[1], args[2]))
+    return int32x16(acc, a, b), codegen
+
+
+@intrinsic
+def subtract(typingctx, a, b):
+    """a - b, lane by lane (int32)."""
+    if not a == b == int32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.sub(args[0], args[1])
+    return int32x16(a, b), codegen

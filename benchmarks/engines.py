@@ -21,7 +21,8 @@ LABELS = {"pdinfer": "pdinfer", "pdinfer_f16": "pdinfer f16", "pdinfer_bf16": "p
 COMPRESSED = {"pdinfer_f16": "f16", "pdinfer_bf16": "bf16", "pdinfer_int8": "int8"}  # engine -> exporter weights
 ONNX_FILES = {"ort": "onnx", "ort_int8": "onnx_int8", "openvino": "onnx", "openvino_int8": "onnx_int8"}  # -> artifact
 QUANTIZED = ("ort_int8", "openvino_int8")  # the peers' int8 computation: weights and activations
-CALIBRATION_IMAGES = 120  # synthetic PD images (seed 1, not the timed inputs' seed 0) that calibrate them
+CALIBRATION_IMAGES = 120  # synthetic PD images (exporter.compress.calibration_images: seed 1, not the timed inputs'
+#                           seed 0) that calibrate the int8 models, pdinfer's and the peers' alike
 SEED_MODELS = {"pd_light": "PDLightModel", "pd_model": "PDModel"}  # name -> exporter.models class
 NUM_CLASSES = 6
 ORT_NO_SPINNING = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")  # set to "0"
@@ -36,6 +37,7 @@ def make_artifacts(model: str, directory: str) -> tuple[Artifacts, dict[str, str
     import torch
 
     import exporter
+    from exporter.compress import calibration_images, compress_file
     torch.manual_seed(SEED)
     module = getattr(exporter, SEED_MODELS[model])(NUM_CLASSES)
     exporter.randomize_batchnorm(module, SEED)
@@ -47,7 +49,10 @@ def make_artifacts(model: str, directory: str) -> tuple[Artifacts, dict[str, str
     exporter.export(module, artifacts["pdw"], input_shape=exporter.INPUT_SHAPE)
     for weights in COMPRESSED.values():  # the same model with compressed weights (BatchNorm folded)
         artifacts[f"pdw_{weights}"] = f"{path}.{weights}.pdw"
-        exporter.export(module, artifacts[f"pdw_{weights}"], input_shape=exporter.INPUT_SHAPE, weights=weights)
+        if weights == "int8":  # int8 computation, calibrated on the peers' calibration images
+            compress_file(artifacts["pdw"], artifacts["pdw_int8"], "int8", calibration_images(None))
+        else:
+            exporter.export(module, artifacts[f"pdw_{weights}"], input_shape=exporter.INPUT_SHAPE, weights=weights)
     torch.save(module.state_dict(), artifacts["state_dict"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit and the TorchScript ONNX exporter are deprecated
@@ -90,8 +95,8 @@ def quantize_onnx(src: str, dst: str) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from exporter.synthetic import generate
-    images, _ = generate(CALIBRATION_IMAGES // NUM_CLASSES, seed=1)
+    from exporter.compress import calibration_images
+    images = calibration_images(None)
 
     class Images(CalibrationDataReader):
         def __init__(self) -> None:

@@ -4,10 +4,10 @@ NumPy only (no torch), so tests and tools can compress hand-made layer lists and
 
     layers, tensors = compress(layers, tensors, "int8")   # FORMAT.md layer dicts, float32 tensors
 
-    pdinfer compress weights/pd_light.pdw --weights int8 --out weights/pd_light.int8.pdw
-    python -m exporter.compress weights/pd_light.pdw --weights int8 --out weights/pd_light.int8.pdw  # the same
+    pdinfer compress weights/pd_light.pdw --weights int8 --activations int8 --out weights/pd_light.int8.pdw
+    python -m exporter.compress weights/pd_light.pdw --weights int8 --activations int8 --out weights/pd_light.int8.pdw
     python -m exporter.compress weights/pd_light.pdw --accuracy   # held-out accuracy, every type
-    python -m exporter.compress weights/pd_model.pdw --weights int8 --activations int8 --out weights/pd_model.q8.pdw
+    python -m exporter.compress weights/pd_light.pdw --layer-errors   # int8 computation's error, layer by layer
 
 Every compressed file has its BatchNorm2d layers folded into the Conv2d before them (as the fast
 path of pdinfer/lowering.py folds them, in float64), so that the engine keeps only compressed weights;
@@ -198,8 +198,8 @@ def calibration_images(directory: str | os.PathLike | None) -> np.ndarray:
 
 def heldout_accuracy(src: str | os.PathLike) -> list[dict[str, Any]]:
     """Top-1 accuracy on the held-out set of exporter.train (600 images) of the float32 file `src`
-    and of its f16, bf16 and int8 versions, their top-1 agreement with it and their largest
-    output difference from it; one row per storage."""
+    and of its f16, bf16 and int8 versions and its int8-computing one (default calibration), their
+    top-1 agreement with it and their largest output difference from it; one row per version."""
     import pdinfer
 
     from .synthetic import generate
@@ -209,20 +209,62 @@ def heldout_accuracy(src: str | os.PathLike) -> list[dict[str, Any]]:
     reference = pdinfer.load(src)(x)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for weights in WEIGHT_STORAGE:
-            path = Path(src) if weights == "f32" else Path(tmp) / f"{weights}.pdw"
+        for weights, computed in [*((w, "f32") for w in WEIGHT_STORAGE), ("int8", "int8")]:
+            path = Path(src) if weights == "f32" else Path(tmp) / f"{weights}.{computed}.pdw"
             if weights != "f32":
-                compress_file(src, path, weights)
+                compress_file(src, path, weights, calibration_images(None) if computed == "int8" else None)
             out = pdinfer.load(path)(x)
-            rows.append({"weights": weights, "bytes": path.stat().st_size,
+            rows.append({"weights": weights, "computed": computed, "bytes": path.stat().st_size,
                          "accuracy": float((out.argmax(1) == labels).mean()),
                          "agreement": float((out.argmax(1) == reference.argmax(1)).mean()),
                          "max_abs_diff": float(np.abs(out - reference).max())})
     return rows
 
 
+def layer_errors(src: str | os.PathLike, images: int = 60) -> list[dict[str, Any]]:
+    """How far int8 computation (the int8-computing version of the float32 file `src`, default
+    calibration) is from float32, value by value, on the first `images` held-out images: each int8
+    step's output dequantized against the same value of the float32 model with its BatchNorm folded
+    (both traced by the reference kernels): SQNR in dB (10 log10 of the float value's energy over
+    the error's) and cosine similarity."""
+    import pdinfer
+    from pdinfer.graph import load_graph
+    from pdinfer.quantize import Int8Reference
+
+    from .synthetic import generate
+    from .train import HELDOUT_SEED, N_HELDOUT
+
+    x = generate(N_HELDOUT, HELDOUT_SEED)[0][:images]
+    container, layers = read_weights(src)
+    meta = container.metadata
+    with tempfile.TemporaryDirectory() as tmp:
+        folded = Path(tmp) / "folded.pdw"
+        quantized = Path(tmp) / "int8.pdw"
+        layers, tensors = fold_batchnorm(layers, {name: np.array(t) for name, t in container.tensors.items()})
+        write_weights(folded, layers, tensors, input_shape=json.loads(meta["input_shape"]),
+                      classes=json.loads(meta["classes"]))
+        compress_file(src, quantized, "int8", calibration_images(None))
+        reference = pdinfer.load(folded).trace(x)
+        graph = load_graph(quantized)
+        traced = Int8Reference(graph).trace(x)
+    rows = []
+    for step in Int8Reference(graph).steps:
+        value = traced[step.output]
+        if step.output not in reference or step.out is None:
+            continue
+        expected = reference[step.output].astype(np.float64).reshape(len(x), -1)
+        got = (np.float64(step.out.scale) * (value.astype(np.float64) - step.out.zero_point)).reshape(len(x), -1)
+        error = np.sum((expected - got) ** 2)
+        cosine = np.sum(expected * got) / np.sqrt(np.sum(expected ** 2) * np.sum(got ** 2))
+        rows.append({"value": step.output, "kind": step.kind,
+                     "sqnr_db": float(10 * np.log10(np.sum(expected ** 2) / error)) if error > 0 else float("inf"),
+                     "cosine": float(cosine)})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m exporter.compress SRC.pdw --weights int8 --out DST.pdw`, or `--accuracy`."""
+    """`python -m exporter.compress SRC.pdw --weights int8 [--activations int8] --out DST.pdw`, or
+    `--accuracy`, or `--layer-errors`."""
     parser = argparse.ArgumentParser(prog=f"python -m {__package__}.compress",
                                      description="rewrite a float32 weight file with compressed weights")
     parser.add_argument("src", metavar="SRC.pdw", help="a float32 weight file")
@@ -235,16 +277,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite DST.pdw if it exists")
     parser.add_argument("--accuracy", action="store_true",
                         help="print the held-out accuracy of every storage type (a Markdown table)")
+    parser.add_argument("--layer-errors", action="store_true",
+                        help="print int8 computation's error against float32, value by value (a Markdown table)")
     args = parser.parse_args(argv)
     if args.accuracy:
-        print("| weights | file size (bytes) | held-out top-1 accuracy | top-1 agreement with f32 | max abs output difference |")
-        print("| --- | --- | --- | --- | --- |")
+        print("| weights | computed in | file size (bytes) | held-out top-1 accuracy | top-1 agreement with f32 "
+              "| max abs output difference |")
+        print("| --- | --- | --- | --- | --- | --- |")
         for r in heldout_accuracy(args.src):
-            print(f"| {r['weights']} | {r['bytes']} | {r['accuracy'] * 100:.1f} % | {r['agreement'] * 100:.2f} % "
-                  f"| {r['max_abs_diff']:.2e} |")
+            print(f"| {r['weights']} | {r['computed']} | {r['bytes']} | {r['accuracy'] * 100:.1f} % "
+                  f"| {r['agreement'] * 100:.2f} % | {r['max_abs_diff']:.2e} |")
+        return 0
+    if args.layer_errors:
+        print("| value | int8 step | SQNR (dB) | cosine |")
+        print("| --- | --- | --- | --- |")
+        for r in layer_errors(args.src):
+            print(f"| `{r['value']}` | {r['kind']} | {r['sqnr_db']:.1f} | {r['cosine']:.5f} |")
         return 0
     if not (args.weights and args.out):
-        parser.error("give --weights and --out (or --accuracy)")
+        parser.error("give --weights and --out (or --accuracy, or --layer-errors)")
     try:
         check_overwrite(args.out, args.force)
         calibration = calibration_images(args.calibrate) if args.activations else None

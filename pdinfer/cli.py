@@ -239,13 +239,17 @@ def cmd_golden(args: argparse.Namespace) -> int:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from .exporter.compress import compress_file
+    from .exporter.compress import calibration_images, compress_file
     check_overwrite(args.out, args.force)
+    if args.calibrate and not args.activations:
+        raise UsageError("--calibrate goes with --activations int8")
     try:
-        compress_file(args.src, args.out, args.weights)
-    except ValueError as e:  # already compressed, or a weight beyond the range of the type
+        calibration = calibration_images(args.calibrate) if args.activations else None
+        compress_file(args.src, args.out, args.weights, calibration)
+    except ValueError as e:  # already compressed, a weight beyond the range of the type, int8 activations without int8 weights
         raise UsageError(str(e)) from None
-    print(f"wrote {args.out} ({args.weights} weights, {Path(args.out).stat().st_size:,} bytes)")
+    computes = ", int8 activations" if args.activations else ""
+    print(f"wrote {args.out} ({args.weights} weights{computes}, {Path(args.out).stat().st_size:,} bytes)")
     return 0
 
 
@@ -326,10 +330,15 @@ def parser() -> argparse.ArgumentParser:
     golden.add_argument("--layers", metavar="A,B,...", help="only these layers' outputs (a smaller bundle)")
     golden.add_argument("--force", action="store_true", help="overwrite the bundle if it exists")
     golden.set_defaults(handler=cmd_golden)
-    compress = command("compress", "write a float32 weight file again with float16, bfloat16 or int8 weights")
+    compress = command("compress", "write a float32 weight file again with float16, bfloat16 or int8 weights "
+                       "(and, with int8, int8 computation)")
     compress.add_argument("src", metavar="SRC.pdw", help="a float32 weight file")
     compress.add_argument("--weights", required=True, choices=[w for w in WEIGHT_STORAGE if w != "f32"],
                           help="storage of the Conv2d and Linear weights (BatchNorm is folded into them)")
+    compress.add_argument("--activations", choices=["int8"],
+                          help="compute in int8: calibrate the quantization of every value (with --weights int8)")
+    compress.add_argument("--calibrate", metavar="DIR", help="the .png/.npy calibration images (default: 120 "
+                          "synthetic PRPD images)")
     compress.add_argument("--out", required=True, metavar="DST.pdw", help="the compressed file to write")
     compress.add_argument("--force", action="store_true", help="overwrite DST.pdw if it exists")
     compress.set_defaults(handler=cmd_compress)

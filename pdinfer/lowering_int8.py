@@ -17,7 +17,7 @@ import numpy as np
 
 from .fusion import ACTIVATIONS, AffineGroup, ConvGroup, LayerGroup, LinearGroup, PoolGroup, pools_2x2_blocks
 from .graph import Graph
-from .kernels.params import BEST, POINTWISE, folded_bias, pack_weight, padded_channels, quads, unpadded
+from .kernels.params import BEST, POINTWISE, depthwise_biases, folded_bias, pack_weight, padded_channels, quads, unpadded
 from .kernels.table import (BIAS, BORDER, BOUNDS, MULTIPLIERS, OP_ADD_U8, OP_CONV_U8, OP_DEPTHWISE_U8, OP_FLATTEN_U8,
                             OP_MAX_POOL_U8, OP_MEAN_U8, OP_PAD_U8, OP_QUANTIZE_U8, OP_TO_FLOAT_U8, POOL, VARIANT, WEIGHT,
                             WINDOW, ZERO_POINTS)
@@ -99,7 +99,7 @@ class DepthwiseU8:
     """fast_int8.depthwise_conv2d."""
 
     weight: np.ndarray  # (KH * KW, padded_channels(C)) int8
-    bias: np.ndarray  # (padded_channels(C),) int32 bias_q
+    bias: np.ndarray  # (2, padded_channels(C)) int32, params.depthwise_biases
     multipliers: np.ndarray  # (padded_channels(C),) float32
     requant: tuple
     window: tuple
@@ -158,8 +158,7 @@ def _conv(step: Int8Step, x: Quantization, graph: Graph, pool: Optional[Layer]):
     if isinstance(layer, Conv2d) and layer.is_depthwise:
         weight = np.zeros((layer.weight[0, 0].size, channels), np.int8)
         weight[:, :layer.out_channels] = layer.weight.reshape(layer.out_channels, -1).T
-        bias = np.zeros(channels, np.int32)
-        bias[:layer.out_channels] = step.bias
+        bias = depthwise_biases(step.bias, layer.weight, x.zero_point, channels)
         return DepthwiseU8(weight, bias, multipliers, tuple(step.requant), tuple(layer.window), x.zero_point, out_shape)
     weight = layer.weight if isinstance(layer, Conv2d) else layer.weight[:, :, None, None]
     window = tuple(unpadded(layer.window)) if isinstance(layer, Conv2d) else tuple(POINTWISE)

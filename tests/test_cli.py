@@ -384,8 +384,8 @@ def test_info_reads_a_golden_bundle(tmp_path, capsys):
 
 def test_compress_writes_what_the_shipped_int8_file_is(tmp_path, capsys):
     out = tmp_path / "light.int8.pdw"
-    assert main(["compress", LIGHT, "--weights", "int8", "--out", str(out)]) == 0
-    assert capsys.readouterr().out == f"wrote {out} (int8 weights, {out.stat().st_size:,} bytes)\n"
+    assert main(["compress", LIGHT, "--weights", "int8", "--activations", "int8", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out} (int8 weights, int8 activations, {out.stat().st_size:,} bytes)\n"
     assert out.read_bytes() == (ROOT / "weights" / "pd_light.int8.pdw").read_bytes()
     assert main(["compress", LIGHT, "--weights", "f16", "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"error: {out} exists (give --force to overwrite it)\n"

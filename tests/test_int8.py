@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pdinfer
-from exporter.compress import calibration_images, compress_file, main as compress_main
+from exporter.compress import calibration_images, compress_file, layer_errors, main as compress_main
 from pdinfer.builder import every_layer_type
 from pdinfer.errors import FormatError
 from pdinfer.format import read_weights, write_weights
@@ -238,3 +238,23 @@ def test_int8_activations_need_int8_weights_and_calibration_images(tmp_path, cap
     assert compress_main([str(src), "--weights", "int8", "--activations", "int8", "--calibrate", str(images),
                           "--out", str(tmp_path / "z.pdw")]) == 0
     assert load_graph(tmp_path / "z.pdw").activations is not None
+
+
+def test_layer_errors_compare_every_int8_value_with_the_folded_float_model():
+    rows = layer_errors(Path(__file__).parents[1] / "weights" / "pd_light.pdw", images=2)
+    kinds = {row["kind"] for row in rows}
+    assert kinds == {"conv", "add", "mean"}
+    assert all(row["sqnr_db"] > 10 and 0.9 < row["cosine"] <= 1 + 1e-9 for row in rows), rows
+
+
+def test_pdinfer_compress_computes_in_int8_only_when_asked(tmp_path, capsys):
+    from pdinfer.cli import main as cli_main
+    src = write_small_model(tmp_path / "small.pdw")
+    assert cli_main(["compress", str(src), "--weights", "int8", "--calibrate", str(tmp_path),
+                     "--out", str(tmp_path / "a.pdw")]) == 2
+    assert "--calibrate goes with --activations int8" in capsys.readouterr().err
+    assert cli_main(["compress", str(src), "--weights", "f16", "--activations", "int8",
+                     "--out", str(tmp_path / "b.pdw")]) == 2
+    assert "int8 activations need int8 weights" in capsys.readouterr().err
+    assert cli_main(["compress", str(src), "--weights", "int8", "--out", str(tmp_path / "c.pdw")]) == 0
+    assert load_graph(tmp_path / "c.pdw").activations is None

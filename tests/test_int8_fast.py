@@ -17,7 +17,7 @@ from exporter.compress import compress_file
 from pdinfer.builder import every_layer_type
 from pdinfer.graph import load_graph
 from pdinfer.kernels import fast_int8, integer
-from pdinfer.kernels.params import (PLAIN, VNNI, folded_bias, pack_weight, padded_channels, quads, requant, unpadded,
+from pdinfer.kernels.params import (PLAIN, VNNI, depthwise_biases, folded_bias, pack_weight, padded_channels, quads, requant, unpadded,
                                     window)
 from pdinfer.quantize import Int8Reference
 from small_model import sample_images, write_small_model
@@ -114,13 +114,14 @@ def test_fast_int8_depthwise_equals_the_integer_reference(case, seed):
     padded = padded_channels(c)
     taps = np.zeros((win.kernel_h * win.kernel_w, padded), np.int8)
     taps[:, :c] = weight.reshape(c, -1).T
-    bias_p, multipliers = np.zeros(padded, np.int32), np.zeros(padded, np.float32)
-    bias_p[:c], multipliers[:c] = bias, multiplier
+    multipliers = np.zeros(padded, np.float32)
+    multipliers[:c] = multiplier
     flat, stride = nhwc_bytes(x)
     out_stride = -(-(out_h * out_w * c) // 4) * 4
     out = np.zeros(n * out_stride, np.uint8)
     for chunk in range(case["chunks"]):
-        fast_int8.depthwise_conv2d(flat, stride, case["h"], case["w"], c, zero_x, taps, bias_p, multipliers, tuple(rq),
+        fast_int8.depthwise_conv2d(flat, stride, case["h"], case["w"], c, zero_x, taps,
+                                   depthwise_biases(bias, weight, zero_x, padded), multipliers, tuple(rq),
                                    tuple(win), out, out_stride, out_h, out_w, n, (chunk, chunk + 1, case["chunks"]))
     np.testing.assert_array_equal(nchw(out, out_stride, n, out_h, out_w, c), expected)
 

@@ -83,7 +83,8 @@ def test_an_install_compresses_and_exports_outside_the_checkout(installed, tmp_p
     assert all(Path(line).is_relative_to(installed) for line in where.stdout.splitlines()), where.stdout
     light = ROOT / "weights" / "pd_light.pdw"
     compressed = run_installed(installed, tmp_path, [str(installed / "bin" / "pdinfer"), "compress", str(light),
-                                                     "--weights", "int8", "--out", "light.int8.pdw"])
+                                                     "--weights", "int8", "--activations", "int8", "--out",
+                                                     "light.int8.pdw"])
     assert compressed.returncode == 0, compressed.stderr
     assert (tmp_path / "light.int8.pdw").read_bytes() == (ROOT / "weights" / "pd_light.int8.pdw").read_bytes()
     no_torch = run_installed(installed, tmp_path, [], NO_TORCH + "from pdinfer.exporter.__main__ import main\n"

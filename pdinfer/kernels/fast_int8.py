@@ -18,8 +18,9 @@ import numpy as np
 from .._jit import jit
 from .integer import requantize
 from .params import VNNI, Window
-from .simd_int8 import (broadcast_quad, dot_u8s8, load_levels, load_sums, load_weight_quads, load_weights_wide, max_lanes,
-                         multiply_add, requantize_lanes, splat_int, store_bytes, subtract)
+from .simd_int8 import (add_requantized, broadcast_quad, dot_u8s8, load_levels, load_levels_full, load_sums,
+                         load_weight_quads, load_weights_wide, max_lanes, multiply_add, requantize_lanes, splat_int,
+                         store_bytes, subtract)
 
 TILE_PIXELS = 12  # the VNNI tile: 12 pixels by 32 channels, 24 int32 vectors
 CHANNEL_BLOCK = 32
@@ -203,34 +204,69 @@ def _product_vnni(a, rows, taps, quads_per_tap, weight, out_padded, bias, multip
 def depthwise_conv2d(x, stride, in_h, in_w, channels, x_zero_point, weight, bias, multiplier, requant, window, out,
                      out_stride, out_h, out_w, images, part):
     """integer.conv2d of a depthwise convolution, channels-last: the output pixels of `part`, 16
-    channels at a time in int32 lanes.
+    channels at a time in int32 lanes. A pixel whose window lies inside the input sums x * w from
+    the folded bias (bias_q - zero point * the sum of its taps' weights); one at the border sums
+    (x - zero point) * w over its taps inside, from bias_q.
 
-    weight: (KH * KW, C_padded) int8 (tap-major); bias: (C_padded,) int32 bias_q (not folded: taps in
-    the padding are skipped); multiplier: (C_padded,) float32; other arguments as conv2d's
+    weight: (KH * KW, C_padded) int8 (tap-major)
+    bias:   (2, C_padded) int32: bias_q, and the folded bias (params.depthwise_biases)
+    multiplier: (C_padded,) float32; other arguments as conv2d's
     """
     window = Window(*window)
     padded = weight.shape[1]
-    flat_weight = weight.reshape(-1)
+    flat_weight, flat_bias = weight.reshape(-1), bias.reshape(-1)
     zero = splat_int(x_zero_point)
     per_image = out_h * out_w
     pixels = images * per_image
-    for p in range(pixels * part[0] // part[2], pixels * part[1] // part[2]):
-        n, oy, ox = p // per_image, (p % per_image) // out_w, p % out_w
+    last_y, last_x = (window.kernel_h - 1) * window.dilation_h, (window.kernel_w - 1) * window.dilation_w
+    three_by_three = window.kernel_h == 3 and window.kernel_w == 3
+    step_y, step_x = window.dilation_h * in_w * channels, window.dilation_w * channels  # bytes between taps
+    first = pixels * part[0] // part[2]
+    n, oy, ox = first // per_image, (first % per_image) // out_w, first % out_w
+    for _ in range(first, pixels * part[1] // part[2]):
+        top, left = oy * window.stride_h - window.pad_top, ox * window.stride_w - window.pad_left
+        inside = top >= 0 and left >= 0 and top + last_y < in_h and left + last_x < in_w
         o = n * out_stride + (oy * out_w + ox) * channels
         for c in range(0, channels, 16):
-            acc = load_sums(bias, c)
-            for ky in range(window.kernel_h):
-                iy = oy * window.stride_h - window.pad_top + ky * window.dilation_h
-                if iy < 0 or iy >= in_h:
-                    continue
-                for kx in range(window.kernel_w):
-                    ix = ox * window.stride_w - window.pad_left + kx * window.dilation_w
-                    if ix < 0 or ix >= in_w:
+            if inside and channels - c >= 16 and three_by_three:  # the common case, its nine taps unrolled
+                r0 = n * stride + (top * in_w + left) * channels + c
+                r1, r2 = r0 + step_y, r0 + 2 * step_y
+                acc = load_sums(flat_bias, padded + c)
+                acc = multiply_add(acc, load_levels_full(x, r0), load_weights_wide(flat_weight, c))
+                acc = multiply_add(acc, load_levels_full(x, r0 + step_x), load_weights_wide(flat_weight, padded + c))
+                acc = multiply_add(acc, load_levels_full(x, r0 + 2 * step_x), load_weights_wide(flat_weight, 2 * padded + c))
+                acc = multiply_add(acc, load_levels_full(x, r1), load_weights_wide(flat_weight, 3 * padded + c))
+                acc = multiply_add(acc, load_levels_full(x, r1 + step_x), load_weights_wide(flat_weight, 4 * padded + c))
+                acc = multiply_add(acc, load_levels_full(x, r1 + 2 * step_x), load_weights_wide(flat_weight, 5 * padded + c))
+                acc = multiply_add(acc, load_levels_full(x, r2), load_weights_wide(flat_weight, 6 * padded + c))
+                acc = multiply_add(acc, load_levels_full(x, r2 + step_x), load_weights_wide(flat_weight, 7 * padded + c))
+                acc = multiply_add(acc, load_levels_full(x, r2 + 2 * step_x), load_weights_wide(flat_weight, 8 * padded + c))
+            elif inside and channels - c >= 16:
+                acc = load_sums(flat_bias, padded + c)
+                for ky in range(window.kernel_h):
+                    row = n * stride + ((top + ky * window.dilation_h) * in_w + left) * channels + c
+                    for kx in range(window.kernel_w):
+                        acc = multiply_add(acc, load_levels_full(x, row + kx * window.dilation_w * channels),
+                                           load_weights_wide(flat_weight, (ky * window.kernel_w + kx) * padded + c))
+            else:
+                acc = load_sums(flat_bias, c)
+                for ky in range(window.kernel_h):
+                    iy = top + ky * window.dilation_h
+                    if iy < 0 or iy >= in_h:
                         continue
-                    levels = load_levels(x, n * stride + (iy * in_w + ix) * channels + c, channels - c)
-                    acc = multiply_add(acc, subtract(levels, zero),
-                                       load_weights_wide(flat_weight, (ky * window.kernel_w + kx) * padded + c))
+                    for kx in range(window.kernel_w):
+                        ix = left + kx * window.dilation_w
+                        if ix < 0 or ix >= in_w:
+                            continue
+                        levels = load_levels(x, n * stride + (iy * in_w + ix) * channels + c, channels - c)
+                        acc = multiply_add(acc, subtract(levels, zero),
+                                           load_weights_wide(flat_weight, (ky * window.kernel_w + kx) * padded + c))
             store_bytes(out, o + c, requantize_lanes(acc, multiplier, c, requant), channels - c)
+        ox += 1
+        if ox == out_w:
+            ox, oy = 0, oy + 1
+            if oy == out_h:
+                oy, n = 0, n + 1
 
 
 @jit
@@ -272,12 +308,12 @@ def global_avg_pool(x, stride, pixels, channels, x_zero_point, multiplier, requa
 
 @jit
 def add(a, a_zero_point, a_multiplier, b, b_zero_point, b_multiplier, requant, out, size, stride, images):
-    """integer.add on `images` images of `size` bytes, each `stride` bytes from the last."""
+    """integer.add on `images` images of `size` bytes, each `stride` bytes from the last, 16 at a time."""
     for n in range(images):
-        for i in range(n * stride, n * stride + size):
-            va = np.float32(np.int32(a[i]) - a_zero_point) * a_multiplier
-            vb = np.float32(np.int32(b[i]) - b_zero_point) * b_multiplier
-            out[i] = requantize(va + vb, requant)
+        for i in range(n * stride, n * stride + size, 16):
+            count = n * stride + size - i
+            store_bytes(out, i, add_requantized(load_levels(a, i, count), a_zero_point, a_multiplier,
+                                                load_levels(b, i, count), b_zero_point, b_multiplier, requant), count)
 
 
 @jit
@@ -311,5 +347,8 @@ def pad(x, stride, in_h, in_w, in_c, border, zero_point, out, out_stride, out_c,
                 out[target:target + line] = x[source:source + line]
                 continue
             for xx in range(in_w):
+                if in_c == 1:  # a grayscale image (a loop of one would cost more than its byte)
+                    out[target + xx * out_c] = x[source + xx]
+                    continue
                 for c in range(in_c):
                     out[target + xx * out_c + c] = x[source + xx * in_c + c]

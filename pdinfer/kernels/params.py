@@ -153,3 +153,16 @@ def folded_bias(bias_q: np.ndarray, weight: np.ndarray, x_zero_point: int, out_p
     folded = np.zeros(out_padded, np.int64)
     folded[:len(bias_q)] = bias_q.astype(np.int64) - x_zero_point * weight.reshape(len(bias_q), -1).sum(1, dtype=np.int64)
     return folded.astype(np.int32)
+
+
+def depthwise_biases(bias_q: np.ndarray, weight: np.ndarray, x_zero_point: int, padded: int) -> np.ndarray:
+    """A depthwise convolution's two biases: bias_q (for pixels at the border, which subtract the
+    zero point tap by tap) and bias_q[c] - x_zero_point * sum of w[c, ...] (for pixels whose window
+    lies inside the input).
+
+    bias_q: (C,) int; weight: (C, 1, KH, KW) int8; returns (2, padded) int32
+    """
+    biases = np.zeros((2, padded), np.int32)
+    biases[0, :len(bias_q)] = bias_q
+    biases[1] = folded_bias(bias_q, weight, x_zero_point, padded)
+    return biases

@@ -101,7 +101,8 @@ def depthwise_u8_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
     taps, padded = row[WEIGHT + 1], row[WEIGHT + 2]
     part, _ = _share(row, row[OUT + 3], chunk, chunks)
     depthwise_conv2d(x, stride, row[X + 1], row[X + 2], row[X + 3], row[ZERO_POINTS],
-                     int8_array(row[WEIGHT], taps * padded).reshape((taps, padded)), int32_array(row[BIAS], row[BIAS + 1]),
+                     int8_array(row[WEIGHT], taps * padded).reshape((taps, padded)),
+                     int32_array(row[BIAS], 2 * padded).reshape((2, padded)),
                      _multipliers(row), _requant(row, slope), _window(row), out, out_stride, row[OUT + 1], row[OUT + 2],
                      row[IMAGES], part)
     return 0

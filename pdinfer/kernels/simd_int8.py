@@ -119,21 +119,60 @@ def requantize_lanes(typingctx, acc, multiplier, m_off, requant):
 
     def codegen(context, builder, sig, args):
         sums, mult_arr, m_offset, rq = args
-        zero_point, low, high, slope = (builder.extract_value(rq, i) for i in range(4))
-        zero_point, low, high = (context.cast(builder, v, t, types.int32)
-                                 for v, t in zip((zero_point, low, high), sig.args[3].types[:3]))
-        slope = context.cast(builder, slope, sig.args[3].types[3], types.float32)
         m_ptr = _element_pointer(context, builder, sig.args[1], mult_arr, m_offset)
         v = builder.fmul(builder.sitofp(sums, _F), builder.load(builder.bitcast(m_ptr, ir.PointerType(_F)), align=4))
-        negative = builder.fcmp_ordered("<", v, ir.Constant(_F, None))
-        v = builder.select(negative, builder.fmul(v, _splat(builder, slope, _F)), v)
-        r = builder.call(_llvm_function(builder, "llvm.rint.v16f32", _F, [_F]), [v])
-        lowest = _splat(builder, builder.sitofp(builder.sub(low, zero_point), _f32), _F)
-        highest = _splat(builder, builder.sitofp(builder.sub(high, zero_point), _f32), _F)
-        r = builder.select(builder.fcmp_ordered("<", r, lowest), lowest, r)
-        r = builder.select(builder.fcmp_ordered(">", r, highest), highest, r)
-        return builder.add(builder.fptosi(r, _V), _splat(builder, zero_point, _V))
+        return _requantized(context, builder, v, rq, sig.args[3])
     return int32x16(acc, multiplier, m_off, requant), codegen
+
+
+def _requantized(context, builder, v, rq, rq_type):
+    """The levels of float32 pre-images v (<16 x float>): integer.requantize in every lane."""
+    zero_point, low, high, slope = (builder.extract_value(rq, i) for i in range(4))
+    zero_point, low, high = (context.cast(builder, value, t, types.int32)
+                             for value, t in zip((zero_point, low, high), rq_type.types[:3]))
+    slope = context.cast(builder, slope, rq_type.types[3], types.float32)
+    negative = builder.fcmp_ordered("<", v, ir.Constant(_F, None))
+    v = builder.select(negative, builder.fmul(v, _splat(builder, slope, _F)), v)
+    r = builder.call(_llvm_function(builder, "llvm.rint.v16f32", _F, [_F]), [v])
+    lowest = _splat(builder, builder.sitofp(builder.sub(low, zero_point), _f32), _F)
+    highest = _splat(builder, builder.sitofp(builder.sub(high, zero_point), _f32), _F)
+    r = builder.select(builder.fcmp_ordered("<", r, lowest), lowest, r)
+    r = builder.select(builder.fcmp_ordered(">", r, highest), highest, r)
+    return builder.add(builder.fptosi(r, _V), _splat(builder, zero_point, _V))
+
+
+@intrinsic
+def add_requantized(typingctx, a, a_zero_point, a_multiplier, b, b_zero_point, b_multiplier, requant):
+    """integer.add in every lane: requantize(float32(a - a_zero_point) * a_multiplier
+    + float32(b - b_zero_point) * b_multiplier) (two products, then their sum).
+
+    a, b: levels (Int32Vector); multipliers: float32 scalars; requant: params.Requant as a plain tuple
+    """
+    if not (a == b == int32x16 and isinstance(requant, types.BaseTuple) and len(requant) == 4):
+        return None
+
+    def codegen(context, builder, sig, args):
+        def term(levels, zero_point, zero_type, multiplier, multiplier_type):
+            centred = builder.sub(levels, _splat(builder, context.cast(builder, zero_point, zero_type, types.int32), _V))
+            scale = _splat(builder, context.cast(builder, multiplier, multiplier_type, types.float32), _F)
+            return builder.fmul(builder.sitofp(centred, _F), scale)
+        v = builder.fadd(term(args[0], args[1], sig.args[1], args[2], sig.args[2]),
+                         term(args[3], args[4], sig.args[4], args[5], sig.args[5]))
+        return _requantized(context, builder, v, args[6], sig.args[6])
+    return int32x16(a, a_zero_point, a_multiplier, b, b_zero_point, b_multiplier, requant), codegen
+
+
+@intrinsic
+def load_levels_full(typingctx, arr, off):
+    """arr[off:off + 16] (uint8, zero-extended): load_levels of 16 lanes, unmasked."""
+    if not _is_c_array(arr, types.uint8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        bytes_type = ir.VectorType(_i8, LANES)
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        return builder.zext(builder.load(builder.bitcast(ptr, ir.PointerType(bytes_type)), align=1), _V)
+    return int32x16(arr, off), codegen
 
 
 @intrinsic

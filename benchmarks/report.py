@@ -189,7 +189,7 @@ def markdown(results: dict) -> str:
          "Above 1.00× pdinfer wins, below it loses. Latency is per call of one image; throughput is 64 / the median "
          "time of one batch-64 call. Cold start is a fresh process: import + load + first inference. "
          "torch, ONNX Runtime and OpenVINO keep no compile cache on disk, so both cold-start rows show the same process "
-         "for them. The int8 columns are compared with pdinfer int8 (int8 weights, float32 computation)."),
+         "for them. The int8 columns are compared with pdinfer int8 (int8 computation, calibrated on the same images)."),
     ]
     for model, entry in results["models"].items():
         lines += ["", f"## {model} ({SEED_MODELS[model]}(6))", ""]

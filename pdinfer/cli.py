@@ -171,6 +171,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                             "data section only (version 1): the header (layers, classes) is not protected;\n"
                             "            rewrite the file as version 2 (docs/FORMAT.md, section 6)"))
     print(f"resident:   {packed:,} bytes of weights, packed: what a loaded model keeps (`trace` reads the file again)")
+    print("computes:   " + ("in int8: its values are quantized (docs/FORMAT.md, section 1.3)" if graph.activations
+                            else "in float32"))
     print(f"input:      {'x'.join(map(str, graph.input_shape))} (C x H x W)")
     print(f"layers:     {len(graph.layers)}, parameters: {n_params:,}, MACs per image: {total_macs:,}")
     print(f"classes:    {', '.join(graph.classes)}")

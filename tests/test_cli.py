@@ -229,11 +229,13 @@ def test_info_lists_layers_shapes_and_macs(capsys):
     assert "corona, floating, particle, void, surface, noise" in out
     assert "resident:" in out and "bytes of weights, packed" in out
     assert "format version 2)" in out and "checksum:   the whole file (header and data) verified" in out
+    assert "computes:   in float32" in out
 
 
 def test_info_shows_each_layers_weight_storage(capsys):
     assert main(["info", str(ROOT / "weights" / "pd_light.int8.pdw")]) == 0
     out = capsys.readouterr().out
+    assert "computes:   in int8: its values are quantized" in out
     rows = {line.split()[0]: line.split()[5] for line in out.splitlines()[1:] if line.count("  ") > 3}
     assert rows["extractor.0.0"] == "I8" and rows["classifier.0"] == "I8" and rows["classifier.1"] == "-"
     assert not any(line.split()[1] == "BatchNorm2d" for line in out.splitlines()[1:] if line.strip())

@@ -30,6 +30,7 @@ from .lowering import LOWER
 from .program import Op, Shape, address, image_view, per_image
 from .quantize import Int8Step, Quantization, int8_steps
 
+
 def _requant_fields(requant: tuple, x_zero: int = 0, second_zero: int = 0) -> dict:
     """ZERO_POINTS and BOUNDS of an int8 row writing with params.Requant `requant` (its slope goes
     in the Op's slope)."""
@@ -38,6 +39,7 @@ def _requant_fields(requant: tuple, x_zero: int = 0, second_zero: int = 0) -> di
 
 
 def _one(value: float) -> np.ndarray:
+    """A (1,) float32 array: a scale or multiplier a row reads by address."""
     return np.array([value], np.float32)
 
 
@@ -197,7 +199,6 @@ def lower_int8(graph: Graph) -> tuple[list[tuple[object, tuple[str, ...], str, t
     shapes = dict(graph.shapes)
     quantized: dict[str, Quantization] = {}  # uint8 values -> their quantization
     lowered: list[tuple[object, tuple[str, ...], str, tuple[str, ...]]] = []
-
     fused_pools: set[int] = set()  # (ids of) the max pool steps a convolution writes
 
     def padded(name: str, border: tuple) -> str:
@@ -231,7 +232,7 @@ def lower_int8(graph: Graph) -> tuple[list[tuple[object, tuple[str, ...], str, t
     pools = {step.inputs[0]: step for step in steps if step.kind == "max_pool" and readers[step.inputs[0]] == 1
              and pools_2x2_blocks(step.layer, graph.shapes[step.inputs[0]], graph.shapes[step.output])}
     for step in steps:
-        layer = step.layer
+        layer, covered = step.layer, (step.layer.name,)
         if id(step) in fused_pools:
             continue  # written by the convolution before it
         inputs = tuple(converted(name, step.kind != "float") for name in step.inputs)
@@ -244,7 +245,7 @@ def lower_int8(graph: Graph) -> tuple[list[tuple[object, tuple[str, ...], str, t
                 inputs = (padded(inputs[0], border),)
             kernel: object = _conv(step, quantized[inputs[0]], graph, pool.layer if pool else None)
             if pool is not None:
-                output = pool.output
+                output, covered = pool.output, (layer.name, pool.layer.name)
                 fused_pools.add(id(pool))
         elif step.kind == "max_pool":
             kernel = PoolU8(OP_MAX_POOL_U8, out_shape, tuple(layer.window))
@@ -262,6 +263,6 @@ def lower_int8(graph: Graph) -> tuple[list[tuple[object, tuple[str, ...], str, t
         shapes[output] = graph.shapes[output]
         if step.out is not None:
             quantized[output] = step.out
-        lowered.append((kernel, inputs, output, (layer.name,)))
+        lowered.append((kernel, inputs, output, covered))
     converted(lowered[-1][2], False)  # the output, as float32
     return lowered, shapes

@@ -176,7 +176,7 @@ def bundle_values(graph: Graph) -> tuple[list[str], list[str]]:
     """
     if graph.activations is None:
         return [layer.name for layer in graph.layers], []
-    steps = int8_steps(graph, graph.activations)
+    steps = int8_steps(graph)
     return [step.output for step in steps], [step.output for step in steps[:-1] if step.out is not None]
 
 

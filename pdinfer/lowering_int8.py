@@ -227,7 +227,7 @@ def lower_int8(graph: Graph) -> tuple[list[tuple[object, tuple[str, ...], str, t
                 quantized[copy] = q
         return copy
 
-    steps = int8_steps(graph, graph.activations)
+    steps = int8_steps(graph)
     readers = Counter(name for step in steps for name in step.inputs)
     pools = {step.inputs[0]: step for step in steps if step.kind == "max_pool" and readers[step.inputs[0]] == 1
              and pools_2x2_blocks(step.layer, graph.shapes[step.inputs[0]], graph.shapes[step.output])}

@@ -142,8 +142,10 @@ def _one_group_or_depthwise(layer: Layer) -> bool:
     return not isinstance(layer, Conv2d) or layer.groups == 1 or layer.is_depthwise
 
 
-def int8_steps(graph: Graph, activations: Mapping[str, Quantization]) -> list[Int8Step]:
-    """The graph as int8 steps (see the module docstring), given every value's quantization."""
+def int8_steps(graph: Graph) -> list[Int8Step]:
+    """The graph as int8 steps (see the module docstring), by the quantization of its values
+    (graph.activations)."""
+    activations = graph.activations
     readers = Readers(graph)  # the fast plan's: through Dropout layers
     quantized: dict[str, Quantization] = {}  # uint8 values so far -> their quantization
     value: dict[str, str] = {INPUT: INPUT}  # file layer -> the value holding its output
@@ -190,7 +192,7 @@ class Int8Reference:
     """A quantized graph run by the integer reference kernels: the specification of its answers."""
 
     def __init__(self, graph: Graph) -> None:
-        self.steps = int8_steps(graph, graph.activations)
+        self.steps = int8_steps(graph)
         self.activations = dict(graph.activations)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -304,7 +306,7 @@ def decode(text: str, graph_values: Iterable[str], where: str) -> dict[str, Quan
 def check_complete(graph: Graph) -> None:
     """Raise FormatError unless every value an int8 step of the graph needs has its quantization."""
     try:
-        int8_steps(graph, graph.activations)
+        int8_steps(graph)
     except KeyError as e:
         raise FormatError(f"{graph.path}: metadata {ACTIVATIONS_KEY!r} lacks the quantization of value {e.args[0]!r}, "
                           "which an int8 layer reads or writes") from None

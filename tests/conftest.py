@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,19 @@ settings.register_profile("ci", max_examples=250, derandomize=True, **COMMON)
 settings.register_profile("dev", max_examples=20, derandomize=True, **COMMON)
 settings.register_profile("slow", max_examples=5000, derandomize=False, **COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def temporary_files_under_pytest(tmp_path_factory):
+    """What code under test writes to the system's temporary directory (tempfile, and subprocesses
+    through TMPDIR: pip, the exporter, golden bundles) goes under pytest's base temp instead, which
+    pytest removes (tmp_path_retention_policy)."""
+    directory = tmp_path_factory.mktemp("tmp")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TMPDIR", str(directory))
+    patch.setattr(tempfile, "tempdir", str(directory))
+    yield directory
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

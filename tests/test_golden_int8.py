@@ -62,7 +62,7 @@ def every_q8(tmp_path_factory) -> Path:
 
 def steps_of(path: Path):
     graph = load_graph(path)
-    return int8_steps(graph, graph.activations)
+    return int8_steps(graph)
 
 
 # ----------------------------------------------------------------------------- the Python side

@@ -164,7 +164,7 @@ def test_quantized_small_model_steps_and_answers(tmp_path):
     images = sample_images(64, seed=3)
     dst = _quantized(tmp_path, src, images)
     graph = load_graph(dst)
-    kinds = [(step.kind, step.layer.type) for step in int8_steps(graph, graph.activations)]
+    kinds = [(step.kind, step.layer.type) for step in int8_steps(graph)]
     # conv0 + LeakyReLU and the depthwise + ReLU6 fused; the Add, pool and mean in int8; Softmax in float
     assert kinds == [("conv", "Conv2d"), ("conv", "Conv2d"), ("add", "Add"), ("conv", "Conv2d"),
                      ("max_pool", "MaxPool2d"), ("mean", "GlobalAvgPool"), ("conv", "Linear"), ("float", "Softmax")]
@@ -186,7 +186,7 @@ def test_every_layer_type_quantizes_with_float_steps_between(tmp_path):
     images = rng.uniform(0, 1, (32, *model.input_shape)).astype(np.float32)
     dst = _quantized(tmp_path, src, images)
     graph = load_graph(dst)
-    kinds = {step.kind for step in int8_steps(graph, graph.activations)}
+    kinds = {step.kind for step in int8_steps(graph)}
     assert {"conv", "float"} <= kinds
     x = images[:4]
     expected, got = model(x), pdinfer.load(dst)(x)

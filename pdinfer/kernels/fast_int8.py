@@ -2,7 +2,7 @@
 
 Values are uint8, NHWC, each image `stride` bytes from the last (its h * w * c bytes, rounded up
 to whole float32 words of the arena). The sums are the reference's integers, whatever their order,
-and every output is requantized by the same float32 operations (simd_int8.requantize_store, or
+and every output is requantized by the same float32 operations (simd_int8.requantize_lanes, or
 integer.requantize one at a time), so every kernel here equals its reference bit for bit: the tests
 compare them on random shapes.
 
@@ -42,26 +42,25 @@ def dequantize(q, scale, zero_point, out):
 
 
 @jit
-def _windows(window, out_h, out_w, first, stop, pool):
-    """(image, top row, left column) of the window of every convolution pixel that output pixels
-    first .. stop - 1 (counted over the images) take: the window's tap (0, 0). With `pool`, output pixel (oy, ox) is the 2x2 max of
-    convolution pixels (2oy + i, 2ox + j), whose four windows follow one another in the order
-    (0, 0), (0, 1), (1, 0), (1, 1).
+def _window_starts(stride, in_w, in_c, window, out_h, out_w, first, stop, pool):
+    """Where in x (images `stride` bytes apart, each (in_h, in_w, in_c), the padding included) the
+    window of every convolution pixel that output pixels first .. stop - 1 (counted over the images)
+    take starts: its tap (0, 0). With `pool`, output pixel (oy, ox) is the 2x2 max of convolution
+    pixels (2oy + i, 2ox + j), whose four windows follow one another, (i, j) in the order (0, 0),
+    (0, 1), (1, 0), (1, 1).
 
-    returns ((stop - first) * (4 if pool else 1), 3) int64
+    returns ((stop - first) * (4 if pool else 1),) int64
     """
     window = Window(*window)
     per_image = out_h * out_w
     blocks = 4 if pool else 1
-    corners = np.empty(((stop - first) * blocks, 3), np.int64)
+    starts = np.empty((stop - first) * blocks, np.int64)
     for p in range(first, stop):
         n, oy, ox = p // per_image, (p % per_image) // out_w, p % out_w
         for j in range(blocks):
             cy, cx = (2 * oy + j // 2, 2 * ox + j % 2) if pool else (oy, ox)
-            i = (p - first) * blocks + j
-            corners[i, 0], corners[i, 1], corners[i, 2] = n, cy * window.stride_h - window.pad_top, \
-                cx * window.stride_w - window.pad_left
-    return corners
+            starts[(p - first) * blocks + j] = n * stride + (cy * window.stride_h * in_w + cx * window.stride_w) * in_c
+    return starts
 
 
 @jit
@@ -86,10 +85,7 @@ def conv2d(x, stride, in_h, in_w, in_c, x_zero_point, weight, bias, multiplier, 
     first, stop = pixels * part[0] // part[2], pixels * part[1] // part[2]
     if stop <= first:
         return
-    corners = _windows(window, out_h, out_w, first, stop, pool)
-    rows = np.empty(corners.shape[0], np.int64)
-    for i in range(rows.size):
-        rows[i] = corners[i, 0] * stride + (corners[i, 1] * in_w + corners[i, 2]) * in_c
+    rows = _window_starts(stride, in_w, in_c, window, out_h, out_w, first, stop, pool)
     taps = np.empty(win.kernel_h * win.kernel_w, np.int64)
     for ky in range(win.kernel_h):
         for kx in range(win.kernel_w):

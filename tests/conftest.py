@@ -39,7 +39,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def temporary_files_under_pytest(tmp_path_factory):
     """What code under test writes to the system's temporary directory (tempfile, and subprocesses
     through TMPDIR: pip, the exporter, golden bundles) goes under pytest's base temp instead, which
-    pytest removes (tmp_path_retention_policy)."""
+    pytest removes after the run (tmp_path_retention_policy)."""
     directory = tmp_path_factory.mktemp("tmp")
     patch = pytest.MonkeyPatch()
     patch.setenv("TMPDIR", str(directory))

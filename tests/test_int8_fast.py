@@ -61,7 +61,9 @@ def _operands(case: dict, seed: int, groups: int = 1):
     x = rng.integers(0, 256, (case["n"], case["ci"], case["h"], case["w"]), dtype=np.uint8)
     weight = rng.integers(-127, 128, (case["co"], case["ci"] // groups, win.kernel_h, win.kernel_w), dtype=np.int8)
     bias = rng.integers(-20000, 20000, case["co"]).astype(np.int32)
-    multiplier = rng.uniform(1e-5, 3e-3, case["co"]).astype(np.float32)
+    multiplier = rng.uniform(1e-5, 3e-3, case["co"])
+    multiplier[rng.random(case["co"]) < 0.2] *= 1e6  # pre-images beyond int32: the requantization's clamp
+    multiplier = multiplier.astype(np.float32)
     zero_x, zero_out = (int(z) for z in rng.integers(0, 256, 2))
     rq = {"none": requant(zero_out), "relu": requant(zero_out, zero_out),
           "leaky": requant(zero_out, negative_slope=0.2)}[case["act"]]

@@ -20,10 +20,11 @@ from .integer import requantize
 from .params import VNNI, Window
 from .simd_int8 import (add_requantized, broadcast_quad, dot_u8s8, load_levels, load_levels_full, load_sums,
                          load_weight_quads, load_weights_wide, max_lanes, multiply_add, requantize_lanes, splat_int,
-                         store_bytes, subtract)
+                         store_bytes, store_sums, subtract)
 
 TILE_PIXELS = 12  # the VNNI tile: 12 pixels by 32 channels, 24 int32 vectors
 CHANNEL_BLOCK = 32
+GROUP_ROWS = 20 * TILE_PIXELS  # the VNNI product runs every channel block over this many rows at a time
 
 
 @jit
@@ -42,25 +43,35 @@ def dequantize(q, scale, zero_point, out):
 
 
 @jit
-def _window_starts(stride, in_w, in_c, window, out_h, out_w, first, stop, pool):
+def _window_starts(stride, in_w, in_c, window, out_h, out_w, out_stride, out_c, first, stop, pool):
     """Where in x (images `stride` bytes apart, each (in_h, in_w, in_c), the padding included) the
     window of every convolution pixel that output pixels first .. stop - 1 (counted over the images)
-    take starts: its tap (0, 0). With `pool`, output pixel (oy, ox) is the 2x2 max of convolution
-    pixels (2oy + i, 2ox + j), whose four windows follow one another, (i, j) in the order (0, 0),
-    (0, 1), (1, 0), (1, 1).
+    take starts (its tap (0, 0)), and where in out (images out_stride bytes apart, each (out_h,
+    out_w, out_c)) each of those output pixels goes. With `pool`, output pixel (oy, ox) is the 2x2
+    max of convolution pixels (2oy + i, 2ox + j), whose four windows follow one another, (i, j) in
+    the order (0, 0), (0, 1), (1, 0), (1, 1).
 
-    returns ((stop - first) * (4 if pool else 1),) int64
+    returns ((stop - first) * (4 if pool else 1),) int64 starts, ((stop - first),) int64 targets
     """
     window = Window(*window)
-    per_image = out_h * out_w
     blocks = 4 if pool else 1
+    step = 2 if pool else 1
     starts = np.empty((stop - first) * blocks, np.int64)
-    for p in range(first, stop):
-        n, oy, ox = p // per_image, (p % per_image) // out_w, p % out_w
+    targets = np.empty(stop - first, np.int64)
+    per_image = out_h * out_w
+    n, oy, ox = first // per_image, (first % per_image) // out_w, first % out_w  # then counted on
+    row_y, row_x = window.stride_h * in_w * in_c, window.stride_w * in_c  # bytes between windows
+    for i in range(stop - first):
+        corner = n * stride + step * (oy * row_y + ox * row_x)
         for j in range(blocks):
-            cy, cx = (2 * oy + j // 2, 2 * ox + j % 2) if pool else (oy, ox)
-            starts[(p - first) * blocks + j] = n * stride + (cy * window.stride_h * in_w + cx * window.stride_w) * in_c
-    return starts
+            starts[i * blocks + j] = corner + (j // 2) * row_y + (j % 2) * row_x
+        targets[i] = n * out_stride + (oy * out_w + ox) * out_c
+        ox += 1
+        if ox == out_w:
+            ox, oy = 0, oy + 1
+            if oy == out_h:
+                oy, n = 0, n + 1
+    return starts, targets
 
 
 @jit
@@ -85,15 +96,11 @@ def conv2d(x, stride, in_h, in_w, in_c, x_zero_point, weight, bias, multiplier, 
     first, stop = pixels * part[0] // part[2], pixels * part[1] // part[2]
     if stop <= first:
         return
-    rows = _window_starts(stride, in_w, in_c, window, out_h, out_w, first, stop, pool)
+    rows, targets = _window_starts(stride, in_w, in_c, window, out_h, out_w, out_stride, out_c, first, stop, pool)
     taps = np.empty(win.kernel_h * win.kernel_w, np.int64)
     for ky in range(win.kernel_h):
         for kx in range(win.kernel_w):
             taps[ky * win.kernel_w + kx] = (ky * win.dilation_h * in_w + kx * win.dilation_w) * in_c
-    per_image = out_h * out_w
-    targets = np.empty(stop - first, np.int64)
-    for p in range(first, stop):
-        targets[p - first] = (p // per_image) * out_stride + (p % per_image) * out_c
     flat_weight = weight.reshape(-1)
     if variant == VNNI:
         _product_vnni(x, rows, taps, in_c // 4, flat_weight, out_padded, bias, multiplier, requant, out, targets, out_c,
@@ -138,131 +145,173 @@ def _product_vnni(a, rows, taps, quads_per_tap, weight, out_padded, bias, multip
     """_product_plain's outputs, the sums by vpdpbusd: a tile of 12 rows by 32 channels (24 vectors)
     at a time (with `pool`, three output pixels of four rows each)."""
     last = rows.size - 1
-    for block in range(0, out_c, CHANNEL_BLOCK):
-        for start in range(0, rows.size, TILE_PIXELS):
-            r0, r1, r2, r3 = rows[start], rows[min(start + 1, last)], rows[min(start + 2, last)], rows[min(start + 3, last)]
-            r4, r5, r6, r7 = rows[min(start + 4, last)], rows[min(start + 5, last)], rows[min(start + 6, last)], \
-                rows[min(start + 7, last)]
-            r8, r9, r10, r11 = rows[min(start + 8, last)], rows[min(start + 9, last)], rows[min(start + 10, last)], \
-                rows[min(start + 11, last)]
-            lo0 = lo1 = lo2 = lo3 = lo4 = lo5 = lo6 = lo7 = lo8 = lo9 = lo10 = lo11 = load_sums(bias, block)
-            hi0 = hi1 = hi2 = hi3 = hi4 = hi5 = hi6 = hi7 = hi8 = hi9 = hi10 = hi11 = load_sums(bias, block + 16)
-            w = block * 4
-            for tap in taps:
-                for q in range(quads_per_tap):
-                    w_lo, w_hi = load_weight_quads(weight, w), load_weight_quads(weight, w + 64)
-                    k = tap + 4 * q
-                    b = broadcast_quad(a, r0 + k)
-                    lo0, hi0 = dot_u8s8(lo0, b, w_lo), dot_u8s8(hi0, b, w_hi)
-                    b = broadcast_quad(a, r1 + k)
-                    lo1, hi1 = dot_u8s8(lo1, b, w_lo), dot_u8s8(hi1, b, w_hi)
-                    b = broadcast_quad(a, r2 + k)
-                    lo2, hi2 = dot_u8s8(lo2, b, w_lo), dot_u8s8(hi2, b, w_hi)
-                    b = broadcast_quad(a, r3 + k)
-                    lo3, hi3 = dot_u8s8(lo3, b, w_lo), dot_u8s8(hi3, b, w_hi)
-                    b = broadcast_quad(a, r4 + k)
-                    lo4, hi4 = dot_u8s8(lo4, b, w_lo), dot_u8s8(hi4, b, w_hi)
-                    b = broadcast_quad(a, r5 + k)
-                    lo5, hi5 = dot_u8s8(lo5, b, w_lo), dot_u8s8(hi5, b, w_hi)
-                    b = broadcast_quad(a, r6 + k)
-                    lo6, hi6 = dot_u8s8(lo6, b, w_lo), dot_u8s8(hi6, b, w_hi)
-                    b = broadcast_quad(a, r7 + k)
-                    lo7, hi7 = dot_u8s8(lo7, b, w_lo), dot_u8s8(hi7, b, w_hi)
-                    b = broadcast_quad(a, r8 + k)
-                    lo8, hi8 = dot_u8s8(lo8, b, w_lo), dot_u8s8(hi8, b, w_hi)
-                    b = broadcast_quad(a, r9 + k)
-                    lo9, hi9 = dot_u8s8(lo9, b, w_lo), dot_u8s8(hi9, b, w_hi)
-                    b = broadcast_quad(a, r10 + k)
-                    lo10, hi10 = dot_u8s8(lo10, b, w_lo), dot_u8s8(hi10, b, w_hi)
-                    b = broadcast_quad(a, r11 + k)
-                    lo11, hi11 = dot_u8s8(lo11, b, w_lo), dot_u8s8(hi11, b, w_hi)
-                    w += out_padded * 4
-            tile = ((lo0, hi0), (lo1, hi1), (lo2, hi2), (lo3, hi3), (lo4, hi4), (lo5, hi5), (lo6, hi6), (lo7, hi7),
-                    (lo8, hi8), (lo9, hi9), (lo10, hi10), (lo11, hi11))
-            if pool:
-                for i in range(min(3, (rows.size - start) // 4)):
-                    o = targets[start // 4 + i] + block
-                    for half in range(2):
+    tile = np.empty(TILE_PIXELS * CHANNEL_BLOCK, np.int32)  # the tile's sums, pixel by pixel
+    for group in range(0, rows.size, GROUP_ROWS):  # the group's outputs stay in cache across the blocks
+        for block in range(0, out_c, CHANNEL_BLOCK):
+            for start in range(group, min(group + GROUP_ROWS, rows.size), TILE_PIXELS):
+                r0, r1, r2, r3 = rows[start], rows[min(start + 1, last)], rows[min(start + 2, last)], rows[min(start + 3, last)]
+                r4, r5, r6, r7 = rows[min(start + 4, last)], rows[min(start + 5, last)], rows[min(start + 6, last)], \
+                    rows[min(start + 7, last)]
+                r8, r9, r10, r11 = rows[min(start + 8, last)], rows[min(start + 9, last)], rows[min(start + 10, last)], \
+                    rows[min(start + 11, last)]
+                lo0 = lo1 = lo2 = lo3 = lo4 = lo5 = lo6 = lo7 = lo8 = lo9 = lo10 = lo11 = load_sums(bias, block)
+                hi0 = hi1 = hi2 = hi3 = hi4 = hi5 = hi6 = hi7 = hi8 = hi9 = hi10 = hi11 = load_sums(bias, block + 16)
+                w = block * 4
+                for tap in taps:
+                    for q in range(quads_per_tap):
+                        w_lo, w_hi = load_weight_quads(weight, w), load_weight_quads(weight, w + 64)
+                        k = tap + 4 * q
+                        b = broadcast_quad(a, r0 + k)
+                        lo0, hi0 = dot_u8s8(lo0, b, w_lo), dot_u8s8(hi0, b, w_hi)
+                        b = broadcast_quad(a, r1 + k)
+                        lo1, hi1 = dot_u8s8(lo1, b, w_lo), dot_u8s8(hi1, b, w_hi)
+                        b = broadcast_quad(a, r2 + k)
+                        lo2, hi2 = dot_u8s8(lo2, b, w_lo), dot_u8s8(hi2, b, w_hi)
+                        b = broadcast_quad(a, r3 + k)
+                        lo3, hi3 = dot_u8s8(lo3, b, w_lo), dot_u8s8(hi3, b, w_hi)
+                        b = broadcast_quad(a, r4 + k)
+                        lo4, hi4 = dot_u8s8(lo4, b, w_lo), dot_u8s8(hi4, b, w_hi)
+                        b = broadcast_quad(a, r5 + k)
+                        lo5, hi5 = dot_u8s8(lo5, b, w_lo), dot_u8s8(hi5, b, w_hi)
+                        b = broadcast_quad(a, r6 + k)
+                        lo6, hi6 = dot_u8s8(lo6, b, w_lo), dot_u8s8(hi6, b, w_hi)
+                        b = broadcast_quad(a, r7 + k)
+                        lo7, hi7 = dot_u8s8(lo7, b, w_lo), dot_u8s8(hi7, b, w_hi)
+                        b = broadcast_quad(a, r8 + k)
+                        lo8, hi8 = dot_u8s8(lo8, b, w_lo), dot_u8s8(hi8, b, w_hi)
+                        b = broadcast_quad(a, r9 + k)
+                        lo9, hi9 = dot_u8s8(lo9, b, w_lo), dot_u8s8(hi9, b, w_hi)
+                        b = broadcast_quad(a, r10 + k)
+                        lo10, hi10 = dot_u8s8(lo10, b, w_lo), dot_u8s8(hi10, b, w_hi)
+                        b = broadcast_quad(a, r11 + k)
+                        lo11, hi11 = dot_u8s8(lo11, b, w_lo), dot_u8s8(hi11, b, w_hi)
+                        w += out_padded * 4
+                for i, (lo, hi) in enumerate(((lo0, hi0), (lo1, hi1), (lo2, hi2), (lo3, hi3), (lo4, hi4), (lo5, hi5),
+                                              (lo6, hi6), (lo7, hi7), (lo8, hi8), (lo9, hi9), (lo10, hi10), (lo11, hi11))):
+                    store_sums(tile, 32 * i, lo)
+                    store_sums(tile, 32 * i + 16, hi)
+                halves = 2 if out_c - block > 16 else 1  # a last block of 16 channels or fewer has one
+                if pool:
+                    for i in range(min(3, (rows.size - start) // 4)):
+                        o = targets[start // 4 + i] + block
+                        for half in range(halves):
+                            m = block + 16 * half
+                            level = requantize_lanes(load_sums(tile, 128 * i + 16 * half), multiplier, m, requant)
+                            for j in range(1, 4):
+                                level = max_lanes(level, requantize_lanes(load_sums(tile, 128 * i + 32 * j + 16 * half),
+                                                                          multiplier, m, requant))
+                            store_bytes(out, o + 16 * half, level, out_c - m)
+                    continue
+                for i in range(min(TILE_PIXELS, rows.size - start)):
+                    o = targets[start + i] + block
+                    for half in range(halves):
                         m = block + 16 * half
-                        level = requantize_lanes(tile[4 * i][half], multiplier, m, requant)
-                        for j in range(1, 4):
-                            level = max_lanes(level, requantize_lanes(tile[4 * i + j][half], multiplier, m, requant))
-                        store_bytes(out, o + 16 * half, level, out_c - m)
-                continue
-            for i in range(min(TILE_PIXELS, rows.size - start)):
-                o = targets[start + i] + block
-                for half in range(2):
-                    m = block + 16 * half
-                    store_bytes(out, o + 16 * half, requantize_lanes(tile[i][half], multiplier, m, requant), out_c - m)
+                        store_bytes(out, o + 16 * half, requantize_lanes(load_sums(tile, 32 * i + 16 * half), multiplier, m,
+                                                                         requant), out_c - m)
 
 
 @jit
 def depthwise_conv2d(x, stride, in_h, in_w, channels, x_zero_point, weight, bias, multiplier, requant, window, out,
                      out_stride, out_h, out_w, images, part):
     """integer.conv2d of a depthwise convolution, channels-last: the output pixels of `part`, 16
-    channels at a time in int32 lanes. A pixel whose window lies inside the input sums x * w from
-    the folded bias (bias_q - zero point * the sum of its taps' weights); one at the border sums
-    (x - zero point) * w over its taps inside, from bias_q.
+    channels at a time in int32 lanes, a row of pixels at a time. A pixel whose window lies inside
+    the input sums x * w from the folded bias (bias_q - zero point * the sum of its taps' weights);
+    one at the border sums (x - zero point) * w over its taps inside, from bias_q.
 
     weight: (KH * KW, C_padded) int8 (tap-major)
     bias:   (2, C_padded) int32: bias_q, and the folded bias (params.depthwise_biases)
     multiplier: (C_padded,) float32; other arguments as conv2d's
     """
-    window = Window(*window)
-    padded = weight.shape[1]
-    flat_weight, flat_bias = weight.reshape(-1), bias.reshape(-1)
-    zero = splat_int(x_zero_point)
+    win = Window(*window)
     per_image = out_h * out_w
     pixels = images * per_image
-    last_y, last_x = (window.kernel_h - 1) * window.dilation_h, (window.kernel_w - 1) * window.dilation_w
-    three_by_three = window.kernel_h == 3 and window.kernel_w == 3
-    step_y, step_x = window.dilation_h * in_w * channels, window.dilation_w * channels  # bytes between taps
-    first = pixels * part[0] // part[2]
-    n, oy, ox = first // per_image, (first % per_image) // out_w, first % out_w
-    for _ in range(first, pixels * part[1] // part[2]):
-        top, left = oy * window.stride_h - window.pad_top, ox * window.stride_w - window.pad_left
-        inside = top >= 0 and left >= 0 and top + last_y < in_h and left + last_x < in_w
-        o = n * out_stride + (oy * out_w + ox) * channels
+    last_y, last_x = (win.kernel_h - 1) * win.dilation_h, (win.kernel_w - 1) * win.dilation_w
+    # the output columns whose windows lie inside the input across: inside_x0 .. inside_x1 - 1
+    inside_x0 = -(-win.pad_left // win.stride_w)
+    inside_x1 = max(inside_x0, (in_w - 1 - last_x + win.pad_left) // win.stride_w + 1) if in_w > last_x else inside_x0
+    flat_weight, flat_bias, padded = weight.reshape(-1), bias.reshape(-1), weight.shape[1]
+    zero = splat_int(x_zero_point)
+    three_by_three = win.kernel_h == 3 and win.kernel_w == 3
+    p, stop = pixels * part[0] // part[2], pixels * part[1] // part[2]
+    while p < stop:  # a row's pixels of the part at a time
+        n, oy, x0 = p // per_image, (p % per_image) // out_w, p % out_w
+        x1 = min(out_w, x0 + stop - p)
+        top = oy * win.stride_h - win.pad_top
+        rows_inside = top >= 0 and top + last_y < in_h
         for c in range(0, channels, 16):
-            if inside and channels - c >= 16 and three_by_three:  # the common case, its nine taps unrolled
-                r0 = n * stride + (top * in_w + left) * channels + c
-                r1, r2 = r0 + step_y, r0 + 2 * step_y
-                acc = load_sums(flat_bias, padded + c)
-                acc = multiply_add(acc, load_levels_full(x, r0), load_weights_wide(flat_weight, c))
-                acc = multiply_add(acc, load_levels_full(x, r0 + step_x), load_weights_wide(flat_weight, padded + c))
-                acc = multiply_add(acc, load_levels_full(x, r0 + 2 * step_x), load_weights_wide(flat_weight, 2 * padded + c))
-                acc = multiply_add(acc, load_levels_full(x, r1), load_weights_wide(flat_weight, 3 * padded + c))
-                acc = multiply_add(acc, load_levels_full(x, r1 + step_x), load_weights_wide(flat_weight, 4 * padded + c))
-                acc = multiply_add(acc, load_levels_full(x, r1 + 2 * step_x), load_weights_wide(flat_weight, 5 * padded + c))
-                acc = multiply_add(acc, load_levels_full(x, r2), load_weights_wide(flat_weight, 6 * padded + c))
-                acc = multiply_add(acc, load_levels_full(x, r2 + step_x), load_weights_wide(flat_weight, 7 * padded + c))
-                acc = multiply_add(acc, load_levels_full(x, r2 + 2 * step_x), load_weights_wide(flat_weight, 8 * padded + c))
-            elif inside and channels - c >= 16:
-                acc = load_sums(flat_bias, padded + c)
-                for ky in range(window.kernel_h):
-                    row = n * stride + ((top + ky * window.dilation_h) * in_w + left) * channels + c
-                    for kx in range(window.kernel_w):
-                        acc = multiply_add(acc, load_levels_full(x, row + kx * window.dilation_w * channels),
-                                           load_weights_wide(flat_weight, (ky * window.kernel_w + kx) * padded + c))
-            else:
-                acc = load_sums(flat_bias, c)
-                for ky in range(window.kernel_h):
-                    iy = top + ky * window.dilation_h
-                    if iy < 0 or iy >= in_h:
-                        continue
-                    for kx in range(window.kernel_w):
-                        ix = left + kx * window.dilation_w
-                        if ix < 0 or ix >= in_w:
+            start, end = x1, x1  # the pixels whose windows lie inside, when the block is whole
+            if rows_inside and channels - c >= 16:
+                start, end = max(x0, min(inside_x0, x1)), max(x0, min(inside_x1, x1))
+            ox = x0
+            while ox < x1:
+                if ox == start and start < end and three_by_three:
+                    _depthwise_row_3x3(x, stride, in_w, channels, flat_weight, flat_bias, padded, multiplier, requant,
+                                       win, out, out_stride, out_w, n, oy, start, end, c)
+                    ox = end
+                    continue
+                left = ox * win.stride_w - win.pad_left
+                if start <= ox < end:  # x * w from the folded bias
+                    acc = load_sums(flat_bias, padded + c)
+                    for ky in range(win.kernel_h):
+                        row = n * stride + ((top + ky * win.dilation_h) * in_w + left) * channels + c
+                        for kx in range(win.kernel_w):
+                            acc = multiply_add(acc, load_levels_full(x, row + kx * win.dilation_w * channels),
+                                               load_weights_wide(flat_weight, (ky * win.kernel_w + kx) * padded + c))
+                else:  # (x - zero point) * w over the taps inside, from bias_q
+                    acc = load_sums(flat_bias, c)
+                    for ky in range(win.kernel_h):
+                        iy = top + ky * win.dilation_h
+                        if iy < 0 or iy >= in_h:
                             continue
-                        levels = load_levels(x, n * stride + (iy * in_w + ix) * channels + c, channels - c)
-                        acc = multiply_add(acc, subtract(levels, zero),
-                                           load_weights_wide(flat_weight, (ky * window.kernel_w + kx) * padded + c))
-            store_bytes(out, o + c, requantize_lanes(acc, multiplier, c, requant), channels - c)
-        ox += 1
-        if ox == out_w:
-            ox, oy = 0, oy + 1
-            if oy == out_h:
-                oy, n = 0, n + 1
+                        for kx in range(win.kernel_w):
+                            ix = left + kx * win.dilation_w
+                            if ix < 0 or ix >= in_w:
+                                continue
+                            levels = load_levels(x, n * stride + (iy * in_w + ix) * channels + c, channels - c)
+                            acc = multiply_add(acc, subtract(levels, zero),
+                                               load_weights_wide(flat_weight, (ky * win.kernel_w + kx) * padded + c))
+                store_bytes(out, n * out_stride + (oy * out_w + ox) * channels + c,
+                            requantize_lanes(acc, multiplier, c, requant), channels - c)
+                ox += 1
+        p += x1 - x0
+
+
+@jit
+def _depthwise_row_3x3(x, stride, in_w, channels, flat_weight, flat_bias, padded, multiplier, requant, win, out,
+                       out_stride, out_w, n, oy, start, end, c):
+    """Output pixels (oy, start .. end - 1) of image n, channels c .. c + 15, of a 3x3 depthwise
+    convolution whose windows lie inside the input: the nine taps' weights held in registers, and
+    (stride and dilation 1 across) each window's two left columns taken from the last window's."""
+    w0, w1, w2 = (load_weights_wide(flat_weight, c), load_weights_wide(flat_weight, padded + c),
+                  load_weights_wide(flat_weight, 2 * padded + c))
+    w3, w4, w5 = (load_weights_wide(flat_weight, 3 * padded + c), load_weights_wide(flat_weight, 4 * padded + c),
+                  load_weights_wide(flat_weight, 5 * padded + c))
+    w6, w7, w8 = (load_weights_wide(flat_weight, 6 * padded + c), load_weights_wide(flat_weight, 7 * padded + c),
+                  load_weights_wide(flat_weight, 8 * padded + c))
+    folded = load_sums(flat_bias, padded + c)
+    step_y, step_x = win.dilation_h * in_w * channels, win.dilation_w * channels  # bytes between taps
+    across = win.stride_w * channels  # bytes between windows
+    r0 = n * stride + ((oy * win.stride_h - win.pad_top) * in_w + start * win.stride_w - win.pad_left) * channels + c
+    o = n * out_stride + (oy * out_w + start) * channels + c
+    sliding = win.stride_w == 1 and win.dilation_w == 1
+    a0, a1, a2 = load_levels_full(x, r0), load_levels_full(x, r0 + step_y), load_levels_full(x, r0 + 2 * step_y)
+    b0, b1, b2 = (load_levels_full(x, r0 + step_x), load_levels_full(x, r0 + step_y + step_x),
+                  load_levels_full(x, r0 + 2 * step_y + step_x))
+    for _ in range(start, end):
+        if not sliding:
+            a0, a1, a2 = load_levels_full(x, r0), load_levels_full(x, r0 + step_y), load_levels_full(x, r0 + 2 * step_y)
+            b0, b1, b2 = (load_levels_full(x, r0 + step_x), load_levels_full(x, r0 + step_y + step_x),
+                          load_levels_full(x, r0 + 2 * step_y + step_x))
+        right = r0 + 2 * step_x
+        c0, c1, c2 = (load_levels_full(x, right), load_levels_full(x, right + step_y),
+                      load_levels_full(x, right + 2 * step_y))
+        acc = multiply_add(multiply_add(multiply_add(folded, a0, w0), b0, w1), c0, w2)
+        acc = multiply_add(multiply_add(multiply_add(acc, a1, w3), b1, w4), c1, w5)
+        acc = multiply_add(multiply_add(multiply_add(acc, a2, w6), b2, w7), c2, w8)
+        store_bytes(out, o, requantize_lanes(acc, multiplier, c, requant), 16)
+        a0, a1, a2, b0, b1, b2 = b0, b1, b2, c0, c1, c2
+        r0 += across
+        o += channels
 
 
 @jit

@@ -59,6 +59,19 @@ def load_sums(typingctx, arr, off):
 
 
 @intrinsic
+def store_sums(typingctx, arr, off, sums):
+    """arr[off:off + 16] = sums, of an int32 array."""
+    if not (_is_c_array(arr, types.int32) and sums == int32x16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        builder.store(args[2], builder.bitcast(ptr, ir.PointerType(_V)), align=4)
+        return context.get_dummy_value()
+    return types.none(arr, off, sums), codegen
+
+
+@intrinsic
 def load_weight_quads(typingctx, arr, off):
     """The 64 bytes arr[off:off + 64] of an int8 array as 16 lanes of four signed bytes."""
     if not _is_c_array(arr, types.int8):

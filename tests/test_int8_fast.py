@@ -50,7 +50,8 @@ def conv_cases(draw, depthwise: bool = False):
     pads = [draw(st.integers(0, k // 2)) for k in (kh, kw, kh, kw)]  # top, left, bottom, right
     h = draw(st.integers(max(1, dh * (kh - 1) + 1 - pads[0] - pads[2]), 11))
     w = draw(st.integers(max(1, dw * (kw - 1) + 1 - pads[1] - pads[3]), 11))
-    act = draw(st.sampled_from(["none", "relu", "leaky"]))
+    act = draw(st.sampled_from(["none", "relu", "leaky", "negative"]))  # negative: a slope that makes the
+    # requantization not monotone in the sum (a pooled pixel then requantizes all four)
     return dict(n=draw(st.integers(1, 3)), ci=ci, co=co, h=h, w=w, win=window((kh, kw), (sh, sw), pads, (dh, dw)),
                 act=act, pool=draw(st.booleans()) and not depthwise, chunks=draw(st.integers(1, 3)))
 
@@ -66,7 +67,7 @@ def _operands(case: dict, seed: int, groups: int = 1):
     multiplier = multiplier.astype(np.float32)
     zero_x, zero_out = (int(z) for z in rng.integers(0, 256, 2))
     rq = {"none": requant(zero_out), "relu": requant(zero_out, zero_out),
-          "leaky": requant(zero_out, negative_slope=0.2)}[case["act"]]
+          "leaky": requant(zero_out, negative_slope=0.2), "negative": requant(zero_out, negative_slope=-0.5)}[case["act"]]
     return x, weight, bias, multiplier, zero_x, rq
 
 

@@ -143,7 +143,10 @@ def _product_plain(a, rows, taps, quads_per_tap, weight, out_padded, bias, multi
 def _product_vnni(a, rows, taps, quads_per_tap, weight, out_padded, bias, multiplier, requant, out, targets, out_c,
                   pool):
     """_product_plain's outputs, the sums by vpdpbusd: a tile of 12 rows by 32 channels (24 vectors)
-    at a time (with `pool`, three output pixels of four rows each)."""
+    at a time (with `pool`, three output pixels of four rows each). Where the requantization is
+    monotone in the sum (multipliers and LeakyReLU's slope not negative), a pooled pixel requantizes
+    only the largest of its four sums."""
+    monotone = requant[3] >= 0 and multiplier.min() >= 0
     last = rows.size - 1
     tile = np.empty(TILE_PIXELS * CHANNEL_BLOCK, np.int32)  # the tile's sums, pixel by pixel
     for group in range(0, rows.size, GROUP_ROWS):  # the group's outputs stay in cache across the blocks
@@ -186,6 +189,64 @@ def _product_vnni(a, rows, taps, quads_per_tap, weight, out_padded, bias, multip
                         b = broadcast_quad(a, r11 + k)
                         lo11, hi11 = dot_u8s8(lo11, b, w_lo), dot_u8s8(hi11, b, w_hi)
                         w += out_padded * 4
+                whole = rows.size - start >= TILE_PIXELS and out_c - block >= CHANNEL_BLOCK
+                if whole and not pool:  # the common case, from the registers
+                    m0, m1 = block, block + 16
+                    o = targets[start + 0] + block
+                    store_bytes(out, o, requantize_lanes(lo0, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi0, multiplier, m1, requant), 16)
+                    o = targets[start + 1] + block
+                    store_bytes(out, o, requantize_lanes(lo1, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi1, multiplier, m1, requant), 16)
+                    o = targets[start + 2] + block
+                    store_bytes(out, o, requantize_lanes(lo2, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi2, multiplier, m1, requant), 16)
+                    o = targets[start + 3] + block
+                    store_bytes(out, o, requantize_lanes(lo3, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi3, multiplier, m1, requant), 16)
+                    o = targets[start + 4] + block
+                    store_bytes(out, o, requantize_lanes(lo4, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi4, multiplier, m1, requant), 16)
+                    o = targets[start + 5] + block
+                    store_bytes(out, o, requantize_lanes(lo5, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi5, multiplier, m1, requant), 16)
+                    o = targets[start + 6] + block
+                    store_bytes(out, o, requantize_lanes(lo6, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi6, multiplier, m1, requant), 16)
+                    o = targets[start + 7] + block
+                    store_bytes(out, o, requantize_lanes(lo7, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi7, multiplier, m1, requant), 16)
+                    o = targets[start + 8] + block
+                    store_bytes(out, o, requantize_lanes(lo8, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi8, multiplier, m1, requant), 16)
+                    o = targets[start + 9] + block
+                    store_bytes(out, o, requantize_lanes(lo9, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi9, multiplier, m1, requant), 16)
+                    o = targets[start + 10] + block
+                    store_bytes(out, o, requantize_lanes(lo10, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi10, multiplier, m1, requant), 16)
+                    o = targets[start + 11] + block
+                    store_bytes(out, o, requantize_lanes(lo11, multiplier, m0, requant), 16)
+                    store_bytes(out, o + 16, requantize_lanes(hi11, multiplier, m1, requant), 16)
+                    continue
+                if whole and monotone:  # three pooled pixels: the largest of four sums each, requantized
+                    m0, m1 = block, block + 16
+                    o = targets[start // 4 + 0] + block
+                    most = max_lanes(max_lanes(lo0, lo1), max_lanes(lo2, lo3))
+                    store_bytes(out, o, requantize_lanes(most, multiplier, m0, requant), 16)
+                    most = max_lanes(max_lanes(hi0, hi1), max_lanes(hi2, hi3))
+                    store_bytes(out, o + 16, requantize_lanes(most, multiplier, m1, requant), 16)
+                    o = targets[start // 4 + 1] + block
+                    most = max_lanes(max_lanes(lo4, lo5), max_lanes(lo6, lo7))
+                    store_bytes(out, o, requantize_lanes(most, multiplier, m0, requant), 16)
+                    most = max_lanes(max_lanes(hi4, hi5), max_lanes(hi6, hi7))
+                    store_bytes(out, o + 16, requantize_lanes(most, multiplier, m1, requant), 16)
+                    o = targets[start // 4 + 2] + block
+                    most = max_lanes(max_lanes(lo8, lo9), max_lanes(lo10, lo11))
+                    store_bytes(out, o, requantize_lanes(most, multiplier, m0, requant), 16)
+                    most = max_lanes(max_lanes(hi8, hi9), max_lanes(hi10, hi11))
+                    store_bytes(out, o + 16, requantize_lanes(most, multiplier, m1, requant), 16)
+                    continue
                 for i, (lo, hi) in enumerate(((lo0, hi0), (lo1, hi1), (lo2, hi2), (lo3, hi3), (lo4, hi4), (lo5, hi5),
                                               (lo6, hi6), (lo7, hi7), (lo8, hi8), (lo9, hi9), (lo10, hi10), (lo11, hi11))):
                     store_sums(tile, 32 * i, lo)
@@ -196,10 +257,16 @@ def _product_vnni(a, rows, taps, quads_per_tap, weight, out_padded, bias, multip
                         o = targets[start // 4 + i] + block
                         for half in range(halves):
                             m = block + 16 * half
-                            level = requantize_lanes(load_sums(tile, 128 * i + 16 * half), multiplier, m, requant)
-                            for j in range(1, 4):
-                                level = max_lanes(level, requantize_lanes(load_sums(tile, 128 * i + 32 * j + 16 * half),
-                                                                          multiplier, m, requant))
+                            if monotone:  # the largest sum's level is the largest level
+                                most = load_sums(tile, 128 * i + 16 * half)
+                                for j in range(1, 4):
+                                    most = max_lanes(most, load_sums(tile, 128 * i + 32 * j + 16 * half))
+                                level = requantize_lanes(most, multiplier, m, requant)
+                            else:
+                                level = requantize_lanes(load_sums(tile, 128 * i + 16 * half), multiplier, m, requant)
+                                for j in range(1, 4):
+                                    level = max_lanes(level, requantize_lanes(
+                                        load_sums(tile, 128 * i + 32 * j + 16 * half), multiplier, m, requant))
                             store_bytes(out, o + 16 * half, level, out_c - m)
                     continue
                 for i in range(min(TILE_PIXELS, rows.size - start)):

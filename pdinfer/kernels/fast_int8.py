@@ -18,7 +18,7 @@ import numpy as np
 from .._jit import jit
 from .integer import requantize
 from .params import VNNI, Window
-from .simd_int8 import (add_requantized, broadcast_quad, dot_u8s8, load_levels, load_levels_full, load_sums,
+from .simd_int8 import (add_requantized, broadcast_quad, copy_bytes, dot_u8s8, load_levels, load_levels_full, load_sums,
                          load_weight_quads, load_weights_wide, max_lanes, multiply_add, requantize_lanes, splat_int,
                          store_bytes, store_sums, subtract)
 
@@ -451,13 +451,21 @@ def pad(x, stride, in_h, in_w, in_c, border, zero_point, out, out_stride, out_c,
     line = in_w * in_c
     for n in range(images):
         o = n * out_stride
+        if in_c == out_c:  # the border alone gets the zero point, each row is copied whole
+            out[o:o + (top * out_w + left) * out_c] = zero
+            for y in range(in_h):
+                source = n * stride + y * line
+                target = o + ((top + y) * out_w + left) * out_c
+                copy_bytes(out, target, x, source, line)
+                gap_end = target + line + (right + left) * out_c if y < in_h - 1 else target + line
+                out[target + line:gap_end] = zero
+            tail = o + ((top + in_h - 1) * out_w + left) * out_c + line
+            out[tail:o + (top + in_h + bottom) * out_w * out_c] = zero
+            continue
         out[o:o + (top + in_h + bottom) * out_w * out_c] = zero
         for y in range(in_h):
             source = n * stride + y * line
             target = o + ((top + y) * out_w + left) * out_c
-            if in_c == out_c:  # the row at once
-                out[target:target + line] = x[source:source + line]
-                continue
             for xx in range(in_w):
                 if in_c == 1:  # a grayscale image (a loop of one would cost more than its byte)
                     out[target + xx * out_c] = x[source + xx]

@@ -14,6 +14,7 @@ C-contiguous and addressed by a flat element offset; nothing is bounds-checked.
 import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
 from .simd import _element_pointer, _lane_mask, _llvm_function, _splat
@@ -69,6 +70,20 @@ def store_sums(typingctx, arr, off, sums):
         builder.store(args[2], builder.bitcast(ptr, ir.PointerType(_V)), align=4)
         return context.get_dummy_value()
     return types.none(arr, off, sums), codegen
+
+
+@intrinsic
+def copy_bytes(typingctx, out, out_off, src, src_off, count):
+    """out[out_off:out_off + count] = src[src_off:src_off + count] (uint8 arrays that do not overlap there)."""
+    if not (_is_c_array(out, types.uint8) and _is_c_array(src, types.uint8)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        target = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        source = _element_pointer(context, builder, sig.args[2], args[2], args[3])
+        cgutils.raw_memcpy(builder, target, source, args[4], 1)
+        return context.get_dummy_value()
+    return types.none(out, out_off, src, src_off, count), codegen
 
 
 @intrinsic

@@ -17,7 +17,8 @@ import numpy as np
 
 from .fusion import ACTIVATIONS, AffineGroup, ConvGroup, LayerGroup, LinearGroup, PoolGroup, pools_2x2_blocks
 from .graph import Graph
-from .kernels.params import BEST, POINTWISE, depthwise_biases, folded_bias, pack_weight, padded_channels, quads, unpadded
+from .kernels.params import (BEST, POINTWISE, depthwise_biases, folded_bias, pack_weight, padded_channels, quads,
+                             taps_across_in_channels, unpadded)
 from .kernels.table import (BIAS, BORDER, BOUNDS, MULTIPLIERS, OP_ADD_U8, OP_CONV_U8, OP_DEPTHWISE_U8, OP_FLATTEN_U8,
                             OP_MAX_POOL_U8, OP_MEAN_U8, OP_PAD_U8, OP_QUANTIZE_U8, OP_TO_FLOAT_U8, POOL, VARIANT, WEIGHT,
                             WINDOW, ZERO_POINTS)
@@ -83,17 +84,37 @@ class ConvU8:
 @dataclass(frozen=True)
 class PadU8:
     """fast_int8.pad: a uint8 value with its zero point around each image and in channels up to
-    whole quads, for a convolution."""
+    whole quads, for a convolution [its taps across side by side in each pixel: `across`]."""
 
     border: tuple  # params.Border
     zero_point: int
+    across: tuple = tuple(POINTWISE)  # params.Window: its kernel_w taps, dilation_w apart, in each pixel
 
     def op(self, in_shape: Shape) -> Op:
-        top, left, bottom, right = self.border
-        h, w, c = image_view(in_shape)
-        out_shape = (top + h + bottom, left + w + right, quads(c)) if len(in_shape) == 3 else (quads(c),)
-        return Op(OP_PAD_U8, (h, w, c), out_shape, {BORDER: self.border, ZERO_POINTS: (self.zero_point, 0, 0)},
-                  uint8=True)
+        return Op(OP_PAD_U8, image_view(in_shape), _padded_shape(in_shape, self.border, self.across),
+                  {BORDER: self.border, WINDOW: self.across, ZERO_POINTS: (self.zero_point, 0, 0)}, uint8=True)
+
+
+def _padded_shape(shape: Shape, border: tuple, across: tuple) -> Shape:
+    """The shape of one image (H, W, C), or (F,), after PadU8(border, across)."""
+    if len(shape) == 1:
+        return (quads(shape[0]),)
+    top, left, bottom, right = border
+    taps, step = across[1], across[9]
+    h, w, c = shape
+    return top + h + bottom, left + w + right - (taps - 1) * step, quads(c * taps)
+
+
+def _across(layer: Layer) -> tuple:
+    """The taps across that a PAD row puts side by side in each pixel for this layer: a convolution
+    of few input channels (a grayscale image's first) reads kernel_w times fewer quads so;
+    POINTWISE: none."""
+    if isinstance(layer, Conv2d) and layer.groups == 1 and not layer.is_depthwise:
+        taps = layer.kernel_size[1]
+        if taps > 1 and quads(layer.in_channels * taps) < taps * quads(layer.in_channels):
+            return tuple(layer.window._replace(kernel_h=1, stride_h=1, stride_w=1, pad_top=0, pad_left=0,
+                                               pad_bottom=0, pad_right=0, dilation_h=1))
+    return tuple(POINTWISE)
 
 
 @dataclass(frozen=True)
@@ -150,8 +171,9 @@ class AddU8:
                   float(self.requant[3]), uint8=True)
 
 
-def _conv(step: Int8Step, x: Quantization, graph: Graph, pool: Optional[Layer]):
-    """The row of an int8 convolution or Linear step [with the 2x2 max pool `pool` of its output]."""
+def _conv(step: Int8Step, x: Quantization, graph: Graph, pool: Optional[Layer], across: tuple):
+    """The row of an int8 convolution or Linear step [with the 2x2 max pool `pool` of its output]
+    [on an input whose pixels hold its taps across: _across's]."""
     layer = step.layer
     out_shape = per_image(graph.shapes[(pool or layer).name])
     channels = padded_channels(layer.weight.shape[0])
@@ -164,6 +186,9 @@ def _conv(step: Int8Step, x: Quantization, graph: Graph, pool: Optional[Layer]):
         return DepthwiseU8(weight, bias, multipliers, tuple(step.requant), tuple(layer.window), x.zero_point, out_shape)
     weight = layer.weight if isinstance(layer, Conv2d) else layer.weight[:, :, None, None]
     window = tuple(unpadded(layer.window)) if isinstance(layer, Conv2d) else tuple(POINTWISE)
+    if across != tuple(POINTWISE):
+        weight = taps_across_in_channels(weight)
+        window = tuple(unpadded(layer.window)._replace(kernel_w=1, dilation_w=1))
     conv_pixels = int(np.prod(per_image(graph.shapes[layer.name])[:-1]))
     return ConvU8(pack_weight(weight, channels), folded_bias(step.bias, weight, x.zero_point, channels), multipliers,
                   tuple(step.requant), window, x.zero_point, out_shape, conv_pixels * weight[0].size * weight.shape[0],
@@ -175,7 +200,8 @@ def _pad_of(layer: Layer) -> Optional[tuple]:
     reads every tap where it is, four channels at a time), or None if it needs none."""
     if isinstance(layer, Linear):
         return (0, 0, 0, 0) if layer.in_features % 4 else None
-    return tuple(layer.padding) if any(layer.padding) or layer.in_channels % 4 else None
+    folded = _across(layer) != tuple(POINTWISE)
+    return tuple(layer.padding) if any(layer.padding) or layer.in_channels % 4 or folded else None
 
 
 def _float_group(layer: Layer, inputs: tuple[str, ...]):
@@ -201,15 +227,14 @@ def lower_int8(graph: Graph) -> tuple[list[tuple[object, tuple[str, ...], str, t
     lowered: list[tuple[object, tuple[str, ...], str, tuple[str, ...]]] = []
     fused_pools: set[int] = set()  # (ids of) the max pool steps a convolution writes
 
-    def padded(name: str, border: tuple) -> str:
-        """The uint8 value with params.Border `border` and whole quads of channels, made once."""
-        copy = f"{name}:padded{list(border)}"
+    def padded(name: str, border: tuple, across: tuple) -> str:
+        """The uint8 value with params.Border `border` and whole quads of channels [its taps across
+        side by side: `across`], made once."""
+        copy = f"{name}:padded{list(border)}" + (f":across{across[1]}x{across[9]}" if across != tuple(POINTWISE) else "")
         if copy not in shapes:
-            top, left, bottom, right = border
-            shape = shapes[name]
-            shapes[copy] = ((shape[0], quads(shape[1]), top + shape[2] + bottom, left + shape[3] + right)
-                            if len(shape) == 4 else (shape[0], quads(shape[1])))
-            lowered.append((PadU8(border, quantized[name].zero_point), (name,), copy, ()))
+            image = _padded_shape(per_image(shapes[name]), border, across)  # back to NCHW:
+            shapes[copy] = (1, image[2], image[0], image[1]) if len(image) == 3 else (1, *image)
+            lowered.append((PadU8(border, quantized[name].zero_point, across), (name,), copy, ()))
             quantized[copy] = quantized[name]
         return copy
 
@@ -241,9 +266,10 @@ def lower_int8(graph: Graph) -> tuple[list[tuple[object, tuple[str, ...], str, t
         if step.kind == "conv":
             pool = pools.get(step.output) if isinstance(layer, Conv2d) and layer.groups == 1 else None
             border = None if isinstance(layer, Conv2d) and layer.is_depthwise else _pad_of(layer)
+            across = _across(layer)
             if border is not None:
-                inputs = (padded(inputs[0], border),)
-            kernel: object = _conv(step, quantized[inputs[0]], graph, pool.layer if pool else None)
+                inputs = (padded(inputs[0], border, across),)
+            kernel: object = _conv(step, quantized[inputs[0]], graph, pool.layer if pool else None, across)
             if pool is not None:
                 output, covered = pool.output, (layer.name, pool.layer.name)
                 fused_pools.add(id(pool))

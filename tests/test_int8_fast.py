@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import pdinfer
@@ -17,8 +17,8 @@ from exporter.compress import compress_file
 from pdinfer.builder import every_layer_type
 from pdinfer.graph import load_graph
 from pdinfer.kernels import fast_int8, integer
-from pdinfer.kernels.params import (PLAIN, VNNI, depthwise_biases, folded_bias, pack_weight, padded_channels, quads, requant, unpadded,
-                                    window)
+from pdinfer.kernels.params import (PLAIN, VNNI, depthwise_biases, folded_bias, pack_weight, padded_channels, quads, requant,
+                                    taps_across_in_channels, unpadded, window)
 from pdinfer.quantize import Int8Reference
 from small_model import sample_images, write_small_model
 
@@ -53,7 +53,8 @@ def conv_cases(draw, depthwise: bool = False):
     act = draw(st.sampled_from(["none", "relu", "leaky", "negative"]))  # negative: a slope that makes the
     # requantization not monotone in the sum (a pooled pixel then requantizes all four)
     return dict(n=draw(st.integers(1, 3)), ci=ci, co=co, h=h, w=w, win=window((kh, kw), (sh, sw), pads, (dh, dw)),
-                act=act, pool=draw(st.booleans()) and not depthwise, chunks=draw(st.integers(1, 3)))
+                act=act, pool=draw(st.booleans()) and not depthwise, chunks=draw(st.integers(1, 3)),
+                across=draw(st.booleans()) and not depthwise)  # the PAD row puts the taps across in each pixel
 
 
 def _operands(case: dict, seed: int, groups: int = 1):
@@ -71,6 +72,36 @@ def _operands(case: dict, seed: int, groups: int = 1):
     return x, weight, bias, multiplier, zero_x, rq
 
 
+def padded_input(x: np.ndarray, border: tuple, across: tuple, zero_point: int) -> np.ndarray:
+    """fast_int8.pad of NCHW uint8 images x, checked against NumPy: x with `border` of the zero
+    point, each pixel holding the `across` (taps, step) taps across, then the zero point up to
+    whole quads of channels. Returns the table's flat bytes."""
+    n, ci, in_h, in_w = x.shape
+    top, left, bottom, right = border
+    taps, step = across
+    h, w, c4 = in_h + top + bottom, in_w + left + right - (taps - 1) * step, quads(ci * taps)
+    padded_stride = -(-(h * w * c4) // 4) * 4
+    flat, stride = nhwc_bytes(x)
+    padded_x = np.zeros(n * padded_stride, np.uint8)
+    fast_int8.pad(flat, stride, in_h, in_w, ci, border, across, zero_point, padded_x, padded_stride, c4, n)
+    bordered = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=zero_point)
+    source = nchw(padded_x, padded_stride, n, h, w, c4)
+    for j in range(taps):
+        np.testing.assert_array_equal(source[:, j * ci:(j + 1) * ci], bordered[:, :, :, j * step:j * step + w])
+    assert (source[:, taps * ci:] == zero_point).all()
+    return padded_x
+
+
+@given(shape=st.tuples(st.integers(1, 2), st.one_of(st.just(1), st.integers(1, 9)), st.integers(1, 9),
+                      st.integers(1, 70)),  # rows of up to 70: a grayscale image's 16 pixel words, and their ends
+       border=st.tuples(*[st.integers(0, 2)] * 4), taps=st.integers(1, 3), step=st.integers(1, 2),
+       seed=st.integers(0, 2 ** 16))
+def test_fast_int8_pad_equals_numpy(shape, border, taps, step, seed):
+    assume(border[1] + shape[3] + border[3] - (taps - 1) * step >= 1)  # an output column
+    x = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    padded_input(x, border, (taps, step), int(seed % 256))
+
+
 @given(case=conv_cases(), seed=st.integers(0, 2 ** 16), variant=st.sampled_from(VARIANTS))
 def test_fast_int8_conv2d_equals_the_integer_reference(case, seed, variant):
     x, weight, bias, multiplier, zero_x, rq = _operands(case, seed)
@@ -85,24 +116,22 @@ def test_fast_int8_conv2d_equals_the_integer_reference(case, seed, variant):
     padded = padded_channels(co)
     multipliers = np.zeros(padded, np.float32)
     multipliers[:co] = multiplier
-    # the table gives the input its padding and whole quads of channels with a PAD row
+    # the table gives the input its padding and whole quads of channels [its taps across side by side] with a PAD row
     flat, stride = nhwc_bytes(x)
     top, left, bottom, right = win.pad_top, win.pad_left, win.pad_bottom, win.pad_right
-    h, w, c4 = case["h"] + top + bottom, case["w"] + left + right, quads(ci)
+    taps, step = (win.kernel_w, win.dilation_w) if case["across"] else (1, 1)
+    h, w, c4 = case["h"] + top + bottom, case["w"] + left + right - (taps - 1) * step, quads(ci * taps)
     padded_stride = -(-(h * w * c4) // 4) * 4
-    padded_x = np.zeros(n * padded_stride, np.uint8)
-    fast_int8.pad(flat, stride, case["h"], case["w"], ci, (top, left, bottom, right), zero_x, padded_x, padded_stride,
-                  c4, n)
-    source = nchw(padded_x, padded_stride, n, h, w, c4)
-    np.testing.assert_array_equal(source[:, :ci, top:top + case["h"], left:left + case["w"]], x)
-    inside = np.zeros(source.shape, bool)
-    inside[:, :ci, top:top + case["h"], left:left + case["w"]] = True
-    assert (source[~inside] == zero_x).all()
+    padded_x = padded_input(x, (top, left, bottom, right), (taps, step), zero_x)
+    if case["across"]:
+        weight_read, window_read = taps_across_in_channels(weight), unpadded(win)._replace(kernel_w=1, dilation_w=1)
+    else:
+        weight_read, window_read = weight, unpadded(win)
     out_stride = -(-(out_h * out_w * co) // 4) * 4
     out = np.zeros(n * out_stride, np.uint8)
     for chunk in range(case["chunks"]):  # the parts two threads would run
-        fast_int8.conv2d(padded_x, padded_stride, h, w, c4, zero_x, pack_weight(weight, padded),
-                         folded_bias(bias, weight, zero_x, padded), multipliers, tuple(rq), tuple(unpadded(win)), out,
+        fast_int8.conv2d(padded_x, padded_stride, h, w, c4, zero_x, pack_weight(weight_read, padded),
+                         folded_bias(bias, weight, zero_x, padded), multipliers, tuple(rq), tuple(window_read), out,
                          out_stride, out_h, out_w, co, n, (chunk, chunk + 1, case["chunks"]), variant, pool)
     np.testing.assert_array_equal(nchw(out, out_stride, n, out_h, out_w, co), expected)
 

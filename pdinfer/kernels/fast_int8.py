@@ -18,9 +18,9 @@ import numpy as np
 from .._jit import jit
 from .integer import requantize
 from .params import VNNI, Window
-from .simd_int8 import (add_requantized, broadcast_quad, copy_bytes, dot_u8s8, load_levels, load_levels_full, load_sums,
+from .simd_int8 import (add_requantized, broadcast_quad, copy_bytes, dot_u8s8, fill_bytes, load_levels, load_levels_full, load_sums,
                          load_weight_quads, load_weights_wide, max_lanes, multiply_add, requantize_lanes, splat_int,
-                         store_bytes, store_sums, subtract)
+                         store_bytes, store_sums, store_words, subtract)
 
 TILE_PIXELS = 12  # the VNNI tile: 12 pixels by 32 channels, 24 int32 vectors
 CHANNEL_BLOCK = 32
@@ -441,34 +441,58 @@ def flatten(x, stride, height, width, channels, out, out_stride, images):
 
 
 @jit
-def pad(x, stride, in_h, in_w, in_c, border, zero_point, out, out_stride, out_c, images):
-    """Each (in_h, in_w, in_c) image of x with params.Border rows and columns around it and out_c
-    channels, the new bytes the zero point (the real 0: the padding of the convolution that reads
-    it, and channels its weight multiplies by 0)."""
+def pad(x, stride, in_h, in_w, in_c, border, across, zero_point, out, out_stride, out_c, images):
+    """Each (in_h, in_w, in_c) image of x with params.Border rows and columns around it, and out_c
+    channels; the new bytes the zero point (the real 0: the padding of the convolution that reads
+    it, and channels its weight multiplies by 0). With `across` = (taps, step) other than (1, 1),
+    output pixel (y, x) holds the taps of the bordered image at (y, x + j * step), j < taps, one
+    after another (in_c channels each): a convolution that reads it has one tap across.
+    """
     top, left, bottom, right = border
-    out_w = left + in_w + right
-    zero = np.uint8(zero_point)
+    taps, step = across
+    out_w = left + in_w + right - (taps - 1) * step
     line = in_w * in_c
     for n in range(images):
         o = n * out_stride
-        if in_c == out_c:  # the border alone gets the zero point, each row is copied whole
-            out[o:o + (top * out_w + left) * out_c] = zero
+        if in_c == out_c and taps == 1:  # the border alone gets the zero point, each row is copied whole
+            fill_bytes(out, o, (top * out_w + left) * out_c, zero_point)
             for y in range(in_h):
                 source = n * stride + y * line
                 target = o + ((top + y) * out_w + left) * out_c
                 copy_bytes(out, target, x, source, line)
-                gap_end = target + line + (right + left) * out_c if y < in_h - 1 else target + line
-                out[target + line:gap_end] = zero
-            tail = o + ((top + in_h - 1) * out_w + left) * out_c + line
-            out[tail:o + (top + in_h + bottom) * out_w * out_c] = zero
+                fill_bytes(out, target + line, (right + left if y < in_h - 1 else right) * out_c, zero_point)
+            fill_bytes(out, o + (top + in_h) * out_w * out_c, bottom * out_w * out_c, zero_point)
             continue
-        out[o:o + (top + in_h + bottom) * out_w * out_c] = zero
+        fill_bytes(out, o, (top + in_h + bottom) * out_w * out_c, zero_point)
         for y in range(in_h):
             source = n * stride + y * line
-            target = o + ((top + y) * out_w + left) * out_c
-            for xx in range(in_w):
+            target = o + (top + y) * out_w * out_c
+            if in_c == 1 and out_c == 4:  # one word per pixel: 16 pixels whose taps all lie inside at a time
+                first, stop = left, min(out_w, left + in_w - (taps - 1) * step)
+                ox = first
+                while ox + 16 <= stop:
+                    word = splat_int(0)
+                    for j in range(4):
+                        taken = load_levels_full(x, source + ox + j * step - left) if j < taps else splat_int(zero_point)
+                        word = multiply_add(word, taken, splat_int(1 << (8 * j)))
+                    store_words(out, target + 4 * ox, word)
+                    ox += 16
+                for ox in range(ox, stop):
+                    for j in range(taps):
+                        out[target + 4 * ox + j] = x[source + ox + j * step - left]
+                for j in range(taps):  # the columns at the border: those of tap j inside x
+                    for ox in range(max(0, left - j * step), first):
+                        out[target + 4 * ox + j] = x[source + ox + j * step - left]
+                    for ox in range(stop, min(out_w, left - j * step + in_w)):
+                        out[target + 4 * ox + j] = x[source + ox + j * step - left]
+                continue
+            for j in range(taps):  # tap j of output column ox is column ox + j * step - left of x
+                first, stop = max(0, left - j * step), min(out_w, left - j * step + in_w)
+                shift = source + (j * step - left) * in_c  # x's byte of output column 0
                 if in_c == 1:  # a grayscale image (a loop of one would cost more than its byte)
-                    out[target + xx * out_c] = x[source + xx]
+                    for ox in range(first, stop):
+                        out[target + ox * out_c + j] = x[shift + ox]
                     continue
-                for c in range(in_c):
-                    out[target + xx * out_c + c] = x[source + xx * in_c + c]
+                for ox in range(first, stop):
+                    for c in range(in_c):
+                        out[target + ox * out_c + j * in_c + c] = x[shift + ox * in_c + c]

@@ -144,6 +144,17 @@ def pack_weight(weight: np.ndarray, out_padded: int) -> np.ndarray:
     return np.ascontiguousarray(matrix.reshape(-1, 4, out_padded).transpose(0, 2, 1))
 
 
+def taps_across_in_channels(weight: np.ndarray) -> np.ndarray:
+    """A (Co, Ci, KH, KW) weight as the convolution of one tap across that reads an input whose
+    pixels hold the KW taps across side by side (fast_int8.pad's `across`): input channel j * Ci + c
+    is tap (., j) of channel c.
+
+    returns (Co, KW * Ci, KH, 1)
+    """
+    out_c, in_c, kernel_h, kernel_w = weight.shape
+    return weight.transpose(0, 3, 1, 2).reshape(out_c, kernel_w * in_c, kernel_h, 1)
+
+
 def folded_bias(bias_q: np.ndarray, weight: np.ndarray, x_zero_point: int, out_padded: int) -> np.ndarray:
     """bias_q[co] - x_zero_point * sum of w[co, ...]: the sum over a window of (x - zero point) * w is
     the sum of x * w plus this share (every tap read, the padding holding the zero point).

@@ -84,12 +84,14 @@ def conv_u8_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
 
 
 def pad_u8_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
-    """fast_int8.pad: the value at X with row[BORDER] and its channels up to OUT's, its zero point in both."""
+    """fast_int8.pad: the value at X with row[BORDER] and its channels up to OUT's, its zero point in both;
+    row[WINDOW]'s taps across (kernel_w, dilation_w) side by side in each pixel."""
     row = int64_array(row_at, ROW)
     x, stride = _uint8_value(arena_at, row, X)
     out, out_stride = _uint8_value(arena_at, row, OUT)
-    pad(x, stride, row[X + 1], row[X + 2], row[X + 3], _border(row), row[ZERO_POINTS], out, out_stride, row[OUT + 3],
-        row[IMAGES])
+    window = _window(row)
+    pad(x, stride, row[X + 1], row[X + 2], row[X + 3], _border(row), (window[1], window[9]), row[ZERO_POINTS], out,
+        out_stride, row[OUT + 3], row[IMAGES])
     return 0
 
 

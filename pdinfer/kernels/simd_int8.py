@@ -87,6 +87,37 @@ def copy_bytes(typingctx, out, out_off, src, src_off, count):
 
 
 @intrinsic
+def fill_bytes(typingctx, out, off, count, value):
+    """out[off:off + count] = value (a uint8 array; memset)."""
+    if not (_is_c_array(out, types.uint8) and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        target = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        byte = context.cast(builder, args[3], sig.args[3], types.uint8)
+        memset = _llvm_function(builder, "llvm.memset.p0.i64", ir.VoidType(),
+                                [target.type, _i8, ir.IntType(64), ir.IntType(1)])
+        builder.call(memset, [target, byte, context.cast(builder, args[2], sig.args[2], types.int64),
+                              ir.Constant(ir.IntType(1), 0)])
+        return context.get_dummy_value()
+    return types.none(out, off, count, value), codegen
+
+
+@intrinsic
+def store_words(typingctx, out, off, words):
+    """The 16 int32 lanes of `words` as the 64 bytes out[off:off + 64] of a uint8 array, lane i's
+    byte k at off + 4i + k (little-endian)."""
+    if not (_is_c_array(out, types.uint8) and words == int32x16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        builder.store(args[2], builder.bitcast(ptr, ir.PointerType(_V)), align=1)
+        return context.get_dummy_value()
+    return types.none(out, off, words), codegen
+
+
+@intrinsic
 def load_weight_quads(typingctx, arr, off):
     """The 64 bytes arr[off:off + 64] of an int8 array as 16 lanes of four signed bytes."""
     if not _is_c_array(arr, types.int8):

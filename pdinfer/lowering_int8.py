@@ -17,8 +17,9 @@ import numpy as np
 
 from .fusion import ACTIVATIONS, AffineGroup, ConvGroup, LayerGroup, LinearGroup, PoolGroup, pools_2x2_blocks
 from .graph import Graph
-from .kernels.params import (BEST, POINTWISE, depthwise_biases, folded_bias, pack_weight, padded_channels, quads,
-                             taps_across_in_channels, unpadded)
+from .kernels.params import (BEST, PLAIN, POINTWISE, VNNI, depthwise_biases, depthwise_vnni_operands, folded_bias,
+                             pack_weight, padded_channels, quads, taps_across_in_channels, unpadded)
+from .kernels.simd_int8 import HAS_VNNI
 from .kernels.table import (BIAS, BORDER, BOUNDS, MULTIPLIERS, OP_ADD_U8, OP_CONV_U8, OP_DEPTHWISE_U8, OP_FLATTEN_U8,
                             OP_MAX_POOL_U8, OP_MEAN_U8, OP_PAD_U8, OP_QUANTIZE_U8, OP_TO_FLOAT_U8, POOL, VARIANT, WEIGHT,
                             WINDOW, ZERO_POINTS)
@@ -119,20 +120,23 @@ def _across(layer: Layer) -> tuple:
 
 @dataclass(frozen=True)
 class DepthwiseU8:
-    """fast_int8.depthwise_conv2d."""
+    """fast_int8.depthwise_conv2d (PLAIN), or depthwise_conv2d_vnni (VNNI: a CPU with AVX512_VNNI,
+    more than 32 channels)."""
 
-    weight: np.ndarray  # (KH * KW, padded_channels(C)) int8
-    bias: np.ndarray  # (2, padded_channels(C)) int32, params.depthwise_biases
-    multipliers: np.ndarray  # (padded_channels(C),) float32
+    weight: np.ndarray  # PLAIN: (KH * KW, padded_channels(C)) int8; VNNI: params.depthwise_vnni_operands'
+    bias: np.ndarray  # PLAIN: (2, padded_channels(C)) int32, params.depthwise_biases; VNNI: the operands'
+    multipliers: np.ndarray  # PLAIN: (padded_channels(C),) float32; VNNI: the operands'
     requant: tuple
     window: tuple
     x_zero: int
     out_shape: Shape  # (H, W, C)
+    variant: int  # params.PLAIN or VNNI
 
     def op(self, in_shape: Shape) -> Op:
         pixels = self.out_shape[0] * self.out_shape[1]
         return Op(OP_DEPTHWISE_U8, image_view(in_shape), self.out_shape,
-                  {WEIGHT: (address(self.weight), *self.weight.shape, 1, 1, 1), BIAS: (address(self.bias), self.bias.size),
+                  {WEIGHT: (address(self.weight), *self.weight.shape, *[1] * (5 - self.weight.ndim)),
+                   BIAS: (address(self.bias), self.bias.size), VARIANT: (self.variant,),
                    MULTIPLIERS: (address(self.multipliers), self.multipliers.size), WINDOW: self.window,
                    **_requant_fields(self.requant, self.x_zero)},
                   float(self.requant[3]), macs=pixels * self.out_shape[2] * self.window[0] * self.window[1], parts=pixels,
@@ -180,10 +184,15 @@ def _conv(step: Int8Step, x: Quantization, graph: Graph, pool: Optional[Layer], 
     multipliers = np.zeros(channels, np.float32)
     multipliers[:layer.weight.shape[0]] = step.multipliers[0]
     if isinstance(layer, Conv2d) and layer.is_depthwise:
+        if HAS_VNNI and layer.out_channels > 32:  # its 64 channel blocks half full or more
+            weight, bias, multipliers = depthwise_vnni_operands(layer.weight, step.bias, step.multipliers[0], x.zero_point)
+            return DepthwiseU8(weight, bias, multipliers, tuple(step.requant), tuple(layer.window), x.zero_point,
+                               out_shape, VNNI)
         weight = np.zeros((layer.weight[0, 0].size, channels), np.int8)
         weight[:, :layer.out_channels] = layer.weight.reshape(layer.out_channels, -1).T
         bias = depthwise_biases(step.bias, layer.weight, x.zero_point, channels)
-        return DepthwiseU8(weight, bias, multipliers, tuple(step.requant), tuple(layer.window), x.zero_point, out_shape)
+        return DepthwiseU8(weight, bias, multipliers, tuple(step.requant), tuple(layer.window), x.zero_point, out_shape,
+                           PLAIN)
     weight = layer.weight if isinstance(layer, Conv2d) else layer.weight[:, :, None, None]
     window = tuple(unpadded(layer.window)) if isinstance(layer, Conv2d) else tuple(POINTWISE)
     if across != tuple(POINTWISE):

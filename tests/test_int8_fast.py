@@ -17,8 +17,8 @@ from exporter.compress import compress_file
 from pdinfer.builder import every_layer_type
 from pdinfer.graph import load_graph
 from pdinfer.kernels import fast_int8, integer
-from pdinfer.kernels.params import (PLAIN, VNNI, depthwise_biases, folded_bias, pack_weight, padded_channels, quads, requant,
-                                    taps_across_in_channels, unpadded, window)
+from pdinfer.kernels.params import (PLAIN, VNNI, depthwise_biases, depthwise_vnni_operands, folded_bias, pack_weight,
+                                    padded_channels, quads, requant, taps_across_in_channels, unpadded, window)
 from pdinfer.quantize import Int8Reference
 from small_model import sample_images, write_small_model
 
@@ -43,9 +43,10 @@ def nchw(flat: np.ndarray, stride: int, n: int, h: int, w: int, c: int) -> np.nd
 
 @st.composite
 def conv_cases(draw, depthwise: bool = False):
-    ci = draw(st.integers(1, 40))
+    ci = draw(st.integers(1, 140 if depthwise else 40))  # depthwise: up to three blocks of 64 channels
     co = ci if depthwise else draw(st.integers(1, 70))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    largest = 5 if depthwise else 3  # depthwise: windows of more than four rows of taps too
+    kh, kw = draw(st.integers(1, largest)), draw(st.integers(1, largest))
     sh, sw, dh, dw = (draw(st.integers(1, 2)) for _ in range(4))
     pads = [draw(st.integers(0, k // 2)) for k in (kh, kw, kh, kw)]  # top, left, bottom, right
     h = draw(st.integers(max(1, dh * (kh - 1) + 1 - pads[0] - pads[2]), 11))
@@ -136,25 +137,28 @@ def test_fast_int8_conv2d_equals_the_integer_reference(case, seed, variant):
     np.testing.assert_array_equal(nchw(out, out_stride, n, out_h, out_w, co), expected)
 
 
-@given(case=conv_cases(depthwise=True), seed=st.integers(0, 2 ** 16))
-def test_fast_int8_depthwise_equals_the_integer_reference(case, seed):
+@given(case=conv_cases(depthwise=True), seed=st.integers(0, 2 ** 16), variant=st.sampled_from(VARIANTS))
+def test_fast_int8_depthwise_equals_the_integer_reference(case, seed, variant):
     x, weight, bias, multiplier, zero_x, rq = _operands(case, seed, groups=case["ci"])
     win, n, c = case["win"], case["n"], case["ci"]
     out_h = (case["h"] + win.pad_top + win.pad_bottom - win.dilation_h * (win.kernel_h - 1) - 1) // win.stride_h + 1
     out_w = (case["w"] + win.pad_left + win.pad_right - win.dilation_w * (win.kernel_w - 1) - 1) // win.stride_w + 1
     expected = integer.conv2d(x, zero_x, weight, bias, multiplier, tuple(rq), tuple(win), c, out_h, out_w)
-    padded = padded_channels(c)
-    taps = np.zeros((win.kernel_h * win.kernel_w, padded), np.int8)
-    taps[:, :c] = weight.reshape(c, -1).T
-    multipliers = np.zeros(padded, np.float32)
-    multipliers[:c] = multiplier
+    if variant == VNNI:
+        kernel, operands = fast_int8.depthwise_conv2d_vnni, depthwise_vnni_operands(weight, bias, multiplier, zero_x)
+    else:
+        padded = padded_channels(c)
+        taps = np.zeros((win.kernel_h * win.kernel_w, padded), np.int8)
+        taps[:, :c] = weight.reshape(c, -1).T
+        multipliers = np.zeros(padded, np.float32)
+        multipliers[:c] = multiplier
+        kernel, operands = fast_int8.depthwise_conv2d, (taps, depthwise_biases(bias, weight, zero_x, padded), multipliers)
     flat, stride = nhwc_bytes(x)
     out_stride = -(-(out_h * out_w * c) // 4) * 4
     out = np.zeros(n * out_stride, np.uint8)
     for chunk in range(case["chunks"]):
-        fast_int8.depthwise_conv2d(flat, stride, case["h"], case["w"], c, zero_x, taps,
-                                   depthwise_biases(bias, weight, zero_x, padded), multipliers, tuple(rq),
-                                   tuple(win), out, out_stride, out_h, out_w, n, (chunk, chunk + 1, case["chunks"]))
+        kernel(flat, stride, case["h"], case["w"], c, zero_x, *operands, tuple(rq), tuple(win), out, out_stride, out_h,
+               out_w, n, (chunk, chunk + 1, case["chunks"]))
     np.testing.assert_array_equal(nchw(out, out_stride, n, out_h, out_w, c), expected)
 
 

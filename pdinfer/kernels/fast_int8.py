@@ -18,9 +18,10 @@ import numpy as np
 from .._jit import jit
 from .integer import requantize
 from .params import VNNI, Window
-from .simd_int8 import (add_requantized, broadcast_quad, copy_bytes, dot_u8s8, fill_bytes, load_levels, load_levels_full, load_sums,
-                         load_weight_quads, load_weights_wide, max_lanes, multiply_add, requantize_lanes, splat_int,
-                         store_bytes, store_sums, store_words, subtract)
+from .simd_int8 import (add_lanes, add_requantized, broadcast_quad, copy_bytes, dot_u8s8, fill_bytes, interleave_taps,
+                         load_bytes, load_levels, load_levels_full, load_sums, load_weight_quads, load_weights_wide,
+                         max_lanes, multiply_add, pack_levels, requantize_lanes, splat_int, store_bytes, store_packed,
+                         store_sums, store_words, subtract)
 
 TILE_PIXELS = 12  # the VNNI tile: 12 pixels by 32 channels, 24 int32 vectors
 CHANNEL_BLOCK = 32
@@ -382,6 +383,106 @@ def _depthwise_row_3x3(x, stride, in_w, channels, flat_weight, flat_bias, padded
 
 
 @jit
+def depthwise_conv2d_vnni(x, stride, in_h, in_w, channels, x_zero_point, weight, bias, multiplier, requant, window,
+                          out, out_stride, out_h, out_w, images, part):
+    """depthwise_conv2d's outputs, 64 channels at a time by vpdpbusd: the bytes of four taps of a
+    column of the window side by side per channel (simd_int8.interleave_taps), a tap outside the
+    input read as the zero point, from the folded bias.
+
+    weight:     (blocks, KW, ceil(KH / 4), 256) int8, params.depthwise_vnni_operands'
+    bias:       (blocks * 64,) int32: the folded bias (params.folded_bias) in params.depthwise_order
+    multiplier: (blocks * 64,) float32, in params.depthwise_order; other arguments as depthwise_conv2d's
+    """
+    win = Window(*window)
+    blocks, groups = weight.shape[0], weight.shape[2]
+    flat_weight = weight.reshape(-1)
+    zero = splat_int(x_zero_point * 0x01010101)  # the zero point in every byte
+    sliding = win.kernel_w == 3 and groups == 1 and win.stride_w == 1 and win.dilation_w == 1
+    per_image = out_h * out_w
+    pixels = images * per_image
+    p, stop = pixels * part[0] // part[2], pixels * part[1] // part[2]
+    while p < stop:  # a row's pixels of the part at a time
+        n, oy, x0 = p // per_image, (p % per_image) // out_w, p % out_w
+        x1 = min(out_w, x0 + stop - p)
+        top = oy * win.stride_h - win.pad_top
+        for b in range(blocks):
+            c, m = b * 64, b * 64
+            count = min(64, channels - c)
+            if sliding:  # each column of taps interleaved once, for the three windows that read it
+                w = b * 3 * 256
+                a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = zero
+                for ix in range(x0 - win.pad_left, x1 - win.pad_left + 2):
+                    row = n * stride + (top * in_w + ix) * channels + c
+                    step = win.dilation_h * in_w * channels
+                    across = 0 <= ix < in_w
+                    t0 = load_bytes(x, row, count) if across and 0 <= top < in_h else zero
+                    t1 = load_bytes(x, row + step, count) \
+                        if across and win.kernel_h > 1 and 0 <= top + win.dilation_h < in_h else zero
+                    t2 = load_bytes(x, row + 2 * step, count) \
+                        if across and win.kernel_h > 2 and 0 <= top + 2 * win.dilation_h < in_h else zero
+                    t3 = load_bytes(x, row + 3 * step, count) \
+                        if across and win.kernel_h > 3 and 0 <= top + 3 * win.dilation_h < in_h else zero
+                    c0, c1, c2, c3 = interleave_taps(t0, t1, t2, t3)
+                    if ix >= x0 - win.pad_left + 2:  # output pixel ix - 2 + pad_left: columns a, b, c
+                        acc0, acc1, acc2, acc3 = (load_sums(bias, m), load_sums(bias, m + 16),
+                                                  load_sums(bias, m + 32), load_sums(bias, m + 48))
+                        acc0 = dot_u8s8(acc0, a0, load_weight_quads(flat_weight, w))
+                        acc1 = dot_u8s8(acc1, a1, load_weight_quads(flat_weight, w + 64))
+                        acc2 = dot_u8s8(acc2, a2, load_weight_quads(flat_weight, w + 128))
+                        acc3 = dot_u8s8(acc3, a3, load_weight_quads(flat_weight, w + 192))
+                        acc0 = dot_u8s8(acc0, b0, load_weight_quads(flat_weight, w + 256))
+                        acc1 = dot_u8s8(acc1, b1, load_weight_quads(flat_weight, w + 320))
+                        acc2 = dot_u8s8(acc2, b2, load_weight_quads(flat_weight, w + 384))
+                        acc3 = dot_u8s8(acc3, b3, load_weight_quads(flat_weight, w + 448))
+                        acc0 = dot_u8s8(acc0, c0, load_weight_quads(flat_weight, w + 512))
+                        acc1 = dot_u8s8(acc1, c1, load_weight_quads(flat_weight, w + 576))
+                        acc2 = dot_u8s8(acc2, c2, load_weight_quads(flat_weight, w + 640))
+                        acc3 = dot_u8s8(acc3, c3, load_weight_quads(flat_weight, w + 704))
+                        levels = pack_levels(requantize_lanes(acc0, multiplier, m, requant),
+                                             requantize_lanes(acc1, multiplier, m + 16, requant),
+                                             requantize_lanes(acc2, multiplier, m + 32, requant),
+                                             requantize_lanes(acc3, multiplier, m + 48, requant))
+                        store_packed(out, n * out_stride + (oy * out_w + ix - 2 + win.pad_left) * channels + c, levels,
+                                     count)
+                    a0, a1, a2, a3, b0, b1, b2, b3 = b0, b1, b2, b3, c0, c1, c2, c3
+                continue
+            for ox in range(x0, x1):
+                left = ox * win.stride_w - win.pad_left
+                acc0, acc1, acc2, acc3 = (load_sums(bias, m), load_sums(bias, m + 16),
+                                          load_sums(bias, m + 32), load_sums(bias, m + 48))
+                for kx in range(win.kernel_w):
+                    ix = left + kx * win.dilation_w
+                    for g in range(groups):
+                        ky = 4 * g  # the group's first row of taps
+                        iy = top + ky * win.dilation_h
+                        row = n * stride + (iy * in_w + ix) * channels + c
+                        step = win.dilation_h * in_w * channels
+                        across = 0 <= ix < in_w
+                        t0 = load_bytes(x, row, count) if across and 0 <= iy < in_h else zero
+                        iy += win.dilation_h
+                        t1 = load_bytes(x, row + step, count) \
+                            if across and ky + 1 < win.kernel_h and 0 <= iy < in_h else zero
+                        iy += win.dilation_h
+                        t2 = load_bytes(x, row + 2 * step, count) \
+                            if across and ky + 2 < win.kernel_h and 0 <= iy < in_h else zero
+                        iy += win.dilation_h
+                        t3 = load_bytes(x, row + 3 * step, count) \
+                            if across and ky + 3 < win.kernel_h and 0 <= iy < in_h else zero
+                        v0, v1, v2, v3 = interleave_taps(t0, t1, t2, t3)
+                        w = ((b * win.kernel_w + kx) * groups + g) * 256
+                        acc0 = dot_u8s8(acc0, v0, load_weight_quads(flat_weight, w))
+                        acc1 = dot_u8s8(acc1, v1, load_weight_quads(flat_weight, w + 64))
+                        acc2 = dot_u8s8(acc2, v2, load_weight_quads(flat_weight, w + 128))
+                        acc3 = dot_u8s8(acc3, v3, load_weight_quads(flat_weight, w + 192))
+                levels = pack_levels(requantize_lanes(acc0, multiplier, m, requant),
+                                     requantize_lanes(acc1, multiplier, m + 16, requant),
+                                     requantize_lanes(acc2, multiplier, m + 32, requant),
+                                     requantize_lanes(acc3, multiplier, m + 48, requant))
+                store_packed(out, n * out_stride + (oy * out_w + ox) * channels + c, levels, count)
+        p += x1 - x0
+
+
+@jit
 def max_pool2d(x, stride, in_h, in_w, channels, window, out, out_stride, out_h, out_w, images):
     """integer.max_pool2d, channels-last."""
     window = Window(*window)
@@ -406,16 +507,16 @@ def max_pool2d(x, stride, in_h, in_w, channels, window, out, out_stride, out_h, 
 
 @jit
 def global_avg_pool(x, stride, pixels, channels, x_zero_point, multiplier, requant, out, out_stride, images):
-    """integer.global_avg_pool, channels-last: each image's (pixels, channels) to (channels,)."""
-    sums = np.empty(channels, np.int32)
+    """integer.global_avg_pool, channels-last: each image's (pixels, channels) to (channels,), 16
+    channels at a time (the sum of x - zero point is the sum of x less pixels * zero point)."""
+    multipliers = np.full(16, multiplier, np.float32)
     for n in range(images):
-        sums[:] = 0
-        for p in range(pixels):
-            source = n * stride + p * channels
-            for c in range(channels):
-                sums[c] += np.int32(x[source + c]) - x_zero_point
-        for c in range(channels):
-            out[n * out_stride + c] = requantize(np.float32(sums[c]) * multiplier, requant)
+        for c in range(0, channels, 16):
+            count = channels - c
+            total = splat_int(-pixels * x_zero_point)
+            for p in range(pixels):
+                total = add_lanes(total, load_levels(x, n * stride + p * channels + c, count))
+            store_bytes(out, n * out_stride + c, requantize_lanes(total, multipliers, 0, requant), count)
 
 
 @jit

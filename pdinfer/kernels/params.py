@@ -166,6 +166,53 @@ def folded_bias(bias_q: np.ndarray, weight: np.ndarray, x_zero_point: int, out_p
     return folded.astype(np.int32)
 
 
+DEPTHWISE_BLOCK = 64  # channels of fast_int8.depthwise_conv2d_vnni's vectors
+
+
+def depthwise_order(channels: int) -> np.ndarray:
+    """Which channel fast_int8.depthwise_conv2d_vnni's lane holds, as simd_int8.interleave_taps
+    leaves them: lane i of vector v of block b holds channel 64b + 16(i // 4) + 4v + i % 4.
+
+    returns (blocks, 4, 16) int64, blocks = ceil(channels / 64)
+    """
+    blocks = -(-channels // DEPTHWISE_BLOCK)
+    b, v, i = np.meshgrid(np.arange(blocks), np.arange(4), np.arange(16), indexing="ij")
+    return DEPTHWISE_BLOCK * b + 16 * (i // 4) + 4 * v + i % 4
+
+
+def depthwise_vnni_weight(weight: np.ndarray) -> np.ndarray:
+    """A (C, 1, KH, KW) int8 depthwise weight as fast_int8.depthwise_conv2d_vnni reads it: for each
+    block of 64 channels, tap column kx and group g of four tap rows, four vectors of 16 lanes of
+    four bytes: [b, kx, g, v, i, j] = w[depthwise_order's channel, 4g + j, kx] (0 past the rows and
+    the channels).
+
+    returns (blocks, KW, ceil(KH / 4), 4, 16, 4) int8, blocks = ceil(C / 64)
+    """
+    channels, _, kernel_h, kernel_w = weight.shape
+    groups = -(-kernel_h // 4)
+    order = depthwise_order(channels)
+    taps = np.zeros((order.size, 4 * groups, kernel_w), np.int8)  # (channel, row, column), padded
+    taps[:channels, :kernel_h] = weight[:, 0]
+    picked = taps[order.reshape(-1)].reshape(*order.shape, groups, 4, kernel_w)  # [b, v, i, g, j, kx]
+    return np.ascontiguousarray(picked.transpose(0, 5, 3, 1, 2, 4))
+
+
+def depthwise_vnni_operands(weight: np.ndarray, bias_q: np.ndarray, multipliers: np.ndarray,
+                            x_zero_point: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """fast_int8.depthwise_conv2d_vnni's weight (depthwise_vnni_weight's, as (blocks, KW, groups,
+    256)), folded bias (int32) and multipliers (float32), those two flat in depthwise_order (0 past
+    the channels).
+
+    weight: (C, 1, KH, KW) int8; bias_q: (C,) int; multipliers: (C,) float32
+    """
+    order = depthwise_order(len(weight)).reshape(-1)
+    scaled = np.zeros(order.size, np.float32)
+    scaled[:len(weight)] = multipliers
+    packed = depthwise_vnni_weight(weight)
+    return (packed.reshape(*packed.shape[:3], 256), folded_bias(bias_q, weight, x_zero_point, order.size)[order],
+            scaled[order])
+
+
 def depthwise_biases(bias_q: np.ndarray, weight: np.ndarray, x_zero_point: int, padded: int) -> np.ndarray:
     """A depthwise convolution's two biases: bias_q (for pixels at the border, which subtract the
     zero point tap by tap) and bias_q[c] - x_zero_point * sum of w[c, ...] (for pixels whose window

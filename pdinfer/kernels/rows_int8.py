@@ -7,7 +7,8 @@ its N images lie `image_bytes(h, w, c)` bytes apart from there.
 from __future__ import annotations
 
 from .._jit import jit
-from .fast_int8 import add, conv2d, depthwise_conv2d, dequantize, flatten, global_avg_pool, max_pool2d, pad, quantize
+from .fast_int8 import (add, conv2d, depthwise_conv2d, depthwise_conv2d_vnni, dequantize, flatten, global_avg_pool, max_pool2d,
+                        pad, quantize)
 from .params import BEST, PLAIN, VNNI
 from .pointers import float32_array, int8_array, int32_array, int64_array, uint8_array
 from .rows import _border, _share, _value, _window
@@ -96,12 +97,19 @@ def pad_u8_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
 
 
 def depthwise_u8_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
-    """fast_int8.depthwise_conv2d."""
+    """fast_int8.depthwise_conv2d, or depthwise_conv2d_vnni (row[VARIANT] VNNI: its operands' layout)."""
     row = int64_array(row_at, ROW)
     x, stride = _uint8_value(arena_at, row, X)
     out, out_stride = _uint8_value(arena_at, row, OUT)
-    taps, padded = row[WEIGHT + 1], row[WEIGHT + 2]
     part, _ = _share(row, row[OUT + 3], chunk, chunks)
+    if row[VARIANT] == VNNI:
+        blocks, columns, groups = row[WEIGHT + 1], row[WEIGHT + 2], row[WEIGHT + 3]
+        depthwise_conv2d_vnni(x, stride, row[X + 1], row[X + 2], row[X + 3], row[ZERO_POINTS],
+                              int8_array(row[WEIGHT], blocks * columns * groups * 256).reshape((blocks, columns, groups, 256)),
+                              int32_array(row[BIAS], row[BIAS + 1]), _multipliers(row), _requant(row, slope),
+                              _window(row), out, out_stride, row[OUT + 1], row[OUT + 2], row[IMAGES], part)
+        return 0
+    taps, padded = row[WEIGHT + 1], row[WEIGHT + 2]
     depthwise_conv2d(x, stride, row[X + 1], row[X + 2], row[X + 3], row[ZERO_POINTS],
                      int8_array(row[WEIGHT], taps * padded).reshape((taps, padded)),
                      int32_array(row[BIAS], 2 * padded).reshape((2, padded)),

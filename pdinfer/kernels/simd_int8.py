@@ -315,6 +315,17 @@ def multiply_add(typingctx, acc, a, b):
 
 
 @intrinsic
+def add_lanes(typingctx, a, b):
+    """a + b, lane by lane (int32)."""
+    if not a == b == int32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.add(args[0], args[1])
+    return int32x16(a, b), codegen
+
+
+@intrinsic
 def subtract(typingctx, a, b):
     """a - b, lane by lane (int32)."""
     if not a == b == int32x16:
@@ -323,3 +334,103 @@ def subtract(typingctx, a, b):
     def codegen(context, builder, sig, args):
         return builder.sub(args[0], args[1])
     return int32x16(a, b), codegen
+
+
+# ---------------------------------------------------------------- 64 channels of bytes at a time (depthwise)
+# A depthwise convolution sums over taps, not channels: interleave_taps puts the bytes of four taps
+# of each channel side by side, so that one vpdpbusd sums four taps of sixteen channels. The
+# unpacking works within each 128-bit quarter of the register, so vector v of its four holds the
+# channels 16q + 4v + k (quarter q, lane k); pack_levels' saturating packs undo that order.
+
+def _byte_shuffle(builder, a, b, pick):
+    """<64 x i8> of a's and b's bytes (b's numbered from 64) in the order `pick`."""
+    bytes_type = ir.VectorType(_i8, 64)
+    return builder.shuffle_vector(builder.bitcast(a, bytes_type), builder.bitcast(b, bytes_type),
+                                  ir.Constant(ir.VectorType(_i32, 64), pick))
+
+
+def _word_shuffle(builder, a, b, pick):
+    """<32 x i16> of a's and b's 16-bit words (b's numbered from 32) in the order `pick`."""
+    words = ir.VectorType(ir.IntType(16), 32)
+    return builder.shuffle_vector(builder.bitcast(a, words), builder.bitcast(b, words),
+                                  ir.Constant(ir.VectorType(_i32, 32), pick))
+
+
+@intrinsic
+def interleave_taps(typingctx, t0, t1, t2, t3):
+    """Four taps' 64 channels of bytes (each an Int32Vector of 64 bytes) as four Int32Vectors whose
+    lane k of quarter q holds the four taps' bytes of channel 16q + 4v + k, v = 0, 1, 2, 3."""
+    if not t0 == t1 == t2 == t3 == int32x16:
+        return None
+    result = types.UniTuple(int32x16, 4)
+
+    def codegen(context, builder, sig, args):
+        def pairs(high):  # bytes (t_a c, t_b c) for the channels 16q + 8 * high + i, i < 8
+            return [index for q in range(4) for i in range(8) for index in (16 * q + 8 * high + i, 64 + 16 * q + 8 * high + i)]
+        low01, high01 = _byte_shuffle(builder, args[0], args[1], pairs(0)), _byte_shuffle(builder, args[0], args[1], pairs(1))
+        low23, high23 = _byte_shuffle(builder, args[2], args[3], pairs(0)), _byte_shuffle(builder, args[2], args[3], pairs(1))
+
+        def quads(a, b, high):  # words (t01 c, t23 c) for the channels of a's words 4 * high + k, k < 4
+            return builder.bitcast(_word_shuffle(builder, a, b, [index for q in range(4) for k in range(4)
+                                                                 for index in (8 * q + 4 * high + k, 32 + 8 * q + 4 * high + k)]), _V)
+        vectors = [quads(low01, low23, 0), quads(low01, low23, 1), quads(high01, high23, 0), quads(high01, high23, 1)]
+        return context.make_tuple(builder, result, vectors)
+    return result(t0, t1, t2, t3), codegen
+
+
+@intrinsic
+def pack_levels(typingctx, a, b, c, d):
+    """The levels (0..255) of interleave_taps' four vectors' channels as 64 bytes in channel order."""
+    if not a == b == c == d == int32x16:
+        return None
+
+    def codegen(context, builder, sig, args):
+        if HAS_VNNI:  # AVX512BW's saturating packs, within each quarter
+            words = ir.VectorType(ir.IntType(16), 32)
+            pack_words = _llvm_function(builder, "llvm.x86.avx512.packusdw.512", words, [_V, _V])
+            pack_bytes = _llvm_function(builder, "llvm.x86.avx512.packuswb.512", ir.VectorType(_i8, 64), [words, words])
+            ab, cd = builder.call(pack_words, [args[0], args[1]]), builder.call(pack_words, [args[2], args[3]])
+            return builder.bitcast(builder.call(pack_bytes, [ab, cd]), _V)
+        # elsewhere the same bytes by truncation (the levels need no saturation) and shuffles
+
+        def pack(lower, upper, width, pick):  # lower's and upper's lanes as `width`-bit, in the order pick
+            narrow = ir.VectorType(ir.IntType(width), lower.type.count)
+            return builder.shuffle_vector(builder.trunc(lower, narrow), builder.trunc(upper, narrow),
+                                          ir.Constant(ir.VectorType(_i32, len(pick)), pick))
+        quarter_words = [index for q in range(4) for index in [*range(4 * q, 4 * q + 4), *range(16 + 4 * q, 20 + 4 * q)]]
+        ab, cd = pack(args[0], args[1], 16, quarter_words), pack(args[2], args[3], 16, quarter_words)
+        packed = pack(ab, cd, 8, [index for q in range(4) for index in [*range(8 * q, 8 * q + 8), *range(32 + 8 * q, 40 + 8 * q)]])
+        return builder.bitcast(packed, _V)
+    return int32x16(a, b, c, d), codegen
+
+
+@intrinsic
+def load_bytes(typingctx, arr, off, count):
+    """arr[off:off + count] of a uint8 array, count <= 64, as 64 bytes (0 after count)."""
+    if not _is_c_array(arr, types.uint8):
+        return None
+
+    def codegen(context, builder, sig, args):
+        bytes_type = ir.VectorType(_i8, 64)
+        ptr = builder.bitcast(_element_pointer(context, builder, sig.args[0], args[0], args[1]), ir.PointerType(bytes_type))
+        load = _llvm_function(builder, "llvm.masked.load.v64i8.p0", bytes_type,
+                              [ptr.type, _i32, ir.VectorType(ir.IntType(1), 64), bytes_type])
+        loaded = builder.call(load, [ptr, ir.Constant(_i32, 1), _lane_mask(builder, args[2], 64), ir.Constant(bytes_type, None)])
+        return builder.bitcast(loaded, _V)
+    return int32x16(arr, off, count), codegen
+
+
+@intrinsic
+def store_packed(typingctx, out, off, packed, count):
+    """out[off:off + count] = the first count of the 64 bytes `packed` (a uint8 array, count <= 64)."""
+    if not (_is_c_array(out, types.uint8) and packed == int32x16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        bytes_type = ir.VectorType(_i8, 64)
+        ptr = builder.bitcast(_element_pointer(context, builder, sig.args[0], args[0], args[1]), ir.PointerType(bytes_type))
+        store = _llvm_function(builder, "llvm.masked.store.v64i8.p0", ir.VoidType(),
+                               [bytes_type, ptr.type, _i32, ir.VectorType(ir.IntType(1), 64)])
+        builder.call(store, [builder.bitcast(args[2], bytes_type), ptr, ir.Constant(_i32, 1), _lane_mask(builder, args[3], 64)])
+        return context.get_dummy_value()
+    return types.none(out, off, packed, count), codegen

@@ -14,12 +14,23 @@ C-contiguous and addressed by a flat element offset; nothing is bounds-checked.
 import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic, models, register_model
 
 from .simd import _element_pointer, _lane_mask, _llvm_function, _splat
 
-HAS_VNNI = bool(llvm.get_host_cpu_features().get("avx512vnni", False))  # the host CPU runs vpdpbusd
+
+def compiles_for(feature: str) -> bool:
+    """Whether the CPU Numba compiles for has `feature` (an LLVM name: "avx512vnni"): the host's
+    features, or those NUMBA_CPU_FEATURES lists when it is set (NUMBA_CPU_NAME=generic sets it
+    empty), as Numba's own code generation takes them. An x86 intrinsic for a feature the target
+    lacks would abort LLVM, so the kernels take the portable form then."""
+    if config.CPU_FEATURES is not None:
+        return f"+{feature}" in config.CPU_FEATURES.split(",")
+    return bool(llvm.get_host_cpu_features().get(feature, False))
+
+
+HAS_VNNI = compiles_for("avx512vnni") and compiles_for("avx512bw")  # the kernels may use vpdpbusd and BW's packs
 LANES = 16  # int32 lanes of a vector: one AVX-512 register
 
 _i8, _i32, _f32 = ir.IntType(8), ir.IntType(32), ir.FloatType()

@@ -5,6 +5,9 @@ convolution's matrix product on random shapes, and whole quantized models throug
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +20,12 @@ from exporter.compress import compress_file
 from pdinfer.builder import every_layer_type
 from pdinfer.graph import load_graph
 from pdinfer.kernels import fast_int8, integer
-from pdinfer.kernels.params import (PLAIN, VNNI, depthwise_biases, depthwise_vnni_operands, folded_bias, pack_weight,
+from pdinfer.kernels.params import (AVX2, PLAIN, VNNI, depthwise_biases, depthwise_vnni_operands, folded_bias, pack_weight,
                                     padded_channels, quads, requant, taps_across_in_channels, unpadded, window)
 from pdinfer.quantize import Int8Reference
 from small_model import sample_images, write_small_model
 
-VARIANTS = [PLAIN, VNNI]  # on a CPU without AVX512_VNNI, VNNI runs vpdpbusd's sums in portable form
+VARIANTS = [PLAIN, VNNI, AVX2]  # on a CPU without AVX512_VNNI (AVX2), VNNI (AVX2) runs its sums in portable form
 WEIGHTS = Path(__file__).parents[1] / "weights"
 
 
@@ -137,7 +140,7 @@ def test_fast_int8_conv2d_equals_the_integer_reference(case, seed, variant):
     np.testing.assert_array_equal(nchw(out, out_stride, n, out_h, out_w, co), expected)
 
 
-@given(case=conv_cases(depthwise=True), seed=st.integers(0, 2 ** 16), variant=st.sampled_from(VARIANTS))
+@given(case=conv_cases(depthwise=True), seed=st.integers(0, 2 ** 16), variant=st.sampled_from([PLAIN, VNNI]))
 def test_fast_int8_depthwise_equals_the_integer_reference(case, seed, variant):
     x, weight, bias, multiplier, zero_x, rq = _operands(case, seed, groups=case["ci"])
     win, n, c = case["win"], case["n"], case["ci"]
@@ -236,3 +239,32 @@ def test_the_int8_table_equals_the_reference_on_the_seed_models(tmp_path, name):
     images, _ = generate(4, seed=5)
     path = _quantized(tmp_path, WEIGHTS / f"{name}.pdw", images)
     _table_equals_reference(path, generate(2, seed=6)[0])
+
+
+@pytest.mark.parametrize("features, expected", [("", False), ("+avx2,+fma", False), ("+avx2,+avx512vnni", True),
+                                                ("+avx512vnni,-avx2", True)])
+def test_int8_kernels_take_the_features_numba_compiles_for(monkeypatch, features, expected):
+    """NUMBA_CPU_FEATURES (or NUMBA_CPU_NAME=generic, which empties it) decides which x86
+    intrinsics the kernels may emit: an intrinsic the target lacks would abort LLVM."""
+    from numba.core import config
+
+    from pdinfer.kernels.simd_int8 import compiles_for
+    monkeypatch.setattr(config, "CPU_FEATURES", features)
+    assert compiles_for("avx512vnni") is expected
+    assert compiles_for("avx2") is ("+avx2" in features.split(","))
+
+
+def test_an_int8_model_compiled_for_a_cpu_without_avx512_gives_the_same_answers(tmp_path):
+    """The shipped int8 model compiled for Haswell (AVX2: dot_u8s8_avx2, the portable depthwise) in
+    a fresh process and compile cache answers as this process does, bit for bit."""
+    x = np.random.default_rng(3).random((3, 1, 60, 120), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    script = ("import sys, numpy as np, pdinfer\n"
+              "from pdinfer.kernels.simd_int8 import HAS_AVX2, HAS_VNNI\n"
+              "assert HAS_AVX2 and not HAS_VNNI\n"
+              f"np.save(sys.argv[2], pdinfer.load(sys.argv[1])(np.load({str(tmp_path / 'x.npy')!r})))\n")
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+           "NUMBA_CPU_FEATURES": "+avx,+avx2,+fma,+sse4.2,+popcnt,+f16c,+bmi,+bmi2"}
+    path = WEIGHTS / "pd_light.int8.pdw"
+    subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "y.npy")], env=env, check=True, timeout=1200)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), pdinfer.load(path)(x))

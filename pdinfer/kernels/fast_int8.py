@@ -10,15 +10,16 @@ A convolution is a matrix product (`conv2d`): the input's windows, read where th
 gives the input its padding and whole quads of channels, the zero point in both), times the weight
 packed as params.pack_weight says, from an int32 bias that already holds the zero
 point's share (params.folded_bias). `conv2d` takes the product's variant: AVX-512 VNNI's
-`vpdpbusd` on a tile of 12 pixels by 32 channels (params.VNNI), or plain loops anywhere (PLAIN).
+`vpdpbusd` on a tile of 12 pixels by 32 channels (params.VNNI), AVX2's `vpmaddubsw` on 4 pixels by
+16 channels (AVX2), or plain loops anywhere (PLAIN).
 """
 
 import numpy as np
 
 from .._jit import jit
 from .integer import requantize
-from .params import VNNI, Window
-from .simd_int8 import (add_lanes, add_requantized, broadcast_quad, copy_bytes, dot_u8s8, fill_bytes, interleave_taps,
+from .params import AVX2, VNNI, Window
+from .simd_int8 import (add_lanes, add_requantized, broadcast_quad, copy_bytes, dot_u8s8, dot_u8s8_avx2, fill_bytes, interleave_taps,
                          load_bytes, load_levels, load_levels_full, load_sums, load_weight_quads, load_weights_wide,
                          max_lanes, multiply_add, pack_levels, requantize_lanes, splat_int, store_bytes, store_packed,
                          store_sums, store_words, subtract)
@@ -89,7 +90,7 @@ def conv2d(x, stride, in_h, in_w, in_c, x_zero_point, weight, bias, multiplier, 
     requant:    params.Requant; window: params.Window, unpadded
     out:        flat uint8, images out_stride bytes apart, each (out_h, out_w, out_c)
     part:       (chunk, end chunk, chunks): the output pixels of those chunks
-    variant:    params.PLAIN or VNNI
+    variant:    params.PLAIN, VNNI or AVX2
     """
     win = Window(*window)
     out_padded = weight.shape[1]
@@ -103,7 +104,10 @@ def conv2d(x, stride, in_h, in_w, in_c, x_zero_point, weight, bias, multiplier, 
         for kx in range(win.kernel_w):
             taps[ky * win.kernel_w + kx] = (ky * win.dilation_h * in_w + kx * win.dilation_w) * in_c
     flat_weight = weight.reshape(-1)
-    if variant == VNNI:
+    if variant == AVX2:
+        _product_avx2(x, rows, taps, in_c // 4, flat_weight, out_padded, bias, multiplier, requant, out, targets, out_c,
+                      pool)
+    elif variant == VNNI:
         _product_vnni(x, rows, taps, in_c // 4, flat_weight, out_padded, bias, multiplier, requant, out, targets, out_c,
                       pool)
     else:
@@ -138,6 +142,42 @@ def _product_plain(a, rows, taps, quads_per_tap, weight, out_padded, bias, multi
                 if j > 0:
                     level = max_lanes(level, load_levels(out, targets[p] + co, out_c - co))
                 store_bytes(out, targets[p] + co, level, out_c - co)
+
+
+@jit
+def _product_avx2(a, rows, taps, quads_per_tap, weight, out_padded, bias, multiplier, requant, out, targets, out_c,
+                  pool):
+    """_product_plain's outputs, the sums by simd_int8.dot_u8s8_avx2 (vpmaddubsw): a tile of 4 rows
+    by 16 channels at a time (eight AVX2 registers of sums; with `pool`, one output pixel)."""
+    last = rows.size - 1
+    monotone = requant[3] >= 0 and multiplier.min() >= 0
+    for block in range(0, out_c, 16):
+        for start in range(0, rows.size, 4):
+            r0, r1, r2, r3 = rows[start], rows[min(start + 1, last)], rows[min(start + 2, last)], rows[min(start + 3, last)]
+            s0 = s1 = s2 = s3 = load_sums(bias, block)
+            w = block * 4
+            for tap in taps:
+                for q in range(quads_per_tap):
+                    quads, k = load_weight_quads(weight, w), tap + 4 * q
+                    s0 = dot_u8s8_avx2(s0, broadcast_quad(a, r0 + k), quads)
+                    s1 = dot_u8s8_avx2(s1, broadcast_quad(a, r1 + k), quads)
+                    s2 = dot_u8s8_avx2(s2, broadcast_quad(a, r2 + k), quads)
+                    s3 = dot_u8s8_avx2(s3, broadcast_quad(a, r3 + k), quads)
+                    w += out_padded * 4
+            if pool:  # the tile's four rows are one output pixel's
+                if monotone:
+                    level = requantize_lanes(max_lanes(max_lanes(s0, s1), max_lanes(s2, s3)), multiplier, block, requant)
+                else:
+                    level = max_lanes(max_lanes(requantize_lanes(s0, multiplier, block, requant),
+                                                requantize_lanes(s1, multiplier, block, requant)),
+                                      max_lanes(requantize_lanes(s2, multiplier, block, requant),
+                                                requantize_lanes(s3, multiplier, block, requant)))
+                store_bytes(out, targets[start // 4] + block, level, out_c - block)
+                continue
+            for i, sums in enumerate((s0, s1, s2, s3)):
+                if start + i < rows.size:
+                    store_bytes(out, targets[start + i] + block, requantize_lanes(sums, multiplier, block, requant),
+                                out_c - block)
 
 
 @jit

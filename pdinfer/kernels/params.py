@@ -120,7 +120,7 @@ def requant(zero_point: int, low: int = 0, high: int = 255, negative_slope: floa
     return Requant(int(zero_point), int(low), int(high), np.float32(negative_slope))
 
 
-CONV_U8_VARIANTS = (PLAIN, VNNI, BEST) = (0, 1, -1)  # fast_int8.conv2d's matrix products; BEST: the host's fastest
+CONV_U8_VARIANTS = (PLAIN, VNNI, AVX2, BEST) = (0, 1, 2, -1)  # fast_int8.conv2d's matrix products; BEST: the host's fastest
 
 
 def quads(channels: int) -> int:

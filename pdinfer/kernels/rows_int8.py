@@ -9,10 +9,10 @@ from __future__ import annotations
 from .._jit import jit
 from .fast_int8 import (add, conv2d, depthwise_conv2d, depthwise_conv2d_vnni, dequantize, flatten, global_avg_pool, max_pool2d,
                         pad, quantize)
-from .params import BEST, PLAIN, VNNI
+from .params import AVX2, BEST, PLAIN, VNNI
 from .pointers import float32_array, int8_array, int32_array, int64_array, uint8_array
 from .rows import _border, _share, _value, _window
-from .simd_int8 import HAS_VNNI
+from .simd_int8 import HAS_AVX2, HAS_VNNI
 from .table import (BIAS, BOUNDS, IMAGES, MULTIPLIERS, OP_ADD_U8, OP_CONV_U8, OP_DEPTHWISE_U8, OP_FLATTEN_U8,
                     OP_MAX_POOL_U8, OP_MEAN_U8, OP_PAD_U8, OP_QUANTIZE_U8, OP_TO_FLOAT_U8, OUT, POOL, RESIDUAL, ROW, VARIANT,
                     WEIGHT, X, ZERO_POINTS)
@@ -69,7 +69,7 @@ def to_float_u8_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
 
 def conv_u8_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
     """fast_int8.conv2d: a one-group convolution or a Linear [with its 2x2 max pool: row[POOL]], by the
-    matrix product of row[VARIANT] (params.BEST: VNNI where the CPU has it)."""
+    matrix product of row[VARIANT] (params.BEST: VNNI where the CPU has it, else AVX2 where it has that)."""
     row = int64_array(row_at, ROW)
     x, stride = _uint8_value(arena_at, row, X)
     out, out_stride = _uint8_value(arena_at, row, OUT)
@@ -77,7 +77,7 @@ def conv_u8_row(row_at, arena_at, floats, slope, chunk, chunks, scratch):
     weight = int8_array(row[WEIGHT], packed_quads * out_padded * 4).reshape((packed_quads, out_padded, 4))
     out_c = row[OUT + 3]
     part, _ = _share(row, out_c, chunk, chunks)
-    variant = row[VARIANT] if row[VARIANT] != BEST else (VNNI if HAS_VNNI else PLAIN)
+    variant = row[VARIANT] if row[VARIANT] != BEST else (VNNI if HAS_VNNI else AVX2 if HAS_AVX2 else PLAIN)
     conv2d(x, stride, row[X + 1], row[X + 2], row[X + 3], row[ZERO_POINTS], weight,
            int32_array(row[BIAS], row[BIAS + 1]), _multipliers(row), _requant(row, slope), _window(row), out, out_stride,
            row[OUT + 1], row[OUT + 2], out_c, row[IMAGES], part, variant, row[POOL] != 0)

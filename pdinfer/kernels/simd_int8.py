@@ -31,6 +31,7 @@ def compiles_for(feature: str) -> bool:
 
 
 HAS_VNNI = compiles_for("avx512vnni") and compiles_for("avx512bw")  # the kernels may use vpdpbusd and BW's packs
+HAS_AVX2 = compiles_for("avx2")  # dot_u8s8_avx2 may use vpmaddubsw
 LANES = 16  # int32 lanes of a vector: one AVX-512 register
 
 _i8, _i32, _f32 = ir.IntType(8), ir.IntType(32), ir.FloatType()
@@ -164,15 +165,51 @@ def dot_u8s8(typingctx, acc, a, b):
             dot = _llvm_function(builder, "llvm.x86.avx512.vpdpbusd.512", _V, [_V, _V, _V])
             return builder.call(dot, args)
         # Elsewhere the same sums in portable IR (a kernel that calls this is then chosen only by tests)
-        wide = ir.VectorType(_i32, 4 * LANES)
-        bytes_type = ir.VectorType(_i8, 4 * LANES)
-        products = builder.mul(builder.zext(builder.bitcast(args[1], bytes_type), wide),
-                               builder.sext(builder.bitcast(args[2], bytes_type), wide))
-        total = args[0]
-        for j in range(4):
-            picked = ir.Constant(ir.VectorType(_i32, LANES), [4 * lane + j for lane in range(LANES)])
-            total = builder.add(total, builder.shuffle_vector(products, ir.Constant(wide, ir.Undefined), picked))
-        return total
+        return _portable_dot(builder, *args)
+    return int32x16(acc, a, b), codegen
+
+
+def _portable_dot(builder, acc, a, b):
+    """dot_u8s8's sums in portable LLVM IR."""
+    wide = ir.VectorType(_i32, 4 * LANES)
+    bytes_type = ir.VectorType(_i8, 4 * LANES)
+    products = builder.mul(builder.zext(builder.bitcast(a, bytes_type), wide), builder.sext(builder.bitcast(b, bytes_type), wide))
+    total = acc
+    for j in range(4):
+        picked = ir.Constant(ir.VectorType(_i32, LANES), [4 * lane + j for lane in range(LANES)])
+        total = builder.add(total, builder.shuffle_vector(products, ir.Constant(wide, ir.Undefined), picked))
+    return total
+
+
+@intrinsic
+def dot_u8s8_avx2(typingctx, acc, a, b):
+    """dot_u8s8's sums by AVX2's vpmaddubsw and vpmaddwd, exactly: a's bytes taken as
+    2 * (a >> 1) + (a & 1), so that no pair of vpmaddubsw's products reaches int16's limit
+    (127 * 128 * 2 < 2^15), each half summed to int32 by vpmaddwd (times 2 and 1). Without AVX2,
+    the portable form."""
+    if not (acc == a == b == int32x16):
+        return None
+
+    def codegen(context, builder, sig, args):
+        if not HAS_AVX2:
+            return _portable_dot(builder, *args)
+        bytes_type, half_bytes = ir.VectorType(_i8, 64), ir.VectorType(_i8, 32)
+        words, sums = ir.VectorType(ir.IntType(16), 16), ir.VectorType(_i32, 8)
+        pairs = _llvm_function(builder, "llvm.x86.avx2.pmadd.ub.sw", words, [half_bytes, half_bytes])
+        widen = _llvm_function(builder, "llvm.x86.avx2.pmadd.wd", sums, [words, words])
+        levels, weights = builder.bitcast(args[1], bytes_type), builder.bitcast(args[2], bytes_type)
+        halves = builder.lshr(levels, ir.Constant(bytes_type, [1] * 64))
+        odd = builder.and_(levels, ir.Constant(bytes_type, [1] * 64))
+        parts = []
+        for h in range(2):  # each 256-bit half
+            pick = ir.Constant(ir.VectorType(_i32, 32), list(range(32 * h, 32 * h + 32)))
+            weight_h = builder.shuffle_vector(weights, weights, pick)
+            high = builder.call(pairs, [builder.shuffle_vector(halves, halves, pick), weight_h])
+            low = builder.call(pairs, [builder.shuffle_vector(odd, odd, pick), weight_h])
+            parts.append(builder.add(builder.call(widen, [high, ir.Constant(words, [2] * 16)]),
+                                     builder.call(widen, [low, ir.Constant(words, [1] * 16)])))
+        joined = builder.shuffle_vector(parts[0], parts[1], ir.Constant(ir.VectorType(_i32, 16), list(range(16))))
+        return builder.add(args[0], joined)
     return int32x16(acc, a, b), codegen
 
 
@@ -267,8 +304,13 @@ def store_bytes(typingctx, out, off, levels, count):
         ptr = builder.bitcast(_element_pointer(context, builder, sig.args[0], args[0], args[1]), ir.PointerType(bytes_type))
         store = _llvm_function(builder, "llvm.masked.store.v16i8.p0", ir.VoidType(),
                                [bytes_type, ptr.type, _i32, ir.VectorType(ir.IntType(1), LANES)])
-        builder.call(store, [builder.trunc(args[2], bytes_type), ptr, ir.Constant(_i32, 1),
-                             _lane_mask(builder, args[3], LANES)])
+        levels = builder.trunc(args[2], bytes_type)
+        whole = builder.icmp_signed(">=", args[3], ir.Constant(args[3].type, LANES))
+        with builder.if_else(whole) as (then, otherwise):  # a whole store where it can (AVX2 has no byte masks)
+            with then:
+                builder.store(levels, ptr, align=1)
+            with otherwise:
+                builder.call(store, [levels, ptr, ir.Constant(_i32, 1), _lane_mask(builder, args[3], LANES)])
         return context.get_dummy_value()
     return types.none(out, off, levels, count), codegen
 
@@ -284,8 +326,18 @@ def load_levels(typingctx, arr, off, count):
         ptr = builder.bitcast(_element_pointer(context, builder, sig.args[0], args[0], args[1]), ir.PointerType(bytes_type))
         load = _llvm_function(builder, "llvm.masked.load.v16i8.p0", bytes_type,
                               [ptr.type, _i32, ir.VectorType(ir.IntType(1), LANES), bytes_type])
-        levels = builder.call(load, [ptr, ir.Constant(_i32, 1), _lane_mask(builder, args[2], LANES),
-                                     ir.Constant(bytes_type, None)])
+        whole = builder.icmp_signed(">=", args[2], ir.Constant(args[2].type, LANES))
+        with builder.if_else(whole) as (then, otherwise):  # a whole load where it can (AVX2 has no byte masks)
+            with then:
+                loaded = builder.load(ptr, align=1)
+                from_whole = builder.block
+            with otherwise:
+                masked = builder.call(load, [ptr, ir.Constant(_i32, 1), _lane_mask(builder, args[2], LANES),
+                                             ir.Constant(bytes_type, None)])
+                from_masked = builder.block
+        levels = builder.phi(bytes_type)
+        levels.add_incoming(loaded, from_whole)
+        levels.add_incoming(masked, from_masked)
         return builder.zext(levels, _V)
     return int32x16(arr, off, count), codegen
 

@@ -19,10 +19,10 @@ import numpy as np
 from .._jit import jit
 from .integer import requantize
 from .params import AVX2, VNNI, Window
-from .simd_int8 import (add_lanes, add_requantized, broadcast_quad, copy_bytes, dot_u8s8, dot_u8s8_avx2, fill_bytes, interleave_taps,
-                         load_bytes, load_levels, load_levels_full, load_sums, load_weight_quads, load_weights_wide,
-                         max_lanes, multiply_add, pack_levels, requantize_lanes, splat_int, store_bytes, store_packed,
-                         store_sums, store_words, subtract)
+from .simd_int8 import (add_lanes, add_requantized, broadcast_quad, copy_bytes, dot_u8s8, dot_u8s8_avx2, fill_bytes,
+                         interleave_taps, load_bytes, load_levels, load_levels_full, load_sums, load_weight_quads,
+                         load_weights_wide, max_lanes, multiply_add, pack_levels, requantize_lanes, splat_int, store_bytes,
+                         store_lanes, store_packed, subtract)
 
 TILE_PIXELS = 12  # the VNNI tile: 12 pixels by 32 channels, 24 int32 vectors
 CHANNEL_BLOCK = 32
@@ -290,8 +290,8 @@ def _product_vnni(a, rows, taps, quads_per_tap, weight, out_padded, bias, multip
                     continue
                 for i, (lo, hi) in enumerate(((lo0, hi0), (lo1, hi1), (lo2, hi2), (lo3, hi3), (lo4, hi4), (lo5, hi5),
                                               (lo6, hi6), (lo7, hi7), (lo8, hi8), (lo9, hi9), (lo10, hi10), (lo11, hi11))):
-                    store_sums(tile, 32 * i, lo)
-                    store_sums(tile, 32 * i + 16, hi)
+                    store_lanes(tile, 32 * i, lo)
+                    store_lanes(tile, 32 * i + 16, hi)
                 halves = 2 if out_c - block > 16 else 1  # a last block of 16 channels or fewer has one
                 if pool:
                     for i in range(min(3, (rows.size - start) // 4)):
@@ -616,7 +616,7 @@ def pad(x, stride, in_h, in_w, in_c, border, across, zero_point, out, out_stride
                     for j in range(4):
                         taken = load_levels_full(x, source + ox + j * step - left) if j < taps else splat_int(zero_point)
                         word = multiply_add(word, taken, splat_int(1 << (8 * j)))
-                    store_words(out, target + 4 * ox, word)
+                    store_lanes(out, target + 4 * ox, word)
                     ox += 16
                 for ox in range(ox, stop):
                     for j in range(taps):

@@ -72,16 +72,17 @@ def load_sums(typingctx, arr, off):
 
 
 @intrinsic
-def store_sums(typingctx, arr, off, sums):
-    """arr[off:off + 16] = sums, of an int32 array."""
-    if not (_is_c_array(arr, types.int32) and sums == int32x16):
+def store_lanes(typingctx, arr, off, lanes):
+    """The 16 int32 lanes stored from element `off` of arr: an int32 array's arr[off:off + 16], or a
+    uint8 array's 64 bytes arr[off:off + 64] (lane i's byte k at off + 4i + k, little-endian)."""
+    if not ((_is_c_array(arr, types.int32) or _is_c_array(arr, types.uint8)) and lanes == int32x16):
         return None
 
     def codegen(context, builder, sig, args):
         ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
-        builder.store(args[2], builder.bitcast(ptr, ir.PointerType(_V)), align=4)
+        builder.store(args[2], builder.bitcast(ptr, ir.PointerType(_V)), align=1)
         return context.get_dummy_value()
-    return types.none(arr, off, sums), codegen
+    return types.none(arr, off, lanes), codegen
 
 
 @intrinsic
@@ -113,20 +114,6 @@ def fill_bytes(typingctx, out, off, count, value):
                               ir.Constant(ir.IntType(1), 0)])
         return context.get_dummy_value()
     return types.none(out, off, count, value), codegen
-
-
-@intrinsic
-def store_words(typingctx, out, off, words):
-    """The 16 int32 lanes of `words` as the 64 bytes out[off:off + 64] of a uint8 array, lane i's
-    byte k at off + 4i + k (little-endian)."""
-    if not (_is_c_array(out, types.uint8) and words == int32x16):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
-        builder.store(args[2], builder.bitcast(ptr, ir.PointerType(_V)), align=1)
-        return context.get_dummy_value()
-    return types.none(out, off, words), codegen
 
 
 @intrinsic

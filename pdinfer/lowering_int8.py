@@ -18,7 +18,7 @@ import numpy as np
 from .fusion import ACTIVATIONS, AffineGroup, ConvGroup, LayerGroup, LinearGroup, PoolGroup, pools_2x2_blocks
 from .graph import Graph
 from .kernels.params import (BEST, PLAIN, POINTWISE, VNNI, depthwise_biases, depthwise_vnni_operands, folded_bias,
-                             pack_weight, padded_channels, quads, taps_across_in_channels, unpadded)
+                             pack_weight, padded_channels, quads, taps_across_in_channels, unpadded, window)
 from .kernels.table import (BIAS, BORDER, BOUNDS, MULTIPLIERS, OP_ADD_U8, OP_CONV_U8, OP_DEPTHWISE_U8, OP_FLATTEN_U8,
                             OP_MAX_POOL_U8, OP_MEAN_U8, OP_PAD_U8, OP_QUANTIZE_U8, OP_TO_FLOAT_U8, POOL, VARIANT, WEIGHT,
                             WINDOW, ZERO_POINTS)
@@ -112,8 +112,7 @@ def _across(layer: Layer) -> tuple:
     if isinstance(layer, Conv2d) and layer.groups == 1 and not layer.is_depthwise:
         taps = layer.kernel_size[1]
         if taps > 1 and quads(layer.in_channels * taps) < taps * quads(layer.in_channels):
-            return tuple(layer.window._replace(kernel_h=1, stride_h=1, stride_w=1, pad_top=0, pad_left=0,
-                                               pad_bottom=0, pad_right=0, dilation_h=1))
+            return tuple(window((1, taps), (1, 1), (0, 0, 0, 0), (1, layer.window.dilation_w)))
     return tuple(POINTWISE)
 
 
@@ -204,12 +203,13 @@ def _conv(step: Int8Step, x: Quantization, graph: Graph, pool: Optional[Layer], 
                   pool is not None)
 
 
-def _pad_of(layer: Layer) -> Optional[tuple]:
+def _pad_of(layer: Layer, across: tuple) -> Optional[tuple]:
     """The params.Border a PAD row gives the input of an int8 convolution or Linear (fast_int8.conv2d
-    reads every tap where it is, four channels at a time), or None if it needs none."""
+    reads every tap where it is, four channels at a time) [whose taps across, _across's, it puts in
+    each pixel], or None if it needs none."""
     if isinstance(layer, Linear):
         return (0, 0, 0, 0) if layer.in_features % 4 else None
-    folded = _across(layer) != tuple(POINTWISE)
+    folded = across != tuple(POINTWISE)
     return tuple(layer.padding) if any(layer.padding) or layer.in_channels % 4 or folded else None
 
 
@@ -274,8 +274,8 @@ def lower_int8(graph: Graph) -> tuple[list[tuple[object, tuple[str, ...], str, t
         output = step.output
         if step.kind == "conv":
             pool = pools.get(step.output) if isinstance(layer, Conv2d) and layer.groups == 1 else None
-            border = None if isinstance(layer, Conv2d) and layer.is_depthwise else _pad_of(layer)
             across = _across(layer)
+            border = None if isinstance(layer, Conv2d) and layer.is_depthwise else _pad_of(layer, across)
             if border is not None:
                 inputs = (padded(inputs[0], border, across),)
             kernel: object = _conv(step, quantized[inputs[0]], graph, pool.layer if pool else None, across)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 import pdinfer
@@ -100,6 +100,7 @@ def padded_input(x: np.ndarray, border: tuple, across: tuple, zero_point: int) -
                       st.integers(1, 70)),  # rows of up to 70: a grayscale image's 16 pixel words, and their ends
        border=st.tuples(*[st.integers(0, 2)] * 4), taps=st.integers(1, 3), step=st.integers(1, 2),
        seed=st.integers(0, 2 ** 16))
+@example(shape=(1, 1, 6, 1), border=(0, 2, 0, 1), taps=3, step=1, seed=7)  # a row narrower than its left border
 def test_fast_int8_pad_equals_numpy(shape, border, taps, step, seed):
     assume(border[1] + shape[3] + border[3] - (taps - 1) * step >= 1)  # an output column
     x = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)

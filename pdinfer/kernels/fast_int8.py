@@ -104,12 +104,15 @@ def conv2d(x, stride, in_h, in_w, in_c, x_zero_point, weight, bias, multiplier, 
         for kx in range(win.kernel_w):
             taps[ky * win.kernel_w + kx] = (ky * win.dilation_h * in_w + kx * win.dilation_w) * in_c
     flat_weight = weight.reshape(-1)
+    # Where the requantization is monotone in the sum (multipliers and LeakyReLU's slope not
+    # negative), a pooled pixel's level is the level of the largest of its four sums.
+    monotone = requant[3] >= 0 and multiplier.min() >= 0
     if variant == AVX2:
         _product_avx2(x, rows, taps, in_c // 4, flat_weight, out_padded, bias, multiplier, requant, out, targets, out_c,
-                      pool)
+                      pool, monotone)
     elif variant == VNNI:
         _product_vnni(x, rows, taps, in_c // 4, flat_weight, out_padded, bias, multiplier, requant, out, targets, out_c,
-                      pool)
+                      pool, monotone)
     else:
         _product_plain(x, rows, taps, in_c // 4, flat_weight, out_padded, bias, multiplier, requant, out, targets, out_c,
                        pool)
@@ -146,11 +149,11 @@ def _product_plain(a, rows, taps, quads_per_tap, weight, out_padded, bias, multi
 
 @jit
 def _product_avx2(a, rows, taps, quads_per_tap, weight, out_padded, bias, multiplier, requant, out, targets, out_c,
-                  pool):
+                  pool, monotone):
     """_product_plain's outputs, the sums by simd_int8.dot_u8s8_avx2 (vpmaddubsw): a tile of 4 rows
-    by 16 channels at a time (eight AVX2 registers of sums; with `pool`, one output pixel)."""
+    by 16 channels at a time (eight AVX2 registers of sums; with `pool`, one output pixel, from the
+    largest of its four sums where `monotone`)."""
     last = rows.size - 1
-    monotone = requant[3] >= 0 and multiplier.min() >= 0
     for block in range(0, out_c, 16):
         for start in range(0, rows.size, 4):
             r0, r1, r2, r3 = rows[start], rows[min(start + 1, last)], rows[min(start + 2, last)], rows[min(start + 3, last)]
@@ -182,12 +185,10 @@ def _product_avx2(a, rows, taps, quads_per_tap, weight, out_padded, bias, multip
 
 @jit
 def _product_vnni(a, rows, taps, quads_per_tap, weight, out_padded, bias, multiplier, requant, out, targets, out_c,
-                  pool):
+                  pool, monotone):
     """_product_plain's outputs, the sums by vpdpbusd: a tile of 12 rows by 32 channels (24 vectors)
-    at a time (with `pool`, three output pixels of four rows each). Where the requantization is
-    monotone in the sum (multipliers and LeakyReLU's slope not negative), a pooled pixel requantizes
-    only the largest of its four sums."""
-    monotone = requant[3] >= 0 and multiplier.min() >= 0
+    at a time (with `pool`, three output pixels of four rows each, each from the largest of its four
+    sums where `monotone`)."""
     last = rows.size - 1
     tile = np.empty(TILE_PIXELS * CHANNEL_BLOCK, np.int32)  # the tile's sums, pixel by pixel
     for group in range(0, rows.size, GROUP_ROWS):  # the group's outputs stay in cache across the blocks
@@ -402,11 +403,8 @@ def _depthwise_row_3x3(x, stride, in_w, channels, flat_weight, flat_bias, padded
     r0 = n * stride + ((oy * win.stride_h - win.pad_top) * in_w + start * win.stride_w - win.pad_left) * channels + c
     o = n * out_stride + (oy * out_w + start) * channels + c
     sliding = win.stride_w == 1 and win.dilation_w == 1
-    a0, a1, a2 = load_levels_full(x, r0), load_levels_full(x, r0 + step_y), load_levels_full(x, r0 + 2 * step_y)
-    b0, b1, b2 = (load_levels_full(x, r0 + step_x), load_levels_full(x, r0 + step_y + step_x),
-                  load_levels_full(x, r0 + 2 * step_y + step_x))
-    for _ in range(start, end):
-        if not sliding:
+    for ox in range(start, end):
+        if ox == start or not sliding:
             a0, a1, a2 = load_levels_full(x, r0), load_levels_full(x, r0 + step_y), load_levels_full(x, r0 + 2 * step_y)
             b0, b1, b2 = (load_levels_full(x, r0 + step_x), load_levels_full(x, r0 + step_y + step_x),
                           load_levels_full(x, r0 + 2 * step_y + step_x))
@@ -438,6 +436,7 @@ def depthwise_conv2d_vnni(x, stride, in_h, in_w, channels, x_zero_point, weight,
     flat_weight = weight.reshape(-1)
     zero = splat_int(x_zero_point * 0x01010101)  # the zero point in every byte
     sliding = win.kernel_w == 3 and groups == 1 and win.stride_w == 1 and win.dilation_w == 1
+    rows_apart = win.dilation_h * in_w * channels  # bytes between a column's taps
     per_image = out_h * out_w
     pixels = images * per_image
     p, stop = pixels * part[0] // part[2], pixels * part[1] // part[2]
@@ -446,26 +445,25 @@ def depthwise_conv2d_vnni(x, stride, in_h, in_w, channels, x_zero_point, weight,
         x1 = min(out_w, x0 + stop - p)
         top = oy * win.stride_h - win.pad_top
         for b in range(blocks):
-            c, m = b * 64, b * 64
+            c = b * 64
             count = min(64, channels - c)
             if sliding:  # each column of taps interleaved once, for the three windows that read it
                 w = b * 3 * 256
                 a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = zero
                 for ix in range(x0 - win.pad_left, x1 - win.pad_left + 2):
                     row = n * stride + (top * in_w + ix) * channels + c
-                    step = win.dilation_h * in_w * channels
                     across = 0 <= ix < in_w
                     t0 = load_bytes(x, row, count) if across and 0 <= top < in_h else zero
-                    t1 = load_bytes(x, row + step, count) \
+                    t1 = load_bytes(x, row + rows_apart, count) \
                         if across and win.kernel_h > 1 and 0 <= top + win.dilation_h < in_h else zero
-                    t2 = load_bytes(x, row + 2 * step, count) \
+                    t2 = load_bytes(x, row + 2 * rows_apart, count) \
                         if across and win.kernel_h > 2 and 0 <= top + 2 * win.dilation_h < in_h else zero
-                    t3 = load_bytes(x, row + 3 * step, count) \
+                    t3 = load_bytes(x, row + 3 * rows_apart, count) \
                         if across and win.kernel_h > 3 and 0 <= top + 3 * win.dilation_h < in_h else zero
                     c0, c1, c2, c3 = interleave_taps(t0, t1, t2, t3)
                     if ix >= x0 - win.pad_left + 2:  # output pixel ix - 2 + pad_left: columns a, b, c
-                        acc0, acc1, acc2, acc3 = (load_sums(bias, m), load_sums(bias, m + 16),
-                                                  load_sums(bias, m + 32), load_sums(bias, m + 48))
+                        acc0, acc1, acc2, acc3 = (load_sums(bias, c), load_sums(bias, c + 16),
+                                                  load_sums(bias, c + 32), load_sums(bias, c + 48))
                         acc0 = dot_u8s8(acc0, a0, load_weight_quads(flat_weight, w))
                         acc1 = dot_u8s8(acc1, a1, load_weight_quads(flat_weight, w + 64))
                         acc2 = dot_u8s8(acc2, a2, load_weight_quads(flat_weight, w + 128))
@@ -478,35 +476,34 @@ def depthwise_conv2d_vnni(x, stride, in_h, in_w, channels, x_zero_point, weight,
                         acc1 = dot_u8s8(acc1, c1, load_weight_quads(flat_weight, w + 576))
                         acc2 = dot_u8s8(acc2, c2, load_weight_quads(flat_weight, w + 640))
                         acc3 = dot_u8s8(acc3, c3, load_weight_quads(flat_weight, w + 704))
-                        levels = pack_levels(requantize_lanes(acc0, multiplier, m, requant),
-                                             requantize_lanes(acc1, multiplier, m + 16, requant),
-                                             requantize_lanes(acc2, multiplier, m + 32, requant),
-                                             requantize_lanes(acc3, multiplier, m + 48, requant))
+                        levels = pack_levels(requantize_lanes(acc0, multiplier, c, requant),
+                                             requantize_lanes(acc1, multiplier, c + 16, requant),
+                                             requantize_lanes(acc2, multiplier, c + 32, requant),
+                                             requantize_lanes(acc3, multiplier, c + 48, requant))
                         store_packed(out, n * out_stride + (oy * out_w + ix - 2 + win.pad_left) * channels + c, levels,
                                      count)
                     a0, a1, a2, a3, b0, b1, b2, b3 = b0, b1, b2, b3, c0, c1, c2, c3
                 continue
             for ox in range(x0, x1):
                 left = ox * win.stride_w - win.pad_left
-                acc0, acc1, acc2, acc3 = (load_sums(bias, m), load_sums(bias, m + 16),
-                                          load_sums(bias, m + 32), load_sums(bias, m + 48))
+                acc0, acc1, acc2, acc3 = (load_sums(bias, c), load_sums(bias, c + 16),
+                                          load_sums(bias, c + 32), load_sums(bias, c + 48))
                 for kx in range(win.kernel_w):
                     ix = left + kx * win.dilation_w
                     for g in range(groups):
                         ky = 4 * g  # the group's first row of taps
                         iy = top + ky * win.dilation_h
                         row = n * stride + (iy * in_w + ix) * channels + c
-                        step = win.dilation_h * in_w * channels
                         across = 0 <= ix < in_w
                         t0 = load_bytes(x, row, count) if across and 0 <= iy < in_h else zero
                         iy += win.dilation_h
-                        t1 = load_bytes(x, row + step, count) \
+                        t1 = load_bytes(x, row + rows_apart, count) \
                             if across and ky + 1 < win.kernel_h and 0 <= iy < in_h else zero
                         iy += win.dilation_h
-                        t2 = load_bytes(x, row + 2 * step, count) \
+                        t2 = load_bytes(x, row + 2 * rows_apart, count) \
                             if across and ky + 2 < win.kernel_h and 0 <= iy < in_h else zero
                         iy += win.dilation_h
-                        t3 = load_bytes(x, row + 3 * step, count) \
+                        t3 = load_bytes(x, row + 3 * rows_apart, count) \
                             if across and ky + 3 < win.kernel_h and 0 <= iy < in_h else zero
                         v0, v1, v2, v3 = interleave_taps(t0, t1, t2, t3)
                         w = ((b * win.kernel_w + kx) * groups + g) * 256
@@ -514,10 +511,10 @@ def depthwise_conv2d_vnni(x, stride, in_h, in_w, channels, x_zero_point, weight,
                         acc1 = dot_u8s8(acc1, v1, load_weight_quads(flat_weight, w + 64))
                         acc2 = dot_u8s8(acc2, v2, load_weight_quads(flat_weight, w + 128))
                         acc3 = dot_u8s8(acc3, v3, load_weight_quads(flat_weight, w + 192))
-                levels = pack_levels(requantize_lanes(acc0, multiplier, m, requant),
-                                     requantize_lanes(acc1, multiplier, m + 16, requant),
-                                     requantize_lanes(acc2, multiplier, m + 32, requant),
-                                     requantize_lanes(acc3, multiplier, m + 48, requant))
+                levels = pack_levels(requantize_lanes(acc0, multiplier, c, requant),
+                                     requantize_lanes(acc1, multiplier, c + 16, requant),
+                                     requantize_lanes(acc2, multiplier, c + 32, requant),
+                                     requantize_lanes(acc3, multiplier, c + 48, requant))
                 store_packed(out, n * out_stride + (oy * out_w + ox) * channels + c, levels, count)
         p += x1 - x0
 
@@ -618,13 +615,12 @@ def pad(x, stride, in_h, in_w, in_c, border, across, zero_point, out, out_stride
                         word = multiply_add(word, taken, splat_int(1 << (8 * j)))
                     store_lanes(out, target + 4 * ox, word)
                     ox += 16
-                for ox in range(ox, stop):
-                    for j in range(taps):
+                done = ox
+                for j in range(taps):  # the other columns of tap j inside x: inside .. end - 1
+                    inside, end = max(0, left - j * step), min(out_w, left - j * step + in_w)
+                    for ox in range(inside, min(first, end)):
                         out[target + 4 * ox + j] = x[source + ox + j * step - left]
-                for j in range(taps):  # the columns at the border: those of tap j inside x
-                    for ox in range(max(0, left - j * step), first):
-                        out[target + 4 * ox + j] = x[source + ox + j * step - left]
-                    for ox in range(stop, min(out_w, left - j * step + in_w)):
+                    for ox in range(max(done, inside), end):
                         out[target + 4 * ox + j] = x[source + ox + j * step - left]
                 continue
             for j in range(taps):  # tap j of output column ox is column ox + j * step - left of x

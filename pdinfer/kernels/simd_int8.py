@@ -392,18 +392,11 @@ def subtract(typingctx, a, b):
 # unpacking works within each 128-bit quarter of the register, so vector v of its four holds the
 # channels 16q + 4v + k (quarter q, lane k); pack_levels' saturating packs undo that order.
 
-def _byte_shuffle(builder, a, b, pick):
-    """<64 x i8> of a's and b's bytes (b's numbered from 64) in the order `pick`."""
-    bytes_type = ir.VectorType(_i8, 64)
-    return builder.shuffle_vector(builder.bitcast(a, bytes_type), builder.bitcast(b, bytes_type),
-                                  ir.Constant(ir.VectorType(_i32, 64), pick))
-
-
-def _word_shuffle(builder, a, b, pick):
-    """<32 x i16> of a's and b's 16-bit words (b's numbered from 32) in the order `pick`."""
-    words = ir.VectorType(ir.IntType(16), 32)
-    return builder.shuffle_vector(builder.bitcast(a, words), builder.bitcast(b, words),
-                                  ir.Constant(ir.VectorType(_i32, 32), pick))
+def _shuffle(builder, a, b, bits, pick):
+    """a's and b's 512 bits as `bits`-bit lanes (b's numbered after a's), in the order `pick`."""
+    lanes = ir.VectorType(ir.IntType(bits), 512 // bits)
+    return builder.shuffle_vector(builder.bitcast(a, lanes), builder.bitcast(b, lanes),
+                                  ir.Constant(ir.VectorType(_i32, len(pick)), pick))
 
 
 @intrinsic
@@ -417,11 +410,11 @@ def interleave_taps(typingctx, t0, t1, t2, t3):
     def codegen(context, builder, sig, args):
         def pairs(high):  # bytes (t_a c, t_b c) for the channels 16q + 8 * high + i, i < 8
             return [index for q in range(4) for i in range(8) for index in (16 * q + 8 * high + i, 64 + 16 * q + 8 * high + i)]
-        low01, high01 = _byte_shuffle(builder, args[0], args[1], pairs(0)), _byte_shuffle(builder, args[0], args[1], pairs(1))
-        low23, high23 = _byte_shuffle(builder, args[2], args[3], pairs(0)), _byte_shuffle(builder, args[2], args[3], pairs(1))
+        low01, high01 = _shuffle(builder, args[0], args[1], 8, pairs(0)), _shuffle(builder, args[0], args[1], 8, pairs(1))
+        low23, high23 = _shuffle(builder, args[2], args[3], 8, pairs(0)), _shuffle(builder, args[2], args[3], 8, pairs(1))
 
         def quads(a, b, high):  # words (t01 c, t23 c) for the channels of a's words 4 * high + k, k < 4
-            return builder.bitcast(_word_shuffle(builder, a, b, [index for q in range(4) for k in range(4)
+            return builder.bitcast(_shuffle(builder, a, b, 16, [index for q in range(4) for k in range(4)
                                                                  for index in (8 * q + 4 * high + k, 32 + 8 * q + 4 * high + k)]), _V)
         vectors = [quads(low01, low23, 0), quads(low01, low23, 1), quads(high01, high23, 0), quads(high01, high23, 1)]
         return context.make_tuple(builder, result, vectors)

@@ -63,7 +63,7 @@ ZERO_POINTS = _row.field(3)  # int8 rows: the zero points of the input, of the s
 BOUNDS = _row.field(2)  # int8 rows: the output's Requant low and high (its slope: the row's entry of the slopes)
 MULTIPLIERS = _row.field(2)  # int8 rows: (address, size) of float32: a convolution's per channel, a mean's one,
 #                              an Add's two; OP_QUANTIZE_U8's and OP_TO_FLOAT_U8's scale
-VARIANT = _row.field()  # OP_CONV_U8: params.PLAIN, VNNI or BEST; OP_DEPTHWISE_U8: PLAIN or VNNI (its operands' layout)
+VARIANT = _row.field()  # OP_CONV_U8: params.PLAIN, VNNI, AVX2 or BEST; OP_DEPTHWISE_U8: PLAIN or VNNI (its operands' layout)
 ROW = _row.size
 
 # The mailbox of the helper thread (int64 words; the words the two threads write are 64 bytes apart).

@@ -76,7 +76,7 @@ class Preparation:
 
 def _steps(plan: Plan, input_shape: tuple[int, ...]) -> list[Callable[[], object]]:
     """What preparing `plan` does, a kernel at a time: its row kernels, the helper's loop, one run."""
-    ops = plan.program.ops if plan.program is not None else ()
+    ops = plan.program.ops() if plan.program is not None else ()
     codes = {op.code for op in ops if op.code != HOST} | ({OP_DEQUANTIZE} if any(op.dequantize for op in ops) else set())
     zeros = np.zeros((1, *input_shape), dtype=np.float32)
 

@@ -74,7 +74,7 @@ def _pad_columns(matrix: np.ndarray) -> np.ndarray:
     return padded
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackedWeight:
     """A weight in its kernel's layout, float32 or as stored: int8 with the scale of each column of
     each group, or the bit patterns of F16/BF16 values. A compressed one is widened to float32 for
@@ -149,7 +149,7 @@ def _inner_pixels(out_shape: tuple[int, int, int], border: tuple) -> int:
     return (out_shape[0] - top - bottom) * (out_shape[1] - left - right)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DenseConv:
     """fast.conv2d: a one-group convolution as a register-tiled matrix product."""
 
@@ -169,7 +169,7 @@ class DenseConv:
                   self.activation[1], macs=self.macs, parts=pixels, dequantize=self.weight.dequantize())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WinogradConv:
     """fast.winograd_conv3x3: a 3x3 stride-1 one-group convolution with float32 weights, Ci and
     Co >= WINOGRAD_CHANNELS (narrower ones measured no faster than DenseConv)."""
@@ -190,7 +190,7 @@ class WinogradConv:
                   self.activation[1], self.tiles, macs=self.tiles[0] * 16 * in_c * out_c, parts=self.tiles[0])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DepthwiseConv:
     """fast.depthwise_conv2d."""
 
@@ -209,7 +209,7 @@ class DepthwiseConv:
                   dequantize=self.weight.dequantize())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GroupedConv:
     """fast.grouped_conv2d: 1 < groups, not depthwise."""
 
@@ -259,7 +259,7 @@ def _lower_conv(group: ConvGroup, graph: Graph) -> Union[DenseConv, DepthwiseCon
     return GroupedConv(packed, bias.astype(np.float32), act, window, (out_h, out_w))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LinearAsConv:
     """Linear + activation as fast.conv2d's 1x1 convolution over (N, 1, 1, I)."""
 
@@ -291,7 +291,7 @@ def _lower_linear(group: LinearGroup, graph: Graph) -> LinearAsConv:
     return LinearAsConv(packed, bias, _activation(group.act), linear.out_features)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScaleShift:
     """fast.scale_shift: per-channel affine map + activation on NHWC or (N, C) values."""
 
@@ -314,7 +314,7 @@ def _lower_affine(group: AffineGroup, graph: Graph) -> ScaleShift:
     return ScaleShift(scale.astype(np.float32), shift.astype(np.float32), _activation(group.act))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MaxPool:
     """fast.max_pool2d."""
 
@@ -327,7 +327,7 @@ class MaxPool:
                   {WINDOW: self.window, BORDER: self.border})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AvgPool:
     """fast.avg_pool2d."""
 
@@ -341,7 +341,7 @@ class AvgPool:
                   {WINDOW: self.window, AVERAGE: (int(self.count_include_pad), self.divisor_override)})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GlobalMean:
     """fast.global_avg_pool: (N, H, W, C) to (N, C), or (N, 1, 1, C) with keepdim."""
 
@@ -362,7 +362,7 @@ def _lower_pool(group: PoolGroup, graph: Graph) -> Union[MaxPool, AvgPool, Globa
     return AvgPool(tuple(pool.window), pool.count_include_pad, pool.divisor_override, out_hw)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LayerRow:
     """A layer with a row kernel and no parameters: Softmax (over the channels, the last axis
     here), Sigmoid, Add, or Flatten (NHWC back to PyTorch's channel-major order)."""
@@ -374,7 +374,7 @@ class LayerRow:
         return Op(self.code, image_view(in_shape), out_shape)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReferenceLayer:
     """A layer with no fast kernel: its reference forward, on the values as they are if it is
     elementwise, else on NCHW copies of rank-4 values."""
@@ -395,7 +395,7 @@ def _concat(*xs: Values) -> Values:
     return np.concatenate(xs, axis=-1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChannelSlice:
     """Slice channels [start, end): one copy of the slice."""
 
@@ -406,7 +406,7 @@ class ChannelSlice:
         return np.ascontiguousarray(x[..., self.start:self.end])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Shuffle:
     """ChannelShuffle: channel j * groups + i of the output is channel i * (C / groups) + j of the
     input, as the view-transpose-view in PyTorch's layout; one copy."""
@@ -464,7 +464,8 @@ LOWER = {ConvGroup: _lower_conv, LinearGroup: _lower_linear, AffineGroup: _lower
 def in_one_buffer(kernels: list) -> list:
     """The kernels with the arrays they keep (a PackedWeight's included) copied into one buffer,
     each on a 64-byte boundary: a resident model holds one allocation instead of one per array
-    (each with its own alignment slack, array object and malloc overhead)."""
+    (each with its own alignment slack, array object and malloc overhead); and with one object for
+    each set of equal tuples of ints they keep (windows, borders, shapes)."""
     def arrays(obj: object) -> list[np.ndarray]:
         found = []
         for value in _field_values(obj).values():
@@ -475,10 +476,9 @@ def in_one_buffer(kernels: list) -> list:
     for key, a in kept.items():
         offsets[key], size = size, size + -(-a.nbytes // 64) * 64
     buffer = _aligned_zeros((size,), np.uint8)
+    tuples: dict[tuple, tuple] = {}  # tuple of ints -> the one kept
 
     def moved(obj: object) -> object:
-        if not dataclasses.is_dataclass(obj) or not arrays(obj):
-            return obj
         changes = {}
         for name, value in _field_values(obj).items():
             if isinstance(value, PackedWeight):
@@ -488,13 +488,14 @@ def in_one_buffer(kernels: list) -> list:
                 copy = buffer[start:start + value.nbytes].view(value.dtype).reshape(value.shape)
                 copy[...] = value
                 changes[name] = copy
-        return dataclasses.replace(obj, **changes)
+            elif isinstance(value, tuple) and all(type(v) is int for v in value):
+                changes[name] = tuples.setdefault(value, value)
+        return dataclasses.replace(obj, **changes) if changes else obj
     return [moved(kernel) for kernel in kernels]
 
 
 def _field_values(obj: object) -> dict[str, object]:
-    """A dataclass's fields by name ({} for anything else). Not vars(): it would give each kept
-    object a __dict__ of its own (CPython 3.11+ keeps attributes inline until one is asked for)."""
+    """A dataclass's fields by name ({} for anything else; the kernels have slots, no vars())."""
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)} if dataclasses.is_dataclass(obj) else {}
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from .fusion import ACTIVATIONS, AffineGroup, ConvGroup, LayerGroup, LinearGroup, PoolGroup, pools_2x2_blocks
 from .graph import Graph
-from .kernels.params import (BEST, PLAIN, POINTWISE, VNNI, depthwise_biases, depthwise_vnni_operands, folded_bias,
+from .kernels.params import (BEST, INT8_CHANNEL_ALIGN, PLAIN, POINTWISE, VNNI, depthwise_biases, depthwise_vnni_operands, folded_bias,
                              pack_weight, padded_channels, quads, taps_across_in_channels, unpadded, window)
 from .kernels.table import (BIAS, BORDER, BOUNDS, MULTIPLIERS, OP_ADD_U8, OP_CONV_U8, OP_DEPTHWISE_U8, OP_FLATTEN_U8,
                             OP_MAX_POOL_U8, OP_MEAN_U8, OP_PAD_U8, OP_QUANTIZE_U8, OP_TO_FLOAT_U8, POOL, VARIANT, WEIGHT,
@@ -44,7 +44,7 @@ def _one(value: float) -> np.ndarray:
     return np.array([value], np.float32)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Convert:
     """A QUANTIZE row (float32 to uint8) or a TO_FLOAT row (uint8 to float32) of a value."""
 
@@ -58,13 +58,13 @@ class Convert:
                   {MULTIPLIERS: (address(self.scale), 1), ZERO_POINTS: zero_points}, uint8=self.code == OP_QUANTIZE_U8)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConvU8:
     """fast_int8.conv2d: a one-group convolution [with its 2x2 max pool], or a Linear as a 1x1 one."""
 
-    weight: np.ndarray  # (packed_rows(K) // 4, padded_channels(Co), 4) int8, params.pack_weight's
-    bias: np.ndarray  # (padded_channels(Co),) int32, params.folded_bias's
-    multipliers: np.ndarray  # (padded_channels(Co),) float32
+    weight: np.ndarray  # (packed_rows(K) // 4, padded_channels(Co, 16), 4) int8, params.pack_weight's
+    bias: np.ndarray  # (padded_channels(Co, 16),) int32, params.folded_bias's
+    multipliers: np.ndarray  # (padded_channels(Co, 16),) float32
     requant: tuple  # params.Requant
     window: tuple  # params.Window, unpadded (a PAD row pads its input, and widens it to whole quads of channels)
     x_zero: int
@@ -81,7 +81,7 @@ class ConvU8:
                   float(self.requant[3]), macs=self.macs, parts=out[0] * out[1], uint8=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PadU8:
     """fast_int8.pad: a uint8 value with its zero point around each image and in channels up to
     whole quads, for a convolution [its taps across side by side in each pixel: `across`]."""
@@ -116,14 +116,14 @@ def _across(layer: Layer) -> tuple:
     return tuple(POINTWISE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DepthwiseU8:
     """fast_int8.depthwise_conv2d (PLAIN), or depthwise_conv2d_vnni (VNNI: a CPU with AVX512_VNNI,
     more than 32 channels)."""
 
-    weight: np.ndarray  # PLAIN: (KH * KW, padded_channels(C)) int8; VNNI: params.depthwise_vnni_operands'
-    bias: np.ndarray  # PLAIN: (2, padded_channels(C)) int32, params.depthwise_biases; VNNI: the operands'
-    multipliers: np.ndarray  # PLAIN: (padded_channels(C),) float32; VNNI: the operands'
+    weight: np.ndarray  # PLAIN: (KH * KW, padded_channels(C, 16)) int8; VNNI: params.depthwise_vnni_operands'
+    bias: np.ndarray  # PLAIN: (2, padded_channels(C, 16)) int32, params.depthwise_biases; VNNI: the operands'
+    multipliers: np.ndarray  # PLAIN: (padded_channels(C, 16),) float32; VNNI: the operands'
     requant: tuple
     window: tuple
     x_zero: int
@@ -141,7 +141,7 @@ class DepthwiseU8:
                   uint8=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PoolU8:
     """fast_int8.max_pool2d, global_avg_pool (MEAN: requantized) or flatten: one uint8 value to another."""
 
@@ -159,7 +159,7 @@ class PoolU8:
         return Op(self.code, image_view(in_shape), self.out_shape, fields, float(self.requant[3]), uint8=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AddU8:
     """fast_int8.add of two uint8 values."""
 
@@ -178,7 +178,7 @@ def _conv(step: Int8Step, x: Quantization, graph: Graph, pool: Optional[Layer], 
     [on an input whose pixels hold its taps across: _across's]."""
     layer = step.layer
     out_shape = per_image(graph.shapes[(pool or layer).name])
-    channels = padded_channels(layer.weight.shape[0])
+    channels = padded_channels(layer.weight.shape[0], INT8_CHANNEL_ALIGN)
     multipliers = np.zeros(channels, np.float32)
     multipliers[:layer.weight.shape[0]] = step.multipliers[0]
     if isinstance(layer, Conv2d) and layer.is_depthwise:

@@ -26,13 +26,13 @@ from .fusion import Alias, fuse, output_of
 from .graph import INPUT, Graph
 from .lowering import LOWER, PackedWeight, in_one_buffer, kept
 from .lowering_int8 import lower_int8
-from .program import HOST, Helper, Op, Program, Shape, image_view, per_image
+from .program import Helper, Program, per_image
 
 PASS_BYTES = 1 << 20  # the largest value of one pass stays about this small, so passes run in the L2 cache
 MAX_CHUNK = 8  # images a batch runs through the plan at a time: bounds the values carried between segments (8: fastest of 1-64 on both seed models)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Step:
     """Compute `output` from `inputs` (value names) with `kernel`; `layers` names the file layers
     covered."""
@@ -43,7 +43,7 @@ class Step:
     layers: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Segment:
     """Steps [start, end) of a plan, run on `images` images of the batch at a time: a pass of the
     largest value among them stays about PASS_BYTES."""
@@ -81,25 +81,13 @@ def build_plan(graph: Graph) -> Plan:
     return Plan(steps, segments, output, chunk, program)
 
 
-def _op(kernel: object, in_shape: Shape, out_shape: Shape) -> Op:
-    """The step as a row of the interpreter (kernels/table.py), or as a HOST step."""
-    if hasattr(kernel, "op"):
-        return kernel.op(in_shape)
-    return Op(HOST, image_view(in_shape), out_shape, host=kernel)
-
-
 def _program(steps: tuple[Step, ...], segments: tuple[Segment, ...], value_shapes: dict[str, tuple],
              input_shape: tuple[int, ...], output: str) -> Program:
     """The steps as a Program (value_shapes: every value's NCHW or (N, F) shape, N = 1)."""
-    shapes: dict[str, Shape] = {INPUT: per_image((1, *input_shape))}
-    ops = []
-    for step in steps:
-        op = _op(step.kernel, shapes[step.inputs[0]], per_image(value_shapes[step.output]))
-        ops.append(op)
-        shapes[step.output] = op.out_shape
-    return Program(ops, [step.inputs for step in steps], [step.output for step in steps],
+    return Program([step.kernel for step in steps], [step.inputs for step in steps], [step.output for step in steps],
+                   [per_image(value_shapes[step.output]) for step in steps],
                    [(s.start, s.end, s.images) for s in segments], min(s.images for s in segments), INPUT,
-                   shapes[INPUT], output)
+                   per_image((1, *input_shape)), output)
 
 
 def _segments(steps: tuple[Step, ...], shapes: dict[str, tuple]) -> tuple[Segment, ...]:

@@ -1,7 +1,7 @@
 """A plan compiled to tables for pdinfer/kernels/program.py: one executor for every plan.
 
-`Program` holds a plan's steps as `Op`s (what each kernel reads and writes, and its parameters) and
-builds, on the first call with N images, the table of that call: a row per step and pass of images
+`Program` holds a plan's lowered steps; each says, as an `Op`, what its kernel reads and writes and
+its parameters. On the first call with N images it builds the table of that call from the Ops: a row per step and pass of images
 (the plan's segments), a DEQUANTIZE row before each compressed weight's convolution, and the place
 of every value in one float32 arena, planned from the values' lifetimes (first fit, in order of
 first use, so the passes of a segment reuse the same memory). A step with no row kernel (a HOST
@@ -99,24 +99,37 @@ class Table:
     output: int  # offset of the output's N images
 
 
-class Program:
-    """A plan's steps as Ops, run as one table per call (see the module docstring)."""
+def op_of(step: object, in_shape: Shape, out_shape: Shape) -> Op:
+    """A lowered step (lowering.py) as a row of the interpreter: its `op()`; or a host function,
+    (*input values) -> output value, as a HOST step writing `out_shape`."""
+    if hasattr(step, "op"):
+        return step.op(in_shape)
+    return Op(HOST, image_view(in_shape), out_shape, host=step)
 
-    def __init__(self, ops: list[Op], inputs: list[tuple[str, ...]], outputs: list[str],
-                 segments: list[tuple[int, int, int]], fewest_images: int, input_name: str, input_shape: Shape,
-                 output: str) -> None:
-        self.ops, self.inputs, self.outputs = tuple(ops), tuple(inputs), tuple(outputs)
+
+class Program:
+    """A plan's lowered steps, run as one table per call (see the module docstring). Their Ops are
+    made again whenever a table is built, not kept: a resident model holds its steps and tables only."""
+
+    def __init__(self, steps: list[object], inputs: list[tuple[str, ...]], outputs: list[str],
+                 out_shapes: list[Shape], segments: list[tuple[int, int, int]], fewest_images: int, input_name: str,
+                 input_shape: Shape, output: str) -> None:
+        """out_shapes: one image of each step's output as the graph gives it (what a HOST step writes)."""
+        self.steps, self.inputs, self.outputs = tuple(steps), tuple(inputs), tuple(outputs)
         self.segments = tuple(segments)  # (first step, end step, images per pass), plan.Segment's
         self.fewest_images = fewest_images  # a call this small runs every step in one pass
         self.input_name, self.output = input_name, output
         self.shapes = {input_name: input_shape}
-        self.floats = {input_name: int(np.prod(input_shape))}  # float32 words per image of each value
-        for op, name in zip(self.ops, self.outputs):
-            self.shapes[name] = op.out_shape
-            self.floats[name] = -(-int(np.prod(op.out_shape)) // 4) if op.uint8 else int(np.prod(op.out_shape))
+        for step, inputs_of, name, out_shape in zip(self.steps, self.inputs, self.outputs, out_shapes):
+            self.shapes[name] = op_of(step, self.shapes[inputs_of[0]], out_shape).out_shape
         self._output_floats = int(np.prod(self.shapes[output]))  # per image
         self._tables: dict[int, Table] = {}
         self._lock = threading.Lock()
+
+    def ops(self) -> list[Op]:
+        """The steps as Ops, one per step."""
+        return [op_of(step, self.shapes[inputs[0]], self.shapes[name])
+                for step, inputs, name in zip(self.steps, self.inputs, self.outputs)]
 
     def table(self, images: int) -> Table:
         """The table of a call of `images` images (built on first use, then kept)."""
@@ -168,7 +181,7 @@ class Program:
     def _passes(self, images: int) -> list[tuple[int, int, int, int]]:
         """(first step, end step, first image, images) of every pass of a call, in order."""
         if images <= self.fewest_images:
-            return [(0, len(self.ops), 0, images)]
+            return [(0, len(self.steps), 0, images)]
         return [(start, end, first, min(per_pass, images - first))
                 for start, end, per_pass in self.segments for first in range(0, images, per_pass)]
 
@@ -176,7 +189,7 @@ class Program:
         """The table of a call of `images` images: its rows and host calls, a pass of images at a
         time, and its arena's layout."""
         from .kernels.rows import kernel_address  # Numba's (see _interpreter)
-        passes = self._passes(images)
+        passes, ops = self._passes(images), self.ops()
         segment_of = {}  # value -> the segment making it
         for start, end, _, _ in passes:
             segment_of.update((self.outputs[s], start) for s in range(start, end))
@@ -185,7 +198,9 @@ class Program:
         whole = {self.input_name, self.output}
         for start, end, _, _ in passes:
             whole.update(name for s in range(start, end) for name in self.inputs[s] if segment_of.get(name) != start)
-        sizes = self.floats
+        sizes = {self.input_name: int(np.prod(self.shapes[self.input_name]))}  # float32 words per image of each value
+        for op, name in zip(ops, self.outputs):
+            sizes[name] = -(-int(np.prod(op.out_shape)) // 4) if op.uint8 else int(np.prod(op.out_shape))
         lifetimes: dict[tuple, list[int]] = {}  # allocation -> [floats, first use, last use]
 
         def use(key: tuple, floats: int, when: int) -> None:
@@ -205,12 +220,12 @@ class Program:
                 when = len(instructions)
                 reads = [place(name, pass_index, first, count, when) for name in self.inputs[s]]
                 written = place(self.outputs[s], pass_index, first, count, when)
-                sharing = self._sharing(s, count)
-                scratch = self._scratch(s, count) * (2 if sharing[0] else 1)  # the helper's chunks have their own
+                sharing = _sharing(ops[s], count)
+                scratch = _scratch(ops[s], count) * (2 if sharing[0] else 1)  # the helper's chunks have their own
                 for i, floats in enumerate(scratch):
                     use(("scratch", when, i), floats, when)
-                if self.ops[s].dequantize:
-                    use(("weight", when), _floats(self.ops[s].fields[WEIGHT]), when)
+                if ops[s].dequantize:
+                    use(("weight", when), _floats(ops[s].fields[WEIGHT]), when)
                 instructions.append((s, count, reads, written, len(scratch), sharing))
         use((self.output,), images * sizes[self.output], len(instructions))
         offsets, arena = _first_fit(lifetimes)
@@ -221,7 +236,7 @@ class Program:
 
         rows, slopes, steps, parts, run_start = [], [], [], [], 0
         for when, (s, count, reads, written, scratches, sharing) in enumerate(instructions):
-            op = self.ops[s]
+            op = ops[s]
             if op.code == HOST:
                 parts += [(run_start, len(rows))] if run_start < len(rows) else []
                 parts.append(HostCall(s, op.host, tuple((at(read, name), (count, *self.shapes[name]))
@@ -263,36 +278,36 @@ class Program:
         return Table(table, np.array(slopes, dtype=np.float32), tuple(steps), tuple(parts), bool(table[:, CHUNKS].any()), arena,
                      offsets[(self.input_name,)], offsets[(self.output,)])
 
-    def _sharing(self, step: int, images: int) -> tuple[int, int]:
-        """(chunks, whether they are blocks of output channels) of the step's row on `images` images
-        when a call has a helper thread: (0, 0) for a row too small to share. A convolution of few
-        output pixels (a Linear on one image), and a Winograd row whose transformed weight outweighs
-        its transformed input and products (few tiles, many channels: PDModel's last convolution),
-        are cut by output channels, so that each thread streams its own columns of the weight; any
-        other (a depthwise convolution's always) by pixels (or tiles)."""
-        op = self.ops[step]
-        if op.code in (OP_DEPTHWISE, OP_DEPTHWISE_U8, OP_CONV_U8):  # by pixels only
-            return (SHARE_CHUNKS, 0) if op.macs * images >= SHARE_MACS and op.parts * images >= 4 * SHARE_CHUNKS else (0, 0)
-        if op.code not in (OP_CONV, OP_WINOGRAD):
-            return 0, 0
-        weight = op.fields[WEIGHT]
-        if op.macs * images < SHARE_MACS and weight[1] * weight[2] * weight[3] < SHARE_WEIGHTS:
-            return 0, 0
-        in_c, out_c = op.x_view[2], image_view(op.out_shape)[2]
-        few_pixels = op.parts * images < 4 * SHARE_CHUNKS
-        heavy_weight = op.code == OP_WINOGRAD and in_c * out_c > images * op.tiles[0] * (in_c + out_c)
-        if few_pixels or heavy_weight:
-            blocks = -(-out_c // 32)
-            return (min(SHARE_CHUNKS, blocks), 1) if blocks > 1 else (0, 0)
-        return SHARE_CHUNKS, 0
 
-    def _scratch(self, step: int, images: int) -> tuple[int, ...]:
-        """Floats of the step's scratch arrays in a pass of `images` images (Winograd's v and m)."""
-        op = self.ops[step]
-        if op.code != OP_WINOGRAD:
-            return ()
-        tiles = min(op.tiles[1], images * op.tiles[0])
-        return 16 * tiles * op.x_view[2], 16 * tiles * image_view(op.out_shape)[2]
+def _sharing(op: Op, images: int) -> tuple[int, int]:
+    """(chunks, whether they are blocks of output channels) of the op's row on `images` images
+    when a call has a helper thread: (0, 0) for a row too small to share. A convolution of few
+    output pixels (a Linear on one image), and a Winograd row whose transformed weight outweighs
+    its transformed input and products (few tiles, many channels: PDModel's last convolution),
+    are cut by output channels, so that each thread streams its own columns of the weight; any
+    other (a depthwise convolution's always) by pixels (or tiles)."""
+    if op.code in (OP_DEPTHWISE, OP_DEPTHWISE_U8, OP_CONV_U8):  # by pixels only
+        return (SHARE_CHUNKS, 0) if op.macs * images >= SHARE_MACS and op.parts * images >= 4 * SHARE_CHUNKS else (0, 0)
+    if op.code not in (OP_CONV, OP_WINOGRAD):
+        return 0, 0
+    weight = op.fields[WEIGHT]
+    if op.macs * images < SHARE_MACS and weight[1] * weight[2] * weight[3] < SHARE_WEIGHTS:
+        return 0, 0
+    in_c, out_c = op.x_view[2], image_view(op.out_shape)[2]
+    few_pixels = op.parts * images < 4 * SHARE_CHUNKS
+    heavy_weight = op.code == OP_WINOGRAD and in_c * out_c > images * op.tiles[0] * (in_c + out_c)
+    if few_pixels or heavy_weight:
+        blocks = -(-out_c // 32)
+        return (min(SHARE_CHUNKS, blocks), 1) if blocks > 1 else (0, 0)
+    return SHARE_CHUNKS, 0
+
+
+def _scratch(op: Op, images: int) -> tuple[int, ...]:
+    """Floats of the op's scratch arrays in a pass of `images` images (Winograd's v and m)."""
+    if op.code != OP_WINOGRAD:
+        return ()
+    tiles = min(op.tiles[1], images * op.tiles[0])
+    return 16 * tiles * op.x_view[2], 16 * tiles * image_view(op.out_shape)[2]
 
 
 def _first_fit(lifetimes: dict[tuple, list[int]]) -> tuple[dict[tuple, int], int]:
@@ -309,7 +324,6 @@ def _first_fit(lifetimes: dict[tuple, list[int]]) -> tuple[dict[tuple, int], int
         offsets[key] = offset
         placed.append((offset, offset + floats, first, last))
     return offsets, max((end for _, end, _, _ in placed), default=0)
-
 
 
 def address(array: np.ndarray) -> int:

@@ -20,7 +20,7 @@ from exporter.compress import compress_file
 from pdinfer.builder import every_layer_type
 from pdinfer.graph import load_graph
 from pdinfer.kernels import fast_int8, integer
-from pdinfer.kernels.params import (AVX2, PLAIN, VNNI, depthwise_biases, depthwise_vnni_operands, folded_bias, pack_weight,
+from pdinfer.kernels.params import (AVX2, INT8_CHANNEL_ALIGN, PLAIN, VNNI, depthwise_biases, depthwise_vnni_operands, folded_bias, pack_weight,
                                     padded_channels, quads, requant, taps_across_in_channels, unpadded, window)
 from pdinfer.quantize import Int8Reference
 from small_model import sample_images, write_small_model
@@ -118,7 +118,7 @@ def test_fast_int8_conv2d_equals_the_integer_reference(case, seed, variant):
     if pool:
         expected = integer.max_pool2d(expected, tuple(window((2, 2), (2, 2), (0, 0, 0, 0))), conv_h // 2, conv_w // 2)
     out_h, out_w = expected.shape[2:]
-    padded = padded_channels(co)
+    padded = padded_channels(co, INT8_CHANNEL_ALIGN)
     multipliers = np.zeros(padded, np.float32)
     multipliers[:co] = multiplier
     # the table gives the input its padding and whole quads of channels [its taps across side by side] with a PAD row
@@ -151,7 +151,7 @@ def test_fast_int8_depthwise_equals_the_integer_reference(case, seed, variant):
     if variant == VNNI:
         kernel, operands = fast_int8.depthwise_conv2d_vnni, depthwise_vnni_operands(weight, bias, multiplier, zero_x)
     else:
-        padded = padded_channels(c)
+        padded = padded_channels(c, INT8_CHANNEL_ALIGN)
         taps = np.zeros((win.kernel_h * win.kernel_w, padded), np.int8)
         taps[:, :c] = weight.reshape(c, -1).T
         multipliers = np.zeros(padded, np.float32)

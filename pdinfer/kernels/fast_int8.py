@@ -85,7 +85,7 @@ def conv2d(x, stride, in_h, in_w, in_c, x_zero_point, weight, bias, multiplier, 
     (a PAD row: fast_int8.pad), so every tap is read where it is, four channels at a time.
 
     x:          flat uint8, images `stride` bytes apart, each (in_h, in_w, in_c), in_c % 4 == 0
-    weight:     (KH * KW * in_c // 4, Co_padded, 4) int8, params.pack_weight's
+    weight:     (KH * KW * in_c // 4, Co_padded, 4) int8, params.pack_weight's (Co_padded % 16 == 0)
     bias:       (Co_padded,) int32, params.folded_bias's; multiplier: (Co_padded,) float32
     requant:    params.Requant; window: params.Window, unpadded
     out:        flat uint8, images out_stride bytes apart, each (out_h, out_w, out_c)
@@ -193,6 +193,9 @@ def _product_vnni(a, rows, taps, quads_per_tap, weight, out_padded, bias, multip
     tile = np.empty(TILE_PIXELS * CHANNEL_BLOCK, np.int32)  # the tile's sums, pixel by pixel
     for group in range(0, rows.size, GROUP_ROWS):  # the group's outputs stay in cache across the blocks
         for block in range(0, out_c, CHANNEL_BLOCK):
+            # The upper 16 channels of the block; a last block of 16 or fewer (the columns padded to 16
+            # only) has none, and computes its lower 16 twice instead of reading past the columns.
+            upper = 16 if out_padded - block > 16 else 0
             for start in range(group, min(group + GROUP_ROWS, rows.size), TILE_PIXELS):
                 r0, r1, r2, r3 = rows[start], rows[min(start + 1, last)], rows[min(start + 2, last)], rows[min(start + 3, last)]
                 r4, r5, r6, r7 = rows[min(start + 4, last)], rows[min(start + 5, last)], rows[min(start + 6, last)], \
@@ -200,11 +203,11 @@ def _product_vnni(a, rows, taps, quads_per_tap, weight, out_padded, bias, multip
                 r8, r9, r10, r11 = rows[min(start + 8, last)], rows[min(start + 9, last)], rows[min(start + 10, last)], \
                     rows[min(start + 11, last)]
                 lo0 = lo1 = lo2 = lo3 = lo4 = lo5 = lo6 = lo7 = lo8 = lo9 = lo10 = lo11 = load_sums(bias, block)
-                hi0 = hi1 = hi2 = hi3 = hi4 = hi5 = hi6 = hi7 = hi8 = hi9 = hi10 = hi11 = load_sums(bias, block + 16)
+                hi0 = hi1 = hi2 = hi3 = hi4 = hi5 = hi6 = hi7 = hi8 = hi9 = hi10 = hi11 = load_sums(bias, block + upper)
                 w = block * 4
                 for tap in taps:
                     for q in range(quads_per_tap):
-                        w_lo, w_hi = load_weight_quads(weight, w), load_weight_quads(weight, w + 64)
+                        w_lo, w_hi = load_weight_quads(weight, w), load_weight_quads(weight, w + 4 * upper)
                         k = tap + 4 * q
                         b = broadcast_quad(a, r0 + k)
                         lo0, hi0 = dot_u8s8(lo0, b, w_lo), dot_u8s8(hi0, b, w_hi)

@@ -78,11 +78,12 @@ NO_BORDER = border()
 # What lowering packs and the fast kernels read (pdinfer/lowering.py, kernels/fast.py).
 
 CHANNEL_ALIGN = 32  # packed output channels are padded to a multiple of this
+INT8_CHANNEL_ALIGN = 16  # ... and an int8 row's to whole vectors of 16 int32 sums (fast_int8)
 
 
-def padded_channels(channels: int) -> int:
+def padded_channels(channels: int, align: int = CHANNEL_ALIGN) -> int:
     """The packed width of `channels` output channels."""
-    return -(-channels // CHANNEL_ALIGN) * CHANNEL_ALIGN
+    return -(-channels // align) * align
 
 
 WINOGRAD_GROUP_BYTES = 2 << 20  # the transformed input and products of a group of tiles (larger measured faster)

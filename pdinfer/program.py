@@ -1,13 +1,13 @@
 """A plan compiled to tables for pdinfer/kernels/program.py: one executor for every plan.
 
 `Program` holds a plan's lowered steps; each says, as an `Op`, what its kernel reads and writes and
-its parameters. On the first call with N images it builds the table of that call from the Ops: a row per step and pass of images
-(the plan's segments), a DEQUANTIZE row before each compressed weight's convolution, and the place
-of every value in one float32 arena, planned from the values' lifetimes (first fit, in order of
-first use, so the passes of a segment reuse the same memory). A step with no row kernel (a HOST
-step) cuts the table in parts: Python runs it on views of the arena between two calls of the
-interpreter. The arena of a call is taken once, the input copied in as NHWC, the parts run, and
-the output copied out.
+its parameters. On the first call with N images it builds the table of that call from the Ops: a
+row per step and pass of images (the plan's segments), a DEQUANTIZE row before each compressed
+weight's convolution, and the place of every value in one float32 arena, planned from the values'
+lifetimes (first fit, in order of first use, so the passes of a segment reuse the same memory). A
+step with no row kernel (a HOST step) cuts the table in parts: Python runs it on views of the arena
+between two calls of the interpreter. The arena of a call is taken once, the input copied in as
+NHWC, the parts run, and the output copied out.
 """
 
 from __future__ import annotations

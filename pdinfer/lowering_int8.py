@@ -17,8 +17,9 @@ import numpy as np
 
 from .fusion import ACTIVATIONS, AffineGroup, ConvGroup, LayerGroup, LinearGroup, PoolGroup, pools_2x2_blocks
 from .graph import Graph
-from .kernels.params import (BEST, INT8_CHANNEL_ALIGN, PLAIN, POINTWISE, VNNI, depthwise_biases, depthwise_vnni_operands, folded_bias,
-                             pack_weight, padded_channels, quads, taps_across_in_channels, unpadded, window)
+from .kernels.params import (BEST, INT8_CHANNEL_ALIGN, PLAIN, POINTWISE, VNNI, compiles_for, depthwise_biases,
+                             depthwise_vnni_operands, folded_bias, pack_weight, padded_channels, quads,
+                             taps_across_in_channels, unpadded, window)
 from .kernels.table import (BIAS, BORDER, BOUNDS, MULTIPLIERS, OP_ADD_U8, OP_CONV_U8, OP_DEPTHWISE_U8, OP_FLATTEN_U8,
                             OP_MAX_POOL_U8, OP_MEAN_U8, OP_PAD_U8, OP_QUANTIZE_U8, OP_TO_FLOAT_U8, POOL, VARIANT, WEIGHT,
                             WINDOW, ZERO_POINTS)
@@ -182,8 +183,7 @@ def _conv(step: Int8Step, x: Quantization, graph: Graph, pool: Optional[Layer], 
     multipliers = np.zeros(channels, np.float32)
     multipliers[:layer.weight.shape[0]] = step.multipliers[0]
     if isinstance(layer, Conv2d) and layer.is_depthwise:
-        from .kernels.simd_int8 import HAS_VNNI  # (Numba: not imported with pdinfer)
-        if HAS_VNNI and layer.out_channels > 32:  # its 64 channel blocks half full or more
+        if layer.out_channels > 32 and compiles_for("avx512vnni") and compiles_for("avx512bw"):  # its 64 channel blocks half full or more
             weight, bias, multipliers = depthwise_vnni_operands(layer.weight, step.bias, step.multipliers[0], x.zero_point)
             return DepthwiseU8(weight, bias, multipliers, tuple(step.requant), tuple(layer.window), x.zero_point,
                                out_shape, VNNI)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -10,7 +11,7 @@ import weakref
 from collections import OrderedDict
 from types import ModuleType
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from .image import image_files, read_image
 from .kernels import vectorized
 from .layers.base import Layer
 from .plan import Plan, build_plan, run_plan
+from .quantize import Int8Reference
 from .kernels.table import HAS_FUTEX
 from .program import Helper
 
@@ -75,13 +77,14 @@ class Model:
         self._identity = _model_identity(graph)
         self._plan = _shared_plan(graph, self._identity)
         # Until the plan's kernels are compiled or loaded (by the background worker), calls run the
-        # graph's layers with NumPy; the worker's callback then lets go of them.
-        self._numpy_layers: Optional[list[Layer]] = None
-        # (A model computing in int8 has no NumPy form: its first call waits for its kernels.)
-        if _cold_start() == "numpy" and self._plan.program is not None and graph.activations is None:
+        # graph's layers with NumPy (an int8 model's: its integer reference's NumPy form); the
+        # worker's callback then lets go of them.
+        self._numpy_forward: Optional[Callable[[np.ndarray], np.ndarray]] = None
+        if _cold_start() == "numpy" and self._plan.program is not None:
             preparation = background.prepare(self._plan, self.input_shape)
             if not preparation.done():
-                self._numpy_layers = graph.layers
+                self._numpy_forward = (Int8Reference(graph, numpy=True) if graph.activations is not None
+                                       else functools.partial(_run_layers, graph.layers, kernels=vectorized))
                 model = weakref.ref(self)
                 preparation.on_done(lambda: _compiled(model()))
         # The checked graph, unfolded, is what `trace` runs. A resident model does not keep it
@@ -116,9 +119,9 @@ class Model:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Run on (C, H, W) or (N, C, H, W) float input; returns (*output,) or (N, *output) float32."""
         batch, single = self.check_input(x)
-        layers, pool, helper = self._numpy_layers, _pool, _helper
-        if layers is not None:  # the kernels are not ready yet (see `compiled`)
-            out = _run_layers(layers, batch, vectorized)
+        numpy_forward, pool, helper = self._numpy_forward, _pool, _helper
+        if numpy_forward is not None:  # the kernels are not ready yet (see `compiled`)
+            out = numpy_forward(batch)
         elif pool is None or len(batch) == 1:  # one thread, or one image (big convolutions shared with the helper)
             out = run_plan(self._plan, batch, helper)
         else:  # a slice of the batch per thread; run_plan bounds each slice's memory: a few images a pass
@@ -132,15 +135,16 @@ class Model:
         """Whether calls run the compiled kernels. A model loaded while they are not yet compiled
         (or loaded from Numba's cache) in this process runs its layers with NumPy meanwhile
         (kernels/vectorized.py: the reference kernels' NumPy forms, the same answers to float32
-        rounding), as a background thread prepares them; see PDINFER_COLD_START in the README."""
-        return self._numpy_layers is None
+        rounding; an int8 model's integer steps give the same answers bit for bit), as a
+        background thread prepares them; see PDINFER_COLD_START in the README."""
+        return self._numpy_forward is None
 
     def compile(self) -> None:
         """Compile (or load from Numba's disk cache) the kernels this model runs, now, in this thread;
         every later call runs them."""
         if self._plan.program is not None:
             background.prepare_now(self._plan, self.input_shape)
-        self._numpy_layers = None
+        self._numpy_forward = None
 
     def trace(self, x: np.ndarray) -> "OrderedDict[str, np.ndarray]":
         """Every layer's output (NCHW, the file's layer names and order) from the reference kernels.
@@ -157,7 +161,6 @@ class Model:
         batch, _ = self.check_input(x)
         graph = self.reference_graph()
         if graph.activations is not None:
-            from .quantize import Int8Reference
             values = OrderedDict(Int8Reference(graph).trace(batch))
         else:
             from .kernels import reference  # Numba's (imported on first use: `import pdinfer` does not need it)
@@ -193,7 +196,7 @@ def _cold_start() -> str:
 def _compiled(model: Optional[Model]) -> None:
     """The worker's callback: the model's kernels are ready (unless the model is gone)."""
     if model is not None:
-        model._numpy_layers = None
+        model._numpy_forward = None
 
 
 def _run_layers(layers: list[Layer], batch: np.ndarray, kernels: ModuleType) -> np.ndarray:

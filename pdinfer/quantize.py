@@ -189,11 +189,15 @@ def int8_steps(graph: Graph) -> list[Int8Step]:
 
 
 class Int8Reference:
-    """A quantized graph run by the integer reference kernels: the specification of its answers."""
+    """A quantized graph run by the integer reference kernels: the specification of its answers.
+    With `numpy`, by their NumPy forms instead (a model's first calls, before its kernels are
+    compiled): the same answers bit for bit from its int8 steps, its float steps' to float32
+    rounding (kernels/vectorized.py)."""
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, numpy: bool = False) -> None:
         self.steps = int8_steps(graph)
         self.activations = dict(graph.activations)
+        self.numpy = numpy
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x: (N, C, H, W) float32, checked; returns the output, float32."""
@@ -201,7 +205,10 @@ class Int8Reference:
 
     def trace(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every step's output (uint8 or float32, NCHW) and the output, dequantized, under its name."""
-        from .kernels import integer, reference  # Numba's, imported on first use
+        if self.numpy:
+            from .kernels import integer_vectorized as integer, vectorized as reference
+        else:
+            from .kernels import integer, reference  # Numba's, imported on first use
         values: dict[str, np.ndarray] = {INPUT: x}
         quantized: dict[str, Quantization] = {}
 

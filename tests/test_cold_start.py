@@ -1,6 +1,7 @@
 """A model's first answers before its kernels are compiled (PDINFER_COLD_START, pdinfer/background.py).
 
-By default a model answers with NumPy (kernels/vectorized.py) until the background worker has its
+By default a model answers with NumPy (kernels/vectorized.py; an int8 model with
+kernels/integer_vectorized.py) until the background worker has its
 compiled kernels ready, then switches to them. The tests hold the worker back where they need the
 NumPy path for certain (it waits for `rows._compiling`, the lock every row kernel compiles under).
 """
@@ -18,12 +19,14 @@ import numpy as np
 import pytest
 
 import pdinfer
+from exporter.compress import compress_file
 from helpers import assert_close
 from pdinfer import background
 from pdinfer.builder import LayerList, conv2d_params, every_layer_type, max_pool2d_params
 from pdinfer.cli import ANSWERED_WITH_NUMPY, COMPILING
 from pdinfer.kernels import rows, vectorized
 from pdinfer.model import _run_layers
+from small_model import sample_images, write_small_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,6 +75,23 @@ def test_a_model_answers_with_numpy_until_its_kernels_are_ready(tmp_path, monkey
     assert compiled.compiled
     np.testing.assert_array_equal(later, compiled(x))  # after the switch: the compiled kernels' answer
     assert_close(early, later, "NumPy answer vs the compiled kernels")
+
+
+def test_an_int8_model_answers_with_its_integer_reference_in_numpy_until_its_kernels_are_ready(tmp_path, monkeypatch):
+    path = tmp_path / "small.int8.pdw"
+    compress_file(write_small_model(tmp_path / "small.pdw"), path, "int8", sample_images(16, seed=7005))
+    monkeypatch.setenv("PDINFER_COLD_START", "numpy")
+    x = sample_images(3, seed=7006)
+    with rows._compiling:
+        model = pdinfer.load(path)
+        assert not model.compiled
+        early = model(x)
+        assert not model.compiled
+    _wait_compiled(model)
+    later = model(x)
+    # int8 steps up to the Softmax: the same uint8 values (tests/test_int8.py), the Softmax in NumPy
+    assert_close(early, later, "int8 model on NumPy vs the compiled kernels")
+    assert (early.argmax(axis=1) == later.argmax(axis=1)).all()
 
 
 def test_compile_makes_a_model_switch_at_once(tmp_path, monkeypatch):

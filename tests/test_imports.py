@@ -39,3 +39,6 @@ def test_import_and_load_leave_numba_to_the_first_compiled_call():
     assert "pdinfer.kernels.reference" not in loaded and "pdinfer.kernels.fast" not in loaded
     assert "numba" in modules_after(statement + "\nimport numpy as np\nm = pdinfer.load('weights/pd_light.pdw')\n"
                                                 "m(np.zeros(m.input_shape, np.float32))")
+    # an int8 file too (llvmlite only, for the CPU features its depthwise weights are packed for)
+    loaded = modules_after(statement.replace("pd_light.pdw", "pd_light.int8.pdw"))
+    assert "numba" not in loaded and "pdinfer.kernels.integer" not in loaded

@@ -1,6 +1,6 @@
-"""Int8 computation (issue 19): the integer reference kernels against the spec of docs/KERNELS.md
-written out again in NumPy (sums exact in float64 by torch, requantization as specified), the
-quantizer's constants, the `activations` file entry, and quantized models against their float
+"""Int8 computation (issue 19): the integer reference kernels (and their NumPy forms, a model's first
+calls) against the spec of docs/KERNELS.md written out again in NumPy (sums exact in float64 by
+torch, requantization as specified), the quantizer's constants, the `activations` file entry, and quantized models against their float
 originals.
 """
 
@@ -21,7 +21,7 @@ from pdinfer.builder import every_layer_type
 from pdinfer.errors import FormatError
 from pdinfer.format import read_weights, write_weights
 from pdinfer.graph import ACTIVATIONS_KEY, load_graph
-from pdinfer.kernels import integer
+from pdinfer.kernels import integer, integer_vectorized
 from pdinfer.kernels.params import requant, window
 from pdinfer.quantize import Int8Reference, Quantization, choose, conv_constants, encode, int8_steps
 from small_model import sample_images, write_small_model
@@ -66,6 +66,8 @@ def conv_cases(draw):
 
 
 ACTIVATIONS = st.sampled_from(["none", "relu", "relu6", "leaky"])
+# Every form of the integer reference: Numba's loops, and NumPy's for a model's first calls.
+INTEGER_KERNELS = pytest.mark.parametrize("kernels", [integer, integer_vectorized], ids=["loops", "numpy"])
 
 
 def _requant_of(kind: str, zero_point: int, high6: int):
@@ -73,8 +75,9 @@ def _requant_of(kind: str, zero_point: int, high6: int):
             "relu6": requant(zero_point, zero_point, high6), "leaky": requant(zero_point, negative_slope=0.2)}[kind]
 
 
+@INTEGER_KERNELS
 @given(case=conv_cases(), act=ACTIVATIONS, seed=st.integers(0, 2 ** 16))
-def test_int8_conv2d_is_the_exact_sum_requantized(case, act, seed):
+def test_int8_conv2d_is_the_exact_sum_requantized(kernels, case, act, seed):
     rng = np.random.default_rng(seed)
     win, n, ci, co, groups = case["win"], case["n"], case["ci"], case["co"], case["groups"]
     x = rng.integers(0, 256, (n, ci, case["h"], case["w"]), dtype=np.uint8)
@@ -85,50 +88,54 @@ def test_int8_conv2d_is_the_exact_sum_requantized(case, act, seed):
     rq = _requant_of(act, out_zero, min(255, out_zero + 40))
     v = spec_conv(x, x_zero, weight, bias, multiplier, win, groups)
     expected = spec_requantize(v, *rq)
-    got = integer.conv2d(x, x_zero, weight, bias, multiplier, tuple(rq), tuple(win), groups, *v.shape[2:])
+    got = kernels.conv2d(x, x_zero, weight, bias, multiplier, tuple(rq), tuple(win), groups, *v.shape[2:])
     np.testing.assert_array_equal(got, expected)
 
 
+@INTEGER_KERNELS
 @given(case=conv_cases(), seed=st.integers(0, 2 ** 16))
-def test_int8_max_pool_is_the_float_max_pool(case, seed):
+def test_int8_max_pool_is_the_float_max_pool(kernels, case, seed):
     win, rng = case["win"], np.random.default_rng(seed)
     x = rng.integers(0, 256, (case["n"], case["ci"], case["h"], case["w"]), dtype=np.uint8)
     expected = torch.nn.functional.max_pool2d(
         torch.nn.functional.pad(torch.from_numpy(x.astype(np.float64)),
                                 (win.pad_left, win.pad_right, win.pad_top, win.pad_bottom), value=-1.0),
         (win.kernel_h, win.kernel_w), (win.stride_h, win.stride_w), 0, (win.dilation_h, win.dilation_w)).numpy()
-    got = integer.max_pool2d(x, tuple(win), *expected.shape[2:])
+    got = kernels.max_pool2d(x, tuple(win), *expected.shape[2:])
     np.testing.assert_array_equal(got, np.maximum(expected, 0).astype(np.uint8))  # a window of padding only: 0
 
 
+@INTEGER_KERNELS
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 9), st.integers(1, 9)),
        seed=st.integers(0, 2 ** 16))
-def test_int8_mean_and_add_requantize_as_specified(shape, seed):
+def test_int8_mean_and_add_requantize_as_specified(kernels, shape, seed):
     rng = np.random.default_rng(seed)
     x, y = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
     za, zb, zo = (int(z) for z in rng.integers(0, 256, 3))
     ma, mb, mm = (np.float32(m) for m in rng.uniform(1e-3, 2.0, 3))
     sums = (x.astype(np.int64) - za).sum(axis=(2, 3))
-    np.testing.assert_array_equal(integer.global_avg_pool(x, za, mm, tuple(requant(zo))),
+    np.testing.assert_array_equal(kernels.global_avg_pool(x, za, mm, tuple(requant(zo))),
                                   spec_requantize(sums.astype(np.float32) * mm, zo))
     v = (x.astype(np.int32) - za).astype(np.float32) * ma + (y.astype(np.int32) - zb).astype(np.float32) * mb
-    np.testing.assert_array_equal(integer.add(x, za, ma, y, zb, mb, tuple(requant(zo, 3, 200))),
+    np.testing.assert_array_equal(kernels.add(x, za, ma, y, zb, mb, tuple(requant(zo, 3, 200))),
                                   spec_requantize(v, zo, 3, 200))
 
 
+@INTEGER_KERNELS
 @given(values=st.lists(st.floats(-1e6, 1e6, width=32), min_size=1, max_size=40),
        scale=st.floats(0.0009765625, 16.0, width=32), zero_point=st.integers(0, 255))
-def test_quantize_divides_rounds_half_even_and_clamps_and_dequantize_multiplies(values, scale, zero_point):
+def test_quantize_divides_rounds_half_even_and_clamps_and_dequantize_multiplies(kernels, values, scale, zero_point):
     x, scale = np.array(values, np.float32), np.float32(scale)
-    q = integer.quantize(x, scale, zero_point)
+    q = kernels.quantize(x, scale, zero_point)
     np.testing.assert_array_equal(q, spec_requantize(x / scale, zero_point))
-    np.testing.assert_array_equal(integer.dequantize(q, scale, zero_point),
+    np.testing.assert_array_equal(kernels.dequantize(q, scale, zero_point),
                                   scale * (q.astype(np.int32) - zero_point).astype(np.float32))
 
 
-def test_requantize_rounds_ties_to_even():
+@INTEGER_KERNELS
+def test_requantize_rounds_ties_to_even(kernels):
     v = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 1e30, -1e30], np.float32)
-    np.testing.assert_array_equal(integer.quantize(v, np.float32(1.0), 10), [10, 12, 12, 10, 8, 8, 255, 0])
+    np.testing.assert_array_equal(kernels.quantize(v, np.float32(1.0), 10), [10, 12, 12, 10, 8, 8, 255, 0])
 
 
 @given(low=st.floats(-100, 100), width=st.floats(0, 100))
@@ -176,6 +183,25 @@ def test_quantized_small_model_steps_and_answers(tmp_path):
     trace = Int8Reference(graph).trace(x)
     assert trace["act0"].dtype == np.uint8 and trace["softmax"].dtype == np.float32
     np.testing.assert_array_equal(trace["softmax"], int8_out)
+
+
+def test_the_numpy_integer_reference_gives_every_int8_value_bit_for_bit(tmp_path):
+    """A model's first calls (Int8Reference(numpy=True)): every uint8 value equal to the integer
+    reference's (the small model: int8 steps, depthwise and Add included, up to its Softmax), the
+    float step's to float32 rounding."""
+    src = write_small_model(tmp_path / "small.pdw")
+    graph = load_graph(_quantized(tmp_path, src, sample_images(32, seed=5)))
+    x = sample_images(4, seed=6)
+    expected, got = Int8Reference(graph).trace(x), Int8Reference(graph, numpy=True).trace(x)
+    assert list(got) == list(expected)
+    assert sum(v.dtype == np.uint8 for v in expected.values()) == 7
+    for name, value in expected.items():
+        assert got[name].dtype == value.dtype and got[name].shape == value.shape, name
+        if value.dtype == np.uint8:
+            np.testing.assert_array_equal(got[name], value, err_msg=name)
+        else:
+            np.testing.assert_allclose(got[name], value, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(value).max()),
+                                       err_msg=name)
 
 
 def test_every_layer_type_quantizes_with_float_steps_between(tmp_path):

@@ -10,7 +10,8 @@ field's type (a field that is sometimes a bool and sometimes an int would compil
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+import os
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -122,6 +123,22 @@ def requant(zero_point: int, low: int = 0, high: int = 255, negative_slope: floa
 
 
 CONV_U8_VARIANTS = (PLAIN, VNNI, AVX2, BEST) = (0, 1, 2, -1)  # fast_int8.conv2d's matrix products; BEST: the host's fastest
+
+
+def compiles_for(feature: str, cpu_features: Optional[str] = None) -> bool:
+    """Whether the CPU Numba compiles for has `feature` (an LLVM name: "avx512vnni"): those
+    `cpu_features` lists (numba.core.config.CPU_FEATURES) where given, else those
+    NUMBA_CPU_FEATURES lists where it is set (NUMBA_CPU_NAME=generic: none), as Numba reads them,
+    else the host's. Reads no more than llvmlite, so that lowering an int8 model at load imports no
+    Numba."""
+    if cpu_features is None:
+        cpu_features = os.environ.get("NUMBA_CPU_FEATURES")
+        if cpu_features is None and os.environ.get("NUMBA_CPU_NAME", "").lower() == "generic":
+            cpu_features = ""
+    if cpu_features is not None:
+        return f"+{feature}" in cpu_features.split(",")
+    import llvmlite.binding as llvm
+    return bool(llvm.get_host_cpu_features().get(feature, False))
 
 
 def quads(channels: int) -> int:

@@ -11,23 +11,20 @@ and fast_int8.conv2d is run with its plain variant there. Array arguments are
 C-contiguous and addressed by a flat element offset; nothing is bounds-checked.
 """
 
-import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils, config
 from numba.extending import intrinsic, models, register_model
 
+from . import params
 from .simd import _element_pointer, _lane_mask, _llvm_function, _splat
 
 
 def compiles_for(feature: str) -> bool:
-    """Whether the CPU Numba compiles for has `feature` (an LLVM name: "avx512vnni"): the host's
-    features, or those NUMBA_CPU_FEATURES lists when it is set (NUMBA_CPU_NAME=generic sets it
-    empty), as Numba's own code generation takes them. An x86 intrinsic for a feature the target
-    lacks would abort LLVM, so the kernels take the portable form then."""
-    if config.CPU_FEATURES is not None:
-        return f"+{feature}" in config.CPU_FEATURES.split(",")
-    return bool(llvm.get_host_cpu_features().get(feature, False))
+    """Whether the CPU Numba compiles for has `feature` (params.compiles_for, by Numba's own
+    configuration). An x86 intrinsic for a feature the target lacks would abort LLVM, so the
+    kernels take the portable form then."""
+    return params.compiles_for(feature, config.CPU_FEATURES)
 
 
 HAS_VNNI = compiles_for("avx512vnni") and compiles_for("avx512bw")  # the kernels may use vpdpbusd and BW's packs

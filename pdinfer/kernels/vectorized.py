@@ -19,33 +19,40 @@ from .params import Window
 _F32 = np.float32
 
 
-def _windows(x: np.ndarray, window: tuple, fill: float, out_h: int, out_w: int) -> np.ndarray:
+def windows(x: np.ndarray, window: tuple, fill: float, out_h: int, out_w: int) -> np.ndarray:
     """Every window's taps as a view (N, C, out_h, out_w, KH, KW) of x padded with `fill`: taps
     outside the input read `fill` (0 for sums, -inf for maxima), as reference.py skips them.
 
-    x: (N, C, H, W); window: params.Window
+    x: (N, C, H, W), any dtype (the view's); window: params.Window
     """
     w = Window(*window)
     n, c, in_h, in_w = x.shape
     span_h, span_w = w.dilation_h * (w.kernel_h - 1) + 1, w.dilation_w * (w.kernel_w - 1) + 1
     bottom = max(0, (out_h - 1) * w.stride_h + span_h - w.pad_top - in_h)
     right = max(0, (out_w - 1) * w.stride_w + span_w - w.pad_left - in_w)
-    padded = np.full((n, c, w.pad_top + in_h + bottom, w.pad_left + in_w + right), fill, dtype=_F32)
+    padded = np.full((n, c, w.pad_top + in_h + bottom, w.pad_left + in_w + right), fill, dtype=x.dtype)
     padded[:, :, w.pad_top:w.pad_top + in_h, w.pad_left:w.pad_left + in_w] = x
     taps = sliding_window_view(padded, (span_h, span_w), axis=(2, 3))
     return taps[:, :, ::w.stride_h, ::w.stride_w, ::w.dilation_h, ::w.dilation_w][:, :, :out_h, :out_w]
 
 
-def conv2d(x, weight, bias, has_bias, window, groups, out_h, out_w):
-    """x (N, Ci, H, W), weight (Co, Ci/groups, KH, KW), bias (Co,) -> (N, Co, out_h, out_w)."""
-    taps = _windows(x, window, 0.0, out_h, out_w)
+def correlate(x, weight, window, groups, out_h, out_w):
+    """The sums of a convolution without bias, in x's dtype, summed by BLAS (or einsum).
+
+    x: (N, Ci, H, W); weight: (Co, Ci/groups, KH, KW); returns (N, Co, out_h, out_w), a view
+    """
+    taps = windows(x, window, 0, out_h, out_w)
     n, out_c = len(x), weight.shape[0]
     if groups == 1:
-        out = np.tensordot(taps, weight, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
-    else:
-        grouped = taps.reshape(n, groups, -1, out_h, out_w, *taps.shape[4:])
-        out = np.einsum("ngcyxij,gocij->ngoyx", grouped, weight.reshape(groups, out_c // groups, *weight.shape[1:]))
-        out = out.reshape(n, out_c, out_h, out_w)
+        return np.tensordot(taps, weight, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+    grouped = taps.reshape(n, groups, -1, out_h, out_w, *taps.shape[4:])
+    out = np.einsum("ngcyxij,gocij->ngoyx", grouped, weight.reshape(groups, out_c // groups, *weight.shape[1:]))
+    return out.reshape(n, out_c, out_h, out_w)
+
+
+def conv2d(x, weight, bias, has_bias, window, groups, out_h, out_w):
+    """x (N, Ci, H, W), weight (Co, Ci/groups, KH, KW), bias (Co,) -> (N, Co, out_h, out_w)."""
+    out = correlate(x, weight, window, groups, out_h, out_w)
     if has_bias:
         out = out + bias[:, None, None]
     return np.ascontiguousarray(out, dtype=_F32)
@@ -89,7 +96,7 @@ def softmax_rows(x):
 
 def max_pool2d(x, window, out_h, out_w):
     """x (N, C, H, W) -> (N, C, out_h, out_w)."""
-    return np.ascontiguousarray(_windows(x, window, -np.inf, out_h, out_w).max(axis=(4, 5)))
+    return np.ascontiguousarray(windows(x, window, -np.inf, out_h, out_w).max(axis=(4, 5)))
 
 
 def _clipped_counts(out: int, stride: int, pad: int, kernel: int, size: int, pad_end: int):
@@ -103,7 +110,7 @@ def _clipped_counts(out: int, stride: int, pad: int, kernel: int, size: int, pad
 def avg_pool2d(x, window, count_include_pad, divisor_override, out_h, out_w):
     """x (N, C, H, W) -> (N, C, out_h, out_w); the divisor as reference.avg_pool2d's."""
     w = Window(*window)
-    sums = _windows(x, window, 0.0, out_h, out_w).sum(axis=(4, 5), dtype=_F32)
+    sums = windows(x, window, 0.0, out_h, out_w).sum(axis=(4, 5), dtype=_F32)
     clipped_h, cells_h = _clipped_counts(out_h, w.stride_h, w.pad_top, w.kernel_h, x.shape[2], w.pad_bottom)
     clipped_w, cells_w = _clipped_counts(out_w, w.stride_w, w.pad_left, w.kernel_w, x.shape[3], w.pad_right)
     if divisor_override > 0:

@@ -183,7 +183,8 @@ def _conv(step: Int8Step, x: Quantization, graph: Graph, pool: Optional[Layer], 
     multipliers = np.zeros(channels, np.float32)
     multipliers[:layer.weight.shape[0]] = step.multipliers[0]
     if isinstance(layer, Conv2d) and layer.is_depthwise:
-        if layer.out_channels > 32 and compiles_for("avx512vnni") and compiles_for("avx512bw"):  # its 64 channel blocks half full or more
+        # its 64 channel blocks half full or more, on a CPU with vpdpbusd and BW's packs
+        if layer.out_channels > 32 and compiles_for("avx512vnni") and compiles_for("avx512bw"):
             weight, bias, multipliers = depthwise_vnni_operands(layer.weight, step.bias, step.multipliers[0], x.zero_point)
             return DepthwiseU8(weight, bias, multipliers, tuple(step.requant), tuple(layer.window), x.zero_point,
                                out_shape, VNNI)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .params import Requant
-from .vectorized import windows, correlate
+from .vectorized import correlate, windows
 
 _F32 = np.float32
 
